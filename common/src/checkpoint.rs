@@ -1,0 +1,272 @@
+//! Checkpoints: weights as safetensors with PyTorch-style names (`conv1.weight`,
+//! `layer1.0.bn1.running_mean`, `fc.weight` as `[out, in]`), plus a JSON sidecar that makes the
+//! file self-describing (architecture, input, normalisation, dataset, classes, training config,
+//! final metrics, a hash of the weights). Both files are written atomically; the sidecar is
+//! written last and names the weights' SHA-256, so a torn pair is detected on load.
+//!
+//! `model.safetensors` loads in PyTorch with `safetensors.torch.load_file`.
+
+use crate::atomic;
+use crate::error::{Error, Result};
+use crate::models::{ModelSpec, Network};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::Device;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Version of the sidecar schema; bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Shape and normalisation of the images a model expects.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Channels, height, width.
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// Per-channel mean subtracted after scaling pixels to [0, 1].
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by.
+    pub std: Vec<f32>,
+}
+
+/// The JSON sidecar next to `*.safetensors`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointMeta {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// The network.
+    pub model: ModelSpec,
+    /// What the network reads.
+    pub input: InputSpec,
+    /// Dataset identity (name and split sizes), as written by the trainer.
+    pub dataset: serde_json::Value,
+    /// Class names, index = class id.
+    pub classes: Vec<String>,
+    /// The resolved training configuration that produced the weights.
+    pub training: serde_json::Value,
+    /// Final metrics (for example validation and test top-1).
+    pub metrics: serde_json::Value,
+    /// SHA-256 of the safetensors file, hex.
+    pub weights_sha256: String,
+    /// Tool and version that wrote the checkpoint.
+    pub written_by: String,
+}
+
+/// The sidecar path of a weights file: `model.safetensors` -> `model.json`.
+pub fn sidecar_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `network` to `weights` (safetensors) and `meta` to its sidecar, both atomically.
+/// `meta.weights_sha256` and `meta.format_version` are filled in here.
+pub fn save(network: &Network, meta: &CheckpointMeta, weights: &Path) -> Result<()> {
+    atomic::write_with(weights, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .skip_enum_variants(true)
+            .metadata("format", "pt")
+            .metadata("kdkit.arch", meta.model.arch.to_string());
+        network
+            .save_into(&mut store)
+            .map_err(|e| Error::Checkpoint { path: weights.into(), message: e.to_string() })
+    })?;
+    let mut meta = meta.clone();
+    meta.format_version = FORMAT_VERSION;
+    meta.weights_sha256 = sha256_file(weights)?;
+    atomic::write_json(&sidecar_path(weights), &meta)
+}
+
+/// Reads and checks a sidecar.
+pub fn read_meta(weights: &Path) -> Result<CheckpointMeta> {
+    let sidecar = sidecar_path(weights);
+    if !weights.exists() {
+        return Err(Error::io(weights, std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found")));
+    }
+    let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
+    let meta: CheckpointMeta =
+        serde_json::from_str(&text).map_err(|e| Error::Parse { path: sidecar.clone(), message: e.to_string() })?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(Error::CheckpointMismatch {
+            path: sidecar,
+            message: format!("format version {} is not supported (expected {FORMAT_VERSION})", meta.format_version),
+        });
+    }
+    Ok(meta)
+}
+
+/// Loads a checkpoint: sidecar, hash check, network rebuilt from its spec, weights applied with
+/// every tensor's name and shape checked.
+pub fn load(weights: &Path, device: &Device) -> Result<(Network, CheckpointMeta)> {
+    let meta = read_meta(weights)?;
+    let hash = sha256_file(weights)?;
+    if hash != meta.weights_sha256 {
+        return Err(Error::CheckpointMismatch {
+            path: weights.into(),
+            message: format!(
+                "weights hash {hash} differs from the sidecar's {}; the pair is torn or was edited",
+                meta.weights_sha256
+            ),
+        });
+    }
+    let mut network = meta.model.init(device)?;
+    apply_weights(&mut network, weights)?;
+    Ok((network, meta))
+}
+
+/// Loads a checkpoint that must have the given architecture and class count, and says what
+/// differs when it does not.
+pub fn load_expecting(weights: &Path, expected: &ModelSpec, device: &Device) -> Result<(Network, CheckpointMeta)> {
+    let meta = read_meta(weights)?;
+    let mut differences = Vec::new();
+    let (got, want) = (&meta.model, expected);
+    if got.arch != want.arch {
+        differences.push(format!("architecture is {} but {} is expected", got.arch, want.arch));
+    }
+    if got.num_classes != want.num_classes {
+        differences.push(format!("{} classes but {} are expected", got.num_classes, want.num_classes));
+    }
+    if got.in_channels != want.in_channels {
+        differences.push(format!("{} input channels but {} are expected", got.in_channels, want.in_channels));
+    }
+    if got.width != want.width {
+        differences.push(format!("width {} but {} is expected", got.width, want.width));
+    }
+    if got.plan != want.plan && want.plan.is_some() {
+        differences.push("its VGG plan differs".into());
+    }
+    if !differences.is_empty() {
+        return Err(Error::CheckpointMismatch { path: weights.into(), message: differences.join("; ") });
+    }
+    load(weights, device)
+}
+
+/// Applies the tensors of a safetensors file to `network`; every parameter must be present with
+/// its shape, and no tensor may be left over.
+pub fn apply_weights(network: &mut Network, weights: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_file(weights)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .skip_enum_variants(true)
+        .allow_partial(true);
+    let mismatch = |message: String| Error::CheckpointMismatch { path: weights.into(), message };
+    let result = network.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
+    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+    if !result.missing.is_empty() {
+        let names: Vec<&str> = result.missing.iter().take(5).map(|(name, _)| name.as_str()).collect();
+        problems.push(format!("{} tensor(s) missing, e.g. {}", result.missing.len(), names.join(", ")));
+    }
+    if !result.unused.is_empty() {
+        let names: Vec<&str> = result.unused.iter().take(5).map(String::as_str).collect();
+        problems.push(format!("{} unexpected tensor(s), e.g. {}", result.unused.len(), names.join(", ")));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(mismatch(problems.join("; "))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::Arch;
+    use burn::module::Module;
+    use burn::tensor::Tensor;
+
+    fn meta(spec: ModelSpec) -> CheckpointMeta {
+        CheckpointMeta {
+            format_version: 0,
+            model: spec,
+            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.5], std: vec![0.25] },
+            dataset: serde_json::json!({"name": "synthetic"}),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            training: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            weights_sha256: String::new(),
+            written_by: "test".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_reproduces_outputs_and_uses_pytorch_names() {
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let mut spec = ModelSpec::new(Arch::ResNet(8), 1, 3);
+        spec.shortcut = crate::models::Shortcut::Conv;
+        let network = spec.init(&device).unwrap();
+        save(&network, &meta(spec.clone()), &path).unwrap();
+
+        let (loaded, meta) = load(&path, &device).unwrap();
+        assert_eq!(meta.model, spec);
+        let x = Tensor::<4>::random([2, 1, 8, 8], burn::tensor::Distribution::Default, &device);
+        let a = network.valid().forward(x.clone()).into_data();
+        let b = loaded.valid().forward(x).into_data();
+        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-6));
+
+        let bytes = std::fs::read(&path).unwrap();
+        let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
+        for expected in ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "layer1.0.conv2.weight",
+            "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var", "fc.weight", "fc.bias"] {
+            assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
+        }
+        // PyTorch's Linear layout: [out, in].
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(tensors.tensor("fc.weight").unwrap().shape(), &[3, 64]);
+    }
+
+    #[test]
+    fn other_architecture_or_class_count_is_refused_with_the_difference() {
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
+        save(&spec.init(&device).unwrap(), &meta(spec.clone()), &path).unwrap();
+
+        let other = ModelSpec::new(Arch::ResNet(20), 1, 3);
+        let err = load_expecting(&path, &other, &device).unwrap_err().to_string();
+        assert!(err.contains("architecture is small-cnn but resnet20"), "{err}");
+        let other = ModelSpec::new(Arch::SmallCnn, 1, 5);
+        let err = load_expecting(&path, &other, &device).unwrap_err().to_string();
+        assert!(err.contains("3 classes but 5"), "{err}");
+    }
+
+    #[test]
+    fn weights_of_another_shape_are_refused() {
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.safetensors");
+        let spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
+        save(&spec.init(&device).unwrap(), &meta(spec.clone()), &a).unwrap();
+        let mut wide = spec.clone();
+        wide.width = 2.0;
+        let mut network = wide.init(&device).unwrap();
+        let err = apply_weights(&mut network, &a).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn torn_pair_is_detected() {
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
+        save(&spec.init(&device).unwrap(), &meta(spec.clone()), &path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let err = load(&path, &device).unwrap_err().to_string();
+        assert!(err.contains("hash"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! kd-common: the tensor side of kdkit — devices, the model zoo, checkpoints, losses, metrics and
+//! the one training loop that every trainer reuses.
+
+pub mod atomic;
+pub mod checkpoint;
+mod cuda_probe;
+pub mod device;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod models;
+pub mod progress;
+
+pub use error::{Error, Result};

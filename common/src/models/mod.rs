@@ -1,0 +1,282 @@
+//! The model zoo: every network takes its input channels and class count, and exposes the pooled
+//! embedding (`forward_features`) besides the logits (`forward`).
+
+mod layers;
+pub mod mobilenet_v2;
+pub mod resnet;
+pub mod small_cnn;
+pub mod vgg;
+
+pub use mobilenet_v2::MobileNetV2;
+pub use resnet::{ResNet, Shortcut};
+pub use small_cnn::SmallCnn;
+pub use vgg::{PlanItem, Vgg};
+
+use crate::error::{Error, Result};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use std::fmt;
+use std::str::FromStr;
+
+/// Architecture names as written on the command line and in checkpoint sidecars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Arch {
+    /// CIFAR ResNet-(6n+2) with n blocks per stage: 20, 32, 44, 56, 110.
+    ResNet(usize),
+    /// VGG-BN 11/13/16/19, or a custom plan (depth 0).
+    Vgg(usize),
+    /// MobileNetV2 for small inputs.
+    MobileNetV2,
+    /// The small three-stage CNN.
+    SmallCnn,
+}
+
+impl Arch {
+    /// Every architecture name accepted by [`FromStr`].
+    pub const NAMES: &'static [&'static str] = &[
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "vgg11", "vgg13", "vgg16", "vgg19",
+        "vgg-custom", "mobilenetv2", "small-cnn",
+    ];
+}
+
+impl FromStr for Arch {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        let unknown = || Error::InvalidModel(format!("unknown architecture `{name}`; known: {}", Arch::NAMES.join(", ")));
+        match name {
+            "mobilenetv2" => Ok(Self::MobileNetV2),
+            "small-cnn" => Ok(Self::SmallCnn),
+            "vgg-custom" => Ok(Self::Vgg(0)),
+            _ => {
+                if let Some(depth) = name.strip_prefix("resnet").and_then(|d| d.parse::<usize>().ok()) {
+                    if depth >= 8 && (depth - 2) % 6 == 0 {
+                        return Ok(Self::ResNet(depth));
+                    }
+                } else if let Some(depth) = name.strip_prefix("vgg").and_then(|d| d.parse::<usize>().ok()) {
+                    if vgg::standard_plan(depth).is_some() {
+                        return Ok(Self::Vgg(depth));
+                    }
+                }
+                Err(unknown())
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for Arch {
+    type Error = Error;
+    fn try_from(name: String) -> Result<Self> {
+        name.parse()
+    }
+}
+
+impl From<Arch> for String {
+    fn from(arch: Arch) -> String {
+        arch.to_string()
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ResNet(depth) => write!(f, "resnet{depth}"),
+            Self::Vgg(0) => write!(f, "vgg-custom"),
+            Self::Vgg(depth) => write!(f, "vgg{depth}"),
+            Self::MobileNetV2 => write!(f, "mobilenetv2"),
+            Self::SmallCnn => write!(f, "small-cnn"),
+        }
+    }
+}
+
+fn default_width() -> f32 {
+    1.0
+}
+
+/// Everything needed to rebuild a network: stored in every checkpoint sidecar.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Architecture.
+    pub arch: Arch,
+    /// Channel width multiplier (ResNet, MobileNetV2, small CNN).
+    #[serde(default = "default_width")]
+    pub width: f32,
+    /// ResNet shortcut type.
+    #[serde(default)]
+    pub shortcut: Shortcut,
+    /// VGG channel plan; required for `vgg-custom`, filled in for standard depths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<PlanItem>>,
+    /// Input channels (1 for Fashion-MNIST, 3 for CIFAR).
+    pub in_channels: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+}
+
+impl ModelSpec {
+    /// A spec with default width and shortcut; the plan of a standard VGG is filled in.
+    pub fn new(arch: Arch, in_channels: usize, num_classes: usize) -> Self {
+        let plan = match arch {
+            Arch::Vgg(depth) if depth > 0 => vgg::standard_plan(depth),
+            _ => None,
+        };
+        Self { arch, width: 1.0, shortcut: Shortcut::Pad, plan, in_channels, num_classes }
+    }
+
+    /// Checks the spec and builds the network with fresh weights on `device`.
+    pub fn init(&self, device: &Device) -> Result<Network> {
+        if self.in_channels == 0 || self.num_classes < 2 {
+            return Err(Error::InvalidModel(format!(
+                "need at least 1 input channel and 2 classes, got {} and {}",
+                self.in_channels, self.num_classes
+            )));
+        }
+        if !(self.width.is_finite() && self.width > 0.0) {
+            return Err(Error::InvalidModel(format!("width multiplier must be positive, got {}", self.width)));
+        }
+        Ok(match self.arch {
+            Arch::ResNet(depth) => Network::ResNet(ResNet::new(
+                (depth - 2) / 6,
+                self.width,
+                self.shortcut,
+                self.in_channels,
+                self.num_classes,
+                device,
+            )),
+            Arch::Vgg(_) => {
+                let plan = self.plan.as_ref().ok_or_else(|| Error::InvalidModel("vgg-custom needs a plan".into()))?;
+                Network::Vgg(Vgg::new(plan, self.in_channels, self.num_classes, device)?)
+            }
+            Arch::MobileNetV2 => {
+                Network::MobileNetV2(MobileNetV2::new(self.width, self.in_channels, self.num_classes, device))
+            }
+            Arch::SmallCnn => Network::SmallCnn(SmallCnn::new(self.width, self.in_channels, self.num_classes, device)),
+        })
+    }
+}
+
+/// Any network of the zoo.
+#[derive(Module, Debug)]
+pub enum Network {
+    /// CIFAR ResNet.
+    ResNet(ResNet),
+    /// VGG-BN from a plan.
+    Vgg(Vgg),
+    /// MobileNetV2.
+    MobileNetV2(MobileNetV2),
+    /// Small CNN.
+    SmallCnn(SmallCnn),
+}
+
+/// Number of trainable parameters (weights, biases, BN scale and shift); BN running statistics
+/// are buffers and are not counted, as in PyTorch's `sum(p.numel() for p in model.parameters())`.
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    struct Counter(usize, Vec<String>);
+    impl burn::module::ModuleVisitor for Counter {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.1.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let is_buffer = self.1.last().is_some_and(|n| n.starts_with("running_"));
+            if !is_buffer {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut counter = Counter(0, Vec::new());
+    module.visit(&mut counter);
+    counter.0
+}
+
+impl Network {
+    /// Logits: `[B, C_in, H, W] -> [B, classes]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::ResNet(m) => m.forward(x),
+            Self::Vgg(m) => m.forward(x),
+            Self::MobileNetV2(m) => m.forward(x),
+            Self::SmallCnn(m) => m.forward(x),
+        }
+    }
+
+    /// Pooled embedding before the classifier: `[B, C_in, H, W] -> [B, D]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::ResNet(m) => m.forward_features(x),
+            Self::Vgg(m) => m.forward_features(x),
+            Self::MobileNetV2(m) => m.forward_features(x),
+            Self::SmallCnn(m) => m.forward_features(x),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(name: &str, classes: usize) -> usize {
+        let spec = ModelSpec::new(name.parse().unwrap(), 3, classes);
+        trainable_params(&spec.init(&Device::default()).unwrap())
+    }
+
+    /// Published counts (He et al. 2016, §4.2: ResNet-20 0.27 M, ResNet-56 0.85 M, ResNet-110
+    /// 1.7 M). Exact values by hand for option A, 3 input channels, 10 classes (conv weights +
+    /// BN gamma/beta + fc; running statistics are buffers, not parameters):
+    /// ResNet-20: stem 432 + 32; stage 1: 3 x (2*2304 + 64) = 14,016; stage 2: (4608 + 9216 + 128)
+    /// + 2 x (2*9216 + 128) = 51,072; stage 3: (18432 + 36864 + 256) + 2 x (2*36864 + 256) =
+    /// 203,520; fc 650; total 269,722. ResNet-56 (9 blocks a stage) the same way: 853,018.
+    #[test]
+    fn resnet_parameter_counts_match_the_paper() {
+        assert_eq!(params("resnet20", 10), 269_722);
+        assert_eq!(params("resnet56", 10), 853_018);
+        let r110 = params("resnet110", 10) as f64;
+        assert!((r110 / 1.7e6 - 1.0).abs() < 0.02, "{r110}");
+    }
+
+    /// VGG-11-BN: each bias-free 3x3 conv has 9*c_in*c_out weights and its BN 2*c_out; the head
+    /// is a 512 -> 10 linear layer.
+    #[test]
+    fn vgg11_parameter_count() {
+        let convs: [(usize, usize); 8] =
+            [(3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)];
+        let expected: usize = convs.iter().map(|(i, o)| 9 * i * o + 2 * o).sum::<usize>() + 512 * 10 + 10;
+        assert_eq!(params("vgg11", 10), expected);
+    }
+
+    #[test]
+    fn every_arch_runs_forward_and_features() {
+        let device = Device::default();
+        for name in Arch::NAMES.iter().filter(|n| !n.contains("custom") && !n.contains("110")) {
+            let mut spec = ModelSpec::new(name.parse().unwrap(), 1, 7);
+            spec.width = 0.25;
+            let net = spec.init(&device).unwrap();
+            let x = Tensor::<4>::zeros([2, 1, 12, 12], &device);
+            assert_eq!(net.forward(x.clone()).dims(), [2, 7], "{name}");
+            assert_eq!(net.forward_features(x).dims()[0], 2, "{name}");
+        }
+    }
+
+    #[test]
+    fn arch_names_round_trip_and_reject_unknown() {
+        for name in Arch::NAMES {
+            assert_eq!(name.parse::<Arch>().unwrap().to_string(), *name);
+        }
+        assert!("resnet21".parse::<Arch>().is_err());
+        assert!("vgg12".parse::<Arch>().is_err());
+    }
+
+    #[test]
+    fn vgg_custom_plan_from_json() {
+        let spec: ModelSpec = serde_json::from_str(
+            r#"{"arch":"vgg-custom","plan":[8,"M",16,"M"],"in_channels":1,"num_classes":3}"#,
+        )
+        .unwrap();
+        let net = spec.init(&Device::default()).unwrap();
+        // 9*1*8 + 2*8 + 9*8*16 + 2*16 + 16*3 + 3
+        assert_eq!(trainable_params(&net), 72 + 16 + 1152 + 32 + 48 + 3);
+    }
+}
