@@ -7,8 +7,10 @@ mod cuda_probe;
 pub mod device;
 pub mod error;
 pub mod logging;
+pub mod losses;
 pub mod metrics;
 pub mod models;
 pub mod progress;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,9 +1,18 @@
 //! kd-datasets: reading datasets, augmenting images and loading batches on worker threads.
 
+pub mod catalog;
 pub mod cifar;
+pub mod dataset;
 pub mod error;
+pub mod folder;
 pub mod idx;
 pub mod image;
+pub mod loader;
 pub mod rng;
+pub mod transforms;
 
+pub use catalog::{DatasetKind, Split};
+pub use dataset::{Dataset, DatasetIdentity, Storage};
 pub use error::{DataError, Result};
+pub use loader::{Batch, BatchLoader, LoaderConfig};
+pub use transforms::{Augment, CropBox, Transform};

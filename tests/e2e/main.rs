@@ -1,1 +1,12 @@
-#[test] fn t(){}
+//! End-to-end tests: the real binaries on tiny generated data. Backend-specific runs use wgpu
+//! (`--device wgpu`, Mesa's lavapipe on CI machines without a GPU); input-validation runs use the
+//! CPU since they fail before any tensor work.
+//!
+//! Modules:
+mod fixture;
+// kd-pretrain: training, checkpoint, resume after kill, bad input.
+mod pretrain;
+// kd-eval: metrics JSON, predictions CSV, bad input.
+mod eval;
+// --device handling: missing drivers give an error, not a panic.
+mod devices;

@@ -1,1 +1,10 @@
+//! kd-tools: the kdkit command-line tools. Each binary in `src/bin/` is a thin shim over one
+//! module here; shared conventions live in [`cli`] and [`data`].
 
+pub mod bench;
+pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod pretrain;
+pub mod profiles;
+pub mod report;

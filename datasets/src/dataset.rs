@@ -1,0 +1,186 @@
+//! A dataset split: images (in memory, or image files decoded on demand), labels and class
+//! names, with cheap subsets for train/validation splits.
+
+use crate::error::{DataError, Result};
+use crate::image::Image;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the pixels live.
+#[derive(Debug)]
+pub enum Storage {
+    /// Equal-sized images packed HWC, one after the other.
+    Memory {
+        /// All pixels.
+        pixels: Vec<u8>,
+        /// Rows of every image.
+        height: usize,
+        /// Columns of every image.
+        width: usize,
+        /// Channels of every image.
+        channels: usize,
+    },
+    /// Image files (PNG/JPEG), decoded on demand to `channels` channels.
+    Files {
+        /// One path per image.
+        paths: Vec<PathBuf>,
+        /// 1 (grey) or 3 (RGB).
+        channels: usize,
+    },
+}
+
+/// Identity of a dataset split, recorded in checkpoints and label files so that mismatches can
+/// be refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetIdentity {
+    /// Dataset name (`fashion-mnist`, `cifar10`, `folder:<dir>`...).
+    pub name: String,
+    /// Split name (`train`, `test`, `train[-5000]`...).
+    pub split: String,
+    /// Number of images.
+    pub count: usize,
+    /// SHA-256 over the images' storage indices and labels, hex.
+    pub list_hash: String,
+}
+
+/// One split of a dataset, possibly a subset of a larger storage.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Dataset name.
+    pub name: String,
+    /// Split name.
+    pub split: String,
+    /// Class names, index = label.
+    pub classes: Vec<String>,
+    storage: Arc<Storage>,
+    /// Storage index of each item.
+    items: Arc<Vec<u32>>,
+    /// Label of each storage index.
+    labels: Arc<Vec<u16>>,
+}
+
+impl Dataset {
+    /// Wraps a storage; `labels[i]` is the label of storage image `i`.
+    pub fn new(name: &str, split: &str, classes: Vec<String>, storage: Storage, labels: Vec<u16>) -> Result<Self> {
+        let count = match &storage {
+            Storage::Memory { pixels, height, width, channels } => pixels.len() / (height * width * channels).max(1),
+            Storage::Files { paths, .. } => paths.len(),
+        };
+        if count != labels.len() {
+            return Err(DataError::Invalid(format!("{name}/{split}: {count} images but {} labels", labels.len())));
+        }
+        if count == 0 {
+            return Err(DataError::Invalid(format!("{name}/{split}: the split is empty")));
+        }
+        Ok(Self {
+            name: name.into(),
+            split: split.into(),
+            classes,
+            storage: Arc::new(storage),
+            items: Arc::new((0..count as u32).collect()),
+            labels: Arc::new(labels),
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the split is empty (never true for a constructed dataset).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Channels of every image.
+    pub fn channels(&self) -> usize {
+        match &*self.storage {
+            Storage::Memory { channels, .. } | Storage::Files { channels, .. } => *channels,
+        }
+    }
+
+    /// Fixed image size, if the storage has one.
+    pub fn fixed_size(&self) -> Option<(usize, usize)> {
+        match &*self.storage {
+            Storage::Memory { height, width, .. } => Some((*height, *width)),
+            Storage::Files { .. } => None,
+        }
+    }
+
+    /// Label of item `i`.
+    pub fn label(&self, i: usize) -> usize {
+        self.labels[self.items[i] as usize] as usize
+    }
+
+    /// All labels in item order.
+    pub fn labels(&self) -> Vec<usize> {
+        (0..self.len()).map(|i| self.label(i)).collect()
+    }
+
+    /// Pixels of item `i`.
+    pub fn image(&self, i: usize) -> Result<Image> {
+        let index = self.items[i] as usize;
+        match &*self.storage {
+            Storage::Memory { pixels, height, width, channels } => {
+                let size = height * width * channels;
+                Ok(Image::new(*height, *width, *channels, pixels[index * size..(index + 1) * size].to_vec()))
+            }
+            Storage::Files { paths, channels } => crate::folder::decode(&paths[index], *channels),
+        }
+    }
+
+    /// The items at `positions` (positions into this dataset), under a new split name.
+    pub fn subset(&self, positions: &[usize], split: &str) -> Self {
+        Self {
+            split: split.into(),
+            items: Arc::new(positions.iter().map(|&p| self.items[p]).collect()),
+            ..self.clone()
+        }
+    }
+
+    /// Splits off `val_size` items chosen by a seeded shuffle: `(train, val)`.
+    pub fn split_off_validation(&self, val_size: usize, seed: u64) -> Result<(Self, Self)> {
+        if val_size == 0 || val_size >= self.len() {
+            return Err(DataError::Invalid(format!(
+                "validation size {val_size} must be between 1 and {} (the split has {} images)",
+                self.len() - 1,
+                self.len()
+            )));
+        }
+        let order = crate::loader::permutation(self.len(), seed, u64::MAX - 1);
+        let (val, train) = order.split_at(val_size);
+        let (mut train, mut val) = (train.to_vec(), val.to_vec());
+        train.sort_unstable();
+        val.sort_unstable();
+        Ok((
+            self.subset(&train, &format!("{}[-{val_size}]", self.split)),
+            self.subset(&val, &format!("{}[val:{val_size}]", self.split)),
+        ))
+    }
+
+    /// Name, split, size and a hash of the item list and labels.
+    pub fn identity(&self) -> DatasetIdentity {
+        let mut hasher = Sha256::new();
+        for (i, &item) in self.items.iter().enumerate() {
+            hasher.update(item.to_le_bytes());
+            hasher.update((self.label(i) as u16).to_le_bytes());
+        }
+        if let Storage::Files { paths, .. } = &*self.storage {
+            for &item in self.items.iter() {
+                hasher.update(paths[item as usize].to_string_lossy().as_bytes());
+            }
+        }
+        DatasetIdentity {
+            name: self.name.clone(),
+            split: self.split.clone(),
+            count: self.len(),
+            list_hash: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}

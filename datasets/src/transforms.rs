@@ -1,0 +1,290 @@
+//! Image transforms: random-resized crop that reports its box and flip (FKD depends on
+//! rebuilding exactly that crop later), bilinear resize, pad-and-random-crop, horizontal flip
+//! and per-channel normalisation.
+
+use crate::error::{DataError, Result};
+use crate::image::Image;
+use rand::Rng;
+
+/// A crop as fractions of the source image: rows `top .. top + height`, columns
+/// `left .. left + width`, every value in [0, 1]. Fractions make a box independent of the
+/// image's size; [`CropBox::to_pixels`] recovers the integer pixel box.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CropBox {
+    /// First row / image height.
+    pub top: f32,
+    /// First column / image width.
+    pub left: f32,
+    /// Rows / image height.
+    pub height: f32,
+    /// Columns / image width.
+    pub width: f32,
+}
+
+/// An integer pixel box `(top, left, height, width)`.
+pub type PixelBox = (usize, usize, usize, usize);
+
+impl CropBox {
+    /// The fractions of a pixel box in an `h x w` image.
+    pub fn from_pixels((top, left, height, width): PixelBox, h: usize, w: usize) -> Self {
+        Self {
+            top: top as f32 / h as f32,
+            left: left as f32 / w as f32,
+            height: height as f32 / h as f32,
+            width: width as f32 / w as f32,
+        }
+    }
+
+    /// The pixel box in an `h x w` image: rounded, at least 1x1 and inside the image.
+    pub fn to_pixels(&self, h: usize, w: usize) -> PixelBox {
+        let top = ((self.top * h as f32).round() as usize).min(h - 1);
+        let left = ((self.left * w as f32).round() as usize).min(w - 1);
+        let height = ((self.height * h as f32).round() as usize).clamp(1, h - top);
+        let width = ((self.width * w as f32).round() as usize).clamp(1, w - left);
+        (top, left, height, width)
+    }
+}
+
+/// Draws a random-resized-crop box as torchvision's `RandomResizedCrop.get_params` does
+/// (Szegedy et al., 2015 "Inception" crops): area fraction from `scale`, log-uniform aspect
+/// ratio from `ratio`, 10 tries, then a centre crop clamped to the ratio range.
+pub fn sample_resized_crop_box(rng: &mut impl Rng, h: usize, w: usize, scale: [f32; 2], ratio: [f32; 2]) -> PixelBox {
+    let area = (h * w) as f32;
+    let (log_lo, log_hi) = (ratio[0].ln(), ratio[1].ln());
+    for _ in 0..10 {
+        let target = area * rng.random_range(scale[0]..=scale[1]);
+        let aspect = rng.random_range(log_lo..=log_hi).exp();
+        let cw = (target * aspect).sqrt().round() as usize;
+        let ch = (target / aspect).sqrt().round() as usize;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            let top = rng.random_range(0..=h - ch);
+            let left = rng.random_range(0..=w - cw);
+            return (top, left, ch, cw);
+        }
+    }
+    let in_ratio = w as f32 / h as f32;
+    let (ch, cw) = if in_ratio < ratio[0] {
+        (((w as f32 / ratio[0]).round() as usize).clamp(1, h), w)
+    } else if in_ratio > ratio[1] {
+        (h, ((h as f32 * ratio[1]).round() as usize).clamp(1, w))
+    } else {
+        (h, w)
+    };
+    ((h - ch) / 2, (w - cw) / 2, ch, cw)
+}
+
+/// Crops `pixel_box` out of `image`, optionally mirrors it, and resizes it bilinearly to
+/// `out_h x out_w` (half-pixel centres, as `F.interpolate(..., align_corners=False)`), rounding
+/// to bytes. A pure function of its inputs: the same (box, flip) always gives the same pixels.
+pub fn crop_resize(image: &Image, pixel_box: PixelBox, flip: bool, out_h: usize, out_w: usize) -> Image {
+    let (top, left, ch, cw) = pixel_box;
+    let c = image.channels;
+    let mut out = vec![0u8; out_h * out_w * c];
+    let scale_y = ch as f32 / out_h as f32;
+    let scale_x = cw as f32 / out_w as f32;
+    // Precompute the two source columns and weights of every output column.
+    let columns: Vec<(usize, usize, f32)> = (0..out_w)
+        .map(|ox| {
+            let sx = ((ox as f32 + 0.5) * scale_x - 0.5).clamp(0.0, (cw - 1) as f32);
+            let x0 = sx.floor() as usize;
+            (x0, (x0 + 1).min(cw - 1), sx - x0 as f32)
+        })
+        .collect();
+    for oy in 0..out_h {
+        let sy = ((oy as f32 + 0.5) * scale_y - 0.5).clamp(0.0, (ch - 1) as f32);
+        let y0 = sy.floor() as usize;
+        let y1 = (y0 + 1).min(ch - 1);
+        let wy = sy - y0 as f32;
+        for ox in 0..out_w {
+            let (x0, x1, wx) = columns[if flip { out_w - 1 - ox } else { ox }];
+            for k in 0..c {
+                let p = |y: usize, x: usize| image.at(top + y, left + x, k) as f32;
+                let v = (1.0 - wy) * ((1.0 - wx) * p(y0, x0) + wx * p(y0, x1)) + wy * ((1.0 - wx) * p(y1, x0) + wx * p(y1, x1));
+                out[(oy * out_w + ox) * c + k] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Image::new(out_h, out_w, c, out)
+}
+
+/// Random augmentation applied to training images.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Augment {
+    /// No augmentation (evaluation): resize to the output size if needed.
+    None,
+    /// Zero-pad by `pad` pixels, take a random crop of the original size, flip with p = 0.5 if
+    /// `flip` (the CIFAR recipe of He et al. 2016, §4.2).
+    PadCrop {
+        /// Padding on every side.
+        pad: usize,
+        /// Random horizontal flip.
+        flip: bool,
+    },
+    /// Random-resized crop to the output size, flip with p = 0.5 if `flip`.
+    RandomResizedCrop {
+        /// Range of the crop's area as a fraction of the image.
+        scale: [f32; 2],
+        /// Range of the crop's aspect ratio (width / height).
+        ratio: [f32; 2],
+        /// Random horizontal flip.
+        flip: bool,
+    },
+}
+
+/// Augmentation, output size and normalisation: image bytes in, normalised CHW floats out.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// Random augmentation.
+    pub augment: Augment,
+    /// Output height.
+    pub out_height: usize,
+    /// Output width.
+    pub out_width: usize,
+    /// Per-channel mean (of pixels scaled to [0, 1]).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+}
+
+impl Transform {
+    /// Checks parameters once, before workers start.
+    pub fn validate(&self, channels: usize) -> Result<()> {
+        let bad = |m: String| Err(DataError::Invalid(m));
+        if self.out_height == 0 || self.out_width == 0 {
+            return bad("output size must be positive".into());
+        }
+        if self.mean.len() != channels || self.std.len() != channels || self.std.iter().any(|&s| s <= 0.0) {
+            return bad(format!("normalisation needs {channels} means and {channels} positive standard deviations"));
+        }
+        if let Augment::RandomResizedCrop { scale, ratio, .. } = &self.augment {
+            if !(0.0 < scale[0] && scale[0] <= scale[1] && scale[1] <= 1.0) {
+                return bad(format!("crop scale range {scale:?} must satisfy 0 < min <= max <= 1"));
+            }
+            if !(0.0 < ratio[0] && ratio[0] <= ratio[1]) {
+                return bad(format!("crop ratio range {ratio:?} must satisfy 0 < min <= max"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Augments `image` with `rng` and appends its normalised CHW floats to `out`.
+    pub fn apply_into(&self, image: &Image, rng: &mut impl Rng, out: &mut Vec<f32>) {
+        let (h, w) = (image.height, image.width);
+        let augmented = match &self.augment {
+            Augment::None => self.resized(image),
+            Augment::PadCrop { pad, flip } => {
+                let top = rng.random_range(0..=2 * pad);
+                let left = rng.random_range(0..=2 * pad);
+                let mirror = *flip && rng.random_bool(0.5);
+                let shifted = pad_crop(image, *pad, top, left, mirror);
+                self.resized(&shifted)
+            }
+            Augment::RandomResizedCrop { scale, ratio, flip } => {
+                let pixel_box = sample_resized_crop_box(rng, h, w, *scale, *ratio);
+                let mirror = *flip && rng.random_bool(0.5);
+                crop_resize(image, pixel_box, mirror, self.out_height, self.out_width)
+            }
+        };
+        self.normalise_into(&augmented, out);
+    }
+
+    fn resized(&self, image: &Image) -> Image {
+        if image.height == self.out_height && image.width == self.out_width {
+            image.clone()
+        } else {
+            crop_resize(image, (0, 0, image.height, image.width), false, self.out_height, self.out_width)
+        }
+    }
+
+    /// Appends `(pixel / 255 - mean) / std` in CHW order.
+    pub fn normalise_into(&self, image: &Image, out: &mut Vec<f32>) {
+        let c = image.channels;
+        for k in 0..c {
+            let (mean, inv_std) = (self.mean[k], 1.0 / self.std[k]);
+            out.extend(image.pixels.iter().skip(k).step_by(c).map(|&p| (p as f32 / 255.0 - mean) * inv_std));
+        }
+    }
+}
+
+/// The `h x w` window at (`top`, `left`) of `image` zero-padded by `pad`, optionally mirrored.
+fn pad_crop(image: &Image, pad: usize, top: usize, left: usize, flip: bool) -> Image {
+    let (h, w, c) = (image.height, image.width, image.channels);
+    let mut out = vec![0u8; h * w * c];
+    for y in 0..h {
+        let sy = (y + top) as isize - pad as isize;
+        if sy < 0 || sy >= h as isize {
+            continue;
+        }
+        for x in 0..w {
+            let sx = (x + left) as isize - pad as isize;
+            if sx < 0 || sx >= w as isize {
+                continue;
+            }
+            let ox = if flip { w - 1 - x } else { x };
+            for k in 0..c {
+                out[(y * w + ox) * c + k] = image.at(sy as usize, sx as usize, k);
+            }
+        }
+    }
+    Image::new(h, w, c, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::stream;
+
+    fn ramp(h: usize, w: usize) -> Image {
+        Image::new(h, w, 1, (0..h * w).map(|i| (i * 7 % 256) as u8).collect())
+    }
+
+    #[test]
+    fn identity_crop_resize_is_exact_and_flip_mirrors() {
+        let image = ramp(5, 4);
+        assert_eq!(crop_resize(&image, (0, 0, 5, 4), false, 5, 4), image);
+        let flipped = crop_resize(&image, (0, 0, 5, 4), true, 5, 4);
+        assert_eq!(flipped.at(2, 0, 0), image.at(2, 3, 0));
+    }
+
+    /// 2x downscale of [[0, 10], [20, 30]]-style blocks: with half-pixel centres each output
+    /// pixel sits between four input pixels (sy = 0.5), so it is their mean.
+    #[test]
+    fn bilinear_downscale_averages_neighbours() {
+        let image = Image::new(2, 2, 1, vec![0, 10, 20, 30]);
+        let out = crop_resize(&image, (0, 0, 2, 2), false, 1, 1);
+        assert_eq!(out.pixels, vec![15]);
+        // Upscale 1x2 -> 1x4: positions -0.25, 0.25, 0.75, 1.25 clamp to [0, 1]: 0, 2.5, 7.5, 10.
+        let row = Image::new(1, 2, 1, vec![0, 10]);
+        assert_eq!(crop_resize(&row, (0, 0, 1, 2), false, 1, 4).pixels, vec![0, 3, 8, 10]);
+    }
+
+    #[test]
+    fn sampled_boxes_respect_the_ranges_and_rebuild_from_fractions() {
+        let mut rng = stream(7, 0, 0);
+        for _ in 0..500 {
+            let (t, l, h, w) = sample_resized_crop_box(&mut rng, 28, 32, [0.08, 1.0], [0.75, 4.0 / 3.0]);
+            assert!(t + h <= 28 && l + w <= 32 && h > 0 && w > 0);
+            let fractions = CropBox::from_pixels((t, l, h, w), 28, 32);
+            assert_eq!(fractions.to_pixels(28, 32), (t, l, h, w));
+        }
+    }
+
+    #[test]
+    fn pad_crop_shifts_with_zeros() {
+        let image = Image::new(2, 2, 1, vec![1, 2, 3, 4]);
+        // pad 1, window at (0, 0): the image moves down-right by one pixel.
+        assert_eq!(pad_crop(&image, 1, 0, 0, false).pixels, vec![0, 0, 0, 1]);
+        assert_eq!(pad_crop(&image, 1, 1, 1, true).pixels, vec![2, 1, 4, 3]);
+    }
+
+    #[test]
+    fn normalisation_is_chw() {
+        let t = Transform { augment: Augment::None, out_height: 1, out_width: 2, mean: vec![0.0, 0.5], std: vec![1.0, 0.5] };
+        let image = Image::new(1, 2, 2, vec![255, 0, 0, 255]);
+        let mut out = Vec::new();
+        t.apply_into(&image, &mut stream(0, 0, 0), &mut out);
+        assert_eq!(out, vec![1.0, 0.0, -1.0, 1.0]);
+    }
+}

@@ -1,0 +1,6 @@
+//! `kd-report`: a Markdown table of `kd-eval` results.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    kd_tools::cli::main_with(|| kd_tools::report::run(kd_tools::report::Args::parse()))
+}

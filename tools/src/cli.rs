@@ -1,0 +1,140 @@
+//! Command-line conventions shared by every kdkit tool: common flags, config files merged under
+//! flags, logging set-up, and the exit-code contract (0 success, 2 usage or input error).
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use kd_common::device::DeviceSpec;
+use kd_datasets::DatasetKind;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Flags every tool takes.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Dataset: fashion-mnist, mnist, cifar10, cifar100 or folder.
+    #[arg(long, value_parser = parse_dataset)]
+    pub dataset: Option<DatasetKind>,
+    /// Dataset directory (default: the dataset's standard location, e.g.
+    /// /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Compute device: auto, cpu, wgpu[:N] or cuda[:N]. auto = CUDA, else a hardware wgpu
+    /// adapter, else the CPU.
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceSpec>,
+    /// Random seed (initialisation, shuffling, augmentation).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Configuration file (TOML or JSON); flags override it, unknown keys are rejected.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data-loading worker threads (default: available cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: warnings only, no progress bars.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+}
+
+fn parse_device(text: &str) -> Result<DeviceSpec, String> {
+    text.parse().map_err(|e: kd_common::Error| e.to_string())
+}
+
+fn parse_dataset(text: &str) -> Result<DatasetKind, String> {
+    text.parse().map_err(|e: kd_datasets::DataError| e.to_string())
+}
+
+impl CommonArgs {
+    /// Sets up logging and progress bars from `-v`/`-q`.
+    pub fn init_output(&self) {
+        let verbosity = self.verbose as i8 - self.quiet as i8;
+        kd_common::logging::init(verbosity);
+        kd_common::progress::set_enabled(self.quiet == 0);
+    }
+}
+
+/// Default number of loader workers: the available cores.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Reads a TOML or JSON configuration file into a JSON value.
+pub fn read_config_file(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    if is_json {
+        serde_json::from_str(&text).with_context(|| format!("parsing JSON config file {}", path.display()))
+    } else {
+        let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing TOML config file {}", path.display()))?;
+        serde_json::to_value(value).context("converting TOML to JSON")
+    }
+}
+
+/// Merges `overlay` into `base`: objects key by key; any key `base` lacks is an error naming its
+/// path. An object whose `kind` differs from the base's (a tagged variant) replaces it whole.
+pub fn merge(base: &mut Value, overlay: &Value, path: &str, file: &Path) -> Result<()> {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            let switches_kind = overlay.get("kind").is_some_and(|k| base.get("kind") != Some(k));
+            if switches_kind {
+                *base = overlay.clone();
+                return Ok(());
+            }
+            for (key, value) in overlay {
+                let key_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match base.get_mut(key) {
+                    Some(slot) => merge(slot, value, &key_path, file)?,
+                    None => bail!("{}: unknown key `{key_path}`", file.display()),
+                }
+            }
+            Ok(())
+        }
+        (slot, value) => {
+            *slot = value.clone();
+            Ok(())
+        }
+    }
+}
+
+/// Runs a tool's `run` function with the exit-code contract: errors print their whole chain to
+/// stderr and exit with 2.
+pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // A closed stdout (e.g. `| head`) is not a failure.
+            if error.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// SHA-256 (hex) of a JSON value's canonical text.
+pub fn hash_json(value: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_overrides_and_rejects_unknown_keys() {
+        let mut base = json!({"a": 1, "opt": {"kind": "sgd", "momentum": 0.9}});
+        merge(&mut base, &json!({"a": 2, "opt": {"momentum": 0.8}}), "", Path::new("f.toml")).unwrap();
+        assert_eq!(base, json!({"a": 2, "opt": {"kind": "sgd", "momentum": 0.8}}));
+        let err = merge(&mut base, &json!({"opt": {"momentun": 0.8}}), "", Path::new("f.toml")).unwrap_err();
+        assert_eq!(err.to_string(), "f.toml: unknown key `opt.momentun`");
+        merge(&mut base, &json!({"opt": {"kind": "adamw", "eps": 1e-8}}), "", Path::new("f.toml")).unwrap();
+        assert_eq!(base["opt"], json!({"kind": "adamw", "eps": 1e-8}));
+    }
+}

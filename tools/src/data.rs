@@ -1,0 +1,59 @@
+//! Opening a dataset's splits and building their loaders the same way in every tool.
+
+use anyhow::{Context, Result};
+use kd_common::checkpoint::InputSpec;
+use kd_datasets::{Augment, BatchLoader, Dataset, DatasetKind, LoaderConfig, Split, Transform};
+use std::path::Path;
+
+/// Train (possibly minus a validation hold-out), validation and test splits.
+pub struct Splits {
+    /// Training images.
+    pub train: Dataset,
+    /// Held-out validation images (from the training split), if requested.
+    pub val: Option<Dataset>,
+    /// The test split.
+    pub test: Dataset,
+}
+
+/// Opens train and test, and holds `val_size` training images out for validation.
+pub fn open_splits(kind: DatasetKind, data_dir: Option<&Path>, val_size: usize, seed: u64, folder_channels: usize) -> Result<Splits> {
+    let train = kind.open(data_dir, Split::Train, folder_channels, 0.1, seed).context("opening the training split")?;
+    let test = kind.open(data_dir, Split::Test, folder_channels, 0.1, seed).context("opening the test split")?;
+    if train.classes.len() != test.classes.len() {
+        anyhow::bail!("train has {} classes but test has {}", train.classes.len(), test.classes.len());
+    }
+    if val_size == 0 {
+        return Ok(Splits { train, val: None, test });
+    }
+    let (train, val) = train.split_off_validation(val_size, seed)?;
+    Ok(Splits { train, val: Some(val), test })
+}
+
+/// The input a model trained on `dataset` expects: its fixed size, or `image_size` for folders.
+pub fn input_spec(kind: DatasetKind, dataset: &Dataset, image_size: Option<usize>) -> Result<InputSpec> {
+    let (height, width) = match (image_size, dataset.fixed_size()) {
+        (Some(size), _) => (size, size),
+        (None, Some(size)) => size,
+        (None, None) => anyhow::bail!("--image-size is required for image folders"),
+    };
+    let (mean, std) = kind.normalisation();
+    let channels = dataset.channels();
+    let pick = |v: Vec<f32>| if v.len() == channels { v } else { vec![v.iter().sum::<f32>() / v.len() as f32; channels] };
+    Ok(InputSpec { channels, height, width, mean: pick(mean), std: pick(std) })
+}
+
+/// Deterministic evaluation transform: resize to the input size, normalise.
+pub fn eval_transform(input: &InputSpec) -> Transform {
+    Transform { augment: Augment::None, out_height: input.height, out_width: input.width, mean: input.mean.clone(), std: input.std.clone() }
+}
+
+/// Training transform with `augment`.
+pub fn train_transform(input: &InputSpec, augment: Augment) -> Transform {
+    Transform { augment, ..eval_transform(input) }
+}
+
+/// A loader: shuffled with dropped last batch for training, in order for evaluation.
+pub fn loader(dataset: Dataset, transform: Transform, batch_size: usize, training: bool, workers: usize, seed: u64) -> Result<BatchLoader> {
+    let config = LoaderConfig { batch_size, shuffle: training, drop_last: training, workers, prefetch: 4, seed };
+    Ok(BatchLoader::new(dataset, transform, config)?)
+}

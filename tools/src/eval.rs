@@ -1,0 +1,175 @@
+//! `kd-eval`: accuracy, likelihood and calibration of a checkpoint on a dataset split, with
+//! agreement and KL divergence to a reference checkpoint, a confusion matrix and per-image
+//! predictions for checking results with any other tool.
+
+use crate::cli::{CommonArgs, default_workers};
+use crate::data::{eval_transform, loader};
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use kd_common::checkpoint::{self, CheckpointMeta};
+use kd_common::device::{self, DeviceSpec};
+use kd_common::metrics::{EvalAccumulator, log_softmax};
+use kd_datasets::{DatasetKind, Split};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Evaluate a checkpoint; metrics JSON goes to stdout.
+#[derive(Parser, Debug)]
+#[command(name = "kd-eval", version, about, long_about = None)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The checkpoint (`model.safetensors`, with `model.json` beside it).
+    pub checkpoint: PathBuf,
+    /// Split to evaluate: test or train.
+    #[arg(long, default_value = "test", value_parser = ["test", "train"])]
+    pub split: String,
+    /// A second checkpoint to compare with: agreement (% same prediction) and mean
+    /// KL(reference || model).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Write per-image rows `index,label,predicted,p_0..p_{C-1}` to this CSV file.
+    #[arg(long)]
+    pub dump_predictions: Option<PathBuf>,
+    /// Write the confusion matrix (rows: true class, columns: predicted) to this CSV file.
+    #[arg(long)]
+    pub confusion_matrix: Option<PathBuf>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+fn dataset_of(meta: &CheckpointMeta) -> Option<DatasetKind> {
+    meta.training.get("dataset").and_then(|d| d.as_str()).and_then(|d| d.parse().ok())
+}
+
+/// Runs `kd-eval`.
+pub fn run(args: Args) -> Result<()> {
+    args.common.init_output();
+    let meta = checkpoint::read_meta(&args.checkpoint).with_context(|| format!("reading checkpoint {}", args.checkpoint.display()))?;
+    let kind = args.common.dataset.or_else(|| dataset_of(&meta)).unwrap_or(DatasetKind::FashionMnist);
+    let data_dir = args.common.data_dir.clone().or_else(|| {
+        meta.training.get("data_dir").and_then(|d| d.as_str()).map(PathBuf::from).filter(|_| args.common.dataset.is_none())
+    });
+    let spec_device = args.common.device.clone().unwrap_or(DeviceSpec::Auto);
+    let device = device::resolve(&spec_device)?;
+    tracing::info!("device: {}", device.description);
+    let split = if args.split == "train" { Split::Train } else { Split::Test };
+    let seed = args.common.seed.unwrap_or(0);
+    let dataset = kind.open(data_dir.as_deref(), split, meta.input.channels, 0.1, seed)?;
+    if dataset.num_classes() != meta.model.num_classes {
+        bail!(
+            "{} was trained for {} classes but {kind} has {}",
+            args.checkpoint.display(),
+            meta.model.num_classes,
+            dataset.num_classes()
+        );
+    }
+    if dataset.channels() != meta.input.channels {
+        bail!("{} expects {} input channel(s) but {kind} images have {}", args.checkpoint.display(), meta.input.channels, dataset.channels());
+    }
+    let (network, _) = checkpoint::load(&args.checkpoint, &device.device)?;
+    let reference = match &args.reference {
+        Some(path) => {
+            let (reference, reference_meta) = checkpoint::load(path, &device.device)?;
+            if reference_meta.model.num_classes != meta.model.num_classes {
+                bail!("reference {} has {} classes, the checkpoint {}", path.display(), reference_meta.model.num_classes, meta.model.num_classes);
+            }
+            if reference_meta.input != meta.input {
+                bail!("reference {} expects another input (size or normalisation) than {}", path.display(), args.checkpoint.display());
+            }
+            Some(reference)
+        }
+        None => None,
+    };
+    let workers = args.common.workers.unwrap_or_else(default_workers);
+    let loader = loader(dataset.clone(), eval_transform(&meta.input), args.batch_size, false, workers, seed)?;
+    let classes = meta.model.num_classes;
+    let mut accumulator = EvalAccumulator::new(classes);
+    let mut dump = match &args.dump_predictions {
+        Some(path) => Some(PredictionWriter::create(path, classes)?),
+        None => None,
+    };
+    let started = Instant::now();
+    kd_common::train::predict(&network, reference.as_ref(), &loader, &device.device, |batch, logits, reference| {
+        accumulator.add_batch(logits, &batch.labels, reference);
+        if let Some(dump) = &mut dump {
+            dump.write_batch(&batch.indices, &batch.labels, logits).map_err(|e| kd_common::Error::io(&dump.path, e))?;
+        }
+        Ok(())
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(dump) = dump {
+        dump.finish()?;
+    }
+    let report = accumulator.report();
+    if let Some(path) = &args.confusion_matrix {
+        write_confusion(path, &dataset.classes, &report.confusion)?;
+    }
+    let per_class: serde_json::Map<String, serde_json::Value> =
+        dataset.classes.iter().zip(&report.per_class_top1).map(|(name, acc)| (name.clone(), json!(acc))).collect();
+    let output = json!({
+        "checkpoint": args.checkpoint,
+        "arch": meta.model.arch.to_string(),
+        "dataset": kind.to_string(),
+        "split": args.split,
+        "images": report.images,
+        "top1": report.top1,
+        "top5": report.top5,
+        "nll": report.nll,
+        "ece": report.ece,
+        "per_class_top1": per_class,
+        "agreement": report.agreement,
+        "kl_to_reference": report.kl_to_reference,
+        "images_per_s": report.images as f64 / seconds,
+        "device": device.description,
+    });
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+/// Streams prediction rows to a temporary file, renamed into place when complete.
+struct PredictionWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl PredictionWriter {
+    fn create(path: &Path, classes: usize) -> Result<Self> {
+        let tmp = kd_common::atomic::temp_path(path);
+        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let header: Vec<String> = ["index", "label", "predicted"].iter().map(|s| s.to_string()).chain((0..classes).map(|c| format!("p_{c}"))).collect();
+        writeln!(out, "{}", header.join(",")).with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self { path: path.into(), tmp, out })
+    }
+
+    fn write_batch(&mut self, indices: &[usize], labels: &[usize], logits: &[f32]) -> std::io::Result<()> {
+        let classes = logits.len() / labels.len().max(1);
+        for (i, (&index, &label)) in indices.iter().zip(labels).enumerate() {
+            let row = &logits[i * classes..(i + 1) * classes];
+            let probabilities: Vec<String> = log_softmax(row).iter().map(|l| format!("{:.6e}", l.exp())).collect();
+            writeln!(self.out, "{index},{label},{},{}", kd_common::metrics::argmax(row), probabilities.join(","))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.out.flush().with_context(|| format!("writing {}", self.path.display()))?;
+        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+fn write_confusion(path: &Path, classes: &[String], confusion: &[Vec<u64>]) -> Result<()> {
+    let mut text = format!("true\\predicted,{}\n", classes.join(","));
+    for (name, row) in classes.iter().zip(confusion) {
+        let cells: Vec<String> = row.iter().map(u64::to_string).collect();
+        text.push_str(&format!("{name},{}\n", cells.join(",")));
+    }
+    kd_common::atomic::write_bytes(path, text.as_bytes())?;
+    Ok(())
+}

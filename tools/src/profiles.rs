@@ -1,0 +1,57 @@
+//! Training presets: `quick` fits a 2-core CPU in minutes, `full` is the long GPU recipe.
+
+use kd_common::models::Arch;
+use kd_common::train::{Decay, OptimizerConfig, ScheduleConfig, TrainConfig};
+use kd_datasets::DatasetKind;
+
+/// A named preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Minutes on a 2-core CPU: small models, few epochs.
+    Quick,
+    /// The full recipe for a GPU.
+    Full,
+}
+
+/// Which network a preset trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The teacher.
+    Teacher,
+    /// The student (also the baseline trained without distillation).
+    Student,
+}
+
+/// Architecture and width of a role in a preset.
+pub fn model(profile: Profile, role: Role) -> (Arch, f32) {
+    match (profile, role) {
+        (Profile::Quick, Role::Teacher) => (Arch::SmallCnn, 1.0),
+        (Profile::Quick, Role::Student) => (Arch::SmallCnn, 0.25),
+        (Profile::Full, Role::Teacher) => (Arch::ResNet(56), 1.0),
+        (Profile::Full, Role::Student) => (Arch::ResNet(20), 1.0),
+    }
+}
+
+/// The optimisation recipe of a preset. Full: SGD 0.1, Nesterov momentum 0.9, weight decay
+/// 5e-4, batch 128, 1 warm-up epoch then cosine, 200 epochs (the CIFAR recipe of the KD
+/// literature, e.g. RepDistiller's 240 epochs at lr 0.05 and PTD's 200 at lr 0.1).
+pub fn train_config(profile: Profile, kind: DatasetKind) -> TrainConfig {
+    let sgd = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 };
+    match profile {
+        Profile::Quick => TrainConfig {
+            epochs: if matches!(kind, DatasetKind::Cifar10 | DatasetKind::Cifar100) { 15 } else { 4 },
+            batch_size: 128,
+            optimizer: sgd,
+            schedule: ScheduleConfig { lr: 0.1, warmup_epochs: 0.2, decay: Decay::Cosine },
+            grad_clip_norm: None,
+        },
+        Profile::Full => TrainConfig {
+            epochs: 200,
+            batch_size: 128,
+            optimizer: sgd,
+            schedule: ScheduleConfig { lr: 0.1, warmup_epochs: 1.0, decay: Decay::Cosine },
+            grad_clip_norm: None,
+        },
+    }
+}
