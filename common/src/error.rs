@@ -18,8 +18,8 @@ pub enum Error {
 
     // --- files ---
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     /// A JSON or TOML document did not parse or did not fit its schema.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -50,7 +50,7 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io { path: path.into(), cause: source }
     }
 }
 

@@ -122,8 +122,8 @@ pub fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
         }
     }
     Err(DataError::io(
-        dir.join(format!("{stem}.gz")),
-        std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {stem} nor {stem}.gz found")),
+        dir.join(stem),
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("file not found (looked for {stem} and {stem}.gz)")),
     ))
 }
 

@@ -60,12 +60,26 @@ impl KdTest {
         cmd
     }
 
-    /// `kd-pretrain` on the tiny data with a tiny small-cnn.
+    /// `kd-pretrain` on the tiny data with a tiny small-cnn; a flag in `extra` replaces the
+    /// fixture's value for that flag.
     pub fn pretrain(&self, out: &str, device: &str, extra: &[&str]) -> Command {
+        let defaults = [
+            ("--dataset", "fashion-mnist"),
+            ("--arch", "small-cnn"),
+            ("--width", "0.25"),
+            ("--epochs", "2"),
+            ("--batch-size", "8"),
+            ("--val-size", "8"),
+            ("--lr", "0.05"),
+            ("--workers", "1"),
+        ];
         let mut cmd = self.cmd("kd-pretrain");
-        cmd.args(["--dataset", "fashion-mnist", "--data-dir"]).arg(self.data());
-        cmd.args(["--out", out, "--device", device, "--arch", "small-cnn", "--width", "0.25"]);
-        cmd.args(["--epochs", "2", "--batch-size", "8", "--val-size", "8", "--lr", "0.05", "--workers", "1"]);
+        cmd.arg("--data-dir").arg(self.data()).args(["--out", out, "--device", device]);
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
         cmd.args(extra);
         cmd
     }

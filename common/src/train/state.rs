@@ -113,9 +113,14 @@ impl StateDir {
         let bytes = optim.into_bytes().map_err(|e| record_error(&optim_path, e))?;
         atomic::write_bytes(&optim_path, &bytes)?;
         atomic::write_json(&self.progress_path(), progress)?;
-        if epoch > 0 {
-            let _ = std::fs::remove_file(self.model_path(epoch - 1));
-            let _ = std::fs::remove_file(self.optim_path(epoch - 1));
+        // Older epochs' files, and temporary files of a write that a kill interrupted.
+        let keep = [self.model_path(epoch), self.optim_path(epoch), self.progress_path()];
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+                if !keep.contains(&path) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         Ok(())
     }
