@@ -146,3 +146,22 @@ fn unwritable_output_and_bad_config_are_reported_with_exit_2() {
     assert!((config["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6);
     assert_eq!(config["train"]["epochs"], 1);
 }
+
+/// A learning rate that explodes in epoch 2 makes the loss non-finite: the run stops with exit
+/// code 2 and a message, epoch 1's state stays as the last good checkpoint, and no final
+/// checkpoint that looks whole is written.
+#[test]
+fn divergence_stops_and_keeps_the_last_good_state() {
+    let t = KdTest::new();
+    std::fs::write(
+        t.path("explode.toml"),
+        "[train.schedule]\nwarmup_epochs = 0.0\n[train.schedule.decay]\nkind = \"step\"\nmilestones = [1]\ngamma = 1e30\n",
+    )
+    .unwrap();
+    let output = run(&mut t.pretrain("run", "cpu", &["--config", "explode.toml", "--val-size", "0"]));
+    assert_input_error(&output, &["training diverged", "epoch 2"]);
+    let progress: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("run/state/progress.json")).unwrap()).unwrap();
+    assert_eq!(progress["epochs_done"], 1);
+    assert!(t.path("run/state/model-epoch1.bpk").exists());
+    assert!(!t.path("run/model.safetensors").exists());
+}

@@ -134,7 +134,7 @@ impl PretrainConfig {
             model: ModelChoice { arch, width, shortcut: Shortcut::Pad, plan: None },
             train: profiles::train_config(profile, dataset),
             label_smoothing: 0.0,
-            augment: dataset.train_augment(),
+            augment: profiles::augment(profile, dataset),
             val_size: match dataset {
                 DatasetKind::Folder => 0,
                 _ => 5000,
