@@ -9,6 +9,7 @@ pub mod idx;
 pub mod image;
 pub mod loader;
 pub mod rng;
+pub mod soft_labels;
 pub mod transforms;
 
 pub use catalog::{DatasetKind, Split};

@@ -47,13 +47,15 @@ impl CropBox {
 
 /// Draws a random-resized-crop box as torchvision's `RandomResizedCrop.get_params` does
 /// (Szegedy et al., 2015 "Inception" crops): area fraction from `scale`, log-uniform aspect
-/// ratio from `ratio`, 10 tries, then a centre crop clamped to the ratio range.
+/// ratio from `ratio`, 10 tries, then a centre crop clamped to the ratio range. Logarithm and
+/// exponential come from `libm` (pure Rust), so the same stream gives the same boxes on every
+/// platform (FKD label files can store a seed instead of the boxes).
 pub fn sample_resized_crop_box(rng: &mut impl Rng, h: usize, w: usize, scale: [f32; 2], ratio: [f32; 2]) -> PixelBox {
     let area = (h * w) as f32;
-    let (log_lo, log_hi) = (ratio[0].ln(), ratio[1].ln());
+    let (log_lo, log_hi) = (libm::logf(ratio[0]), libm::logf(ratio[1]));
     for _ in 0..10 {
         let target = area * rng.random_range(scale[0]..=scale[1]);
-        let aspect = rng.random_range(log_lo..=log_hi).exp();
+        let aspect = libm::expf(rng.random_range(log_lo..=log_hi));
         let cw = (target * aspect).sqrt().round() as usize;
         let ch = (target / aspect).sqrt().round() as usize;
         if cw > 0 && ch > 0 && cw <= w && ch <= h {

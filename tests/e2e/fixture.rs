@@ -91,6 +91,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kd-pretrain" => PathBuf::from(env!("CARGO_BIN_EXE_kd-pretrain")),
         "kd-eval" => PathBuf::from(env!("CARGO_BIN_EXE_kd-eval")),
         "kd-bench" => PathBuf::from(env!("CARGO_BIN_EXE_kd-bench")),
+        "kd-pack-labels" => PathBuf::from(env!("CARGO_BIN_EXE_kd-pack-labels")),
         other => panic!("unknown binary {other}"),
     }
 }

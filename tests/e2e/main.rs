@@ -10,3 +10,5 @@ mod pretrain;
 mod eval;
 // --device handling: missing drivers give an error, not a panic.
 mod devices;
+// kd-pack-labels: packing, geometry, resume, shards, bad input.
+mod pack_labels;

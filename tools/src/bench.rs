@@ -35,6 +35,19 @@ pub struct Args {
     /// Batches read in the data-loader benchmark.
     #[arg(long, default_value_t = 200)]
     pub loader_batches: usize,
+    /// Sections to run: train, loader, labels.
+    #[arg(long, value_delimiter = ',', default_value = "train,loader,labels")]
+    pub sections: Vec<String>,
+    /// Teacher for the label benchmark (default: a randomly initialised ResNet-56, which
+    /// runs at the same speed as a trained one).
+    #[arg(long)]
+    pub teacher: Option<std::path::PathBuf>,
+    /// Images labelled in the label benchmark.
+    #[arg(long, default_value_t = 512)]
+    pub label_images: usize,
+    /// Crops per image in the label benchmark.
+    #[arg(long, default_value_t = 8)]
+    pub label_crops: usize,
 }
 
 /// PyTorch eager on a 2-core CPU, 2 threads, batch 64 (the reference figures).
@@ -95,10 +108,24 @@ pub fn run(args: Args) -> Result<()> {
     println!("kdkit benchmark on {} ({} loader workers)\n", device.description, workers);
     println!("| what | batch | images/s | PyTorch (2-core CPU) | kdkit / PyTorch |");
     println!("|---|---|---|---|---|");
+    let wants = |section: &str| args.sections.iter().any(|s| s == section);
+    if wants("train") {
+        train_section(&args, &device.device)?;
+    }
+    if wants("loader") {
+        loader_section(&args, workers)?;
+    }
+    if wants("labels") {
+        crate::bench_labels::labels_section(&args, &device, workers)?;
+    }
+    Ok(())
+}
+
+fn train_section(args: &Args, device: &burn::tensor::Device) -> Result<()> {
     for name in &args.archs {
         let arch: Arch = name.parse()?;
         for &batch in &args.batch_sizes {
-            let rate = train_throughput(arch, batch, args.steps, args.warmup, &device.device)?;
+            let rate = train_throughput(arch, batch, args.steps, args.warmup, device)?;
             let reference = pytorch_reference(name, batch);
             println!(
                 "| train {name} | {batch} | {rate:.1} | {} | {} |",
@@ -107,6 +134,10 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn loader_section(args: &Args, workers: usize) -> Result<()> {
     // Data loading alone: Fashion-MNIST when installed, else CIFAR-shaped random images.
     let kind = args.common.dataset.unwrap_or(DatasetKind::FashionMnist);
     let dataset = match kind.open(args.common.data_dir.as_deref(), Split::Train, 3, 0.1, 0) {

@@ -2,9 +2,11 @@
 //! module here; shared conventions live in [`cli`] and [`data`].
 
 pub mod bench;
+pub mod bench_labels;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod pack_labels;
 pub mod pretrain;
 pub mod profiles;
 pub mod report;

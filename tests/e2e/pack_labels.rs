@@ -1,0 +1,186 @@
+use crate::fixture::*;
+use kd_datasets::soft_labels::RegionLabels;
+use kd_datasets::soft_labels::geometry::crops_from_seed;
+use std::path::Path;
+
+/// Trains the tiny teacher used by these tests (CPU: fast and deterministic).
+fn teacher(t: &KdTest) -> std::path::PathBuf {
+    json_ok(&run(&mut t.pretrain("teacher", "cpu", &["--epochs", "1", "--val-size", "0"])));
+    t.path("teacher/model.safetensors")
+}
+
+fn pack(t: &KdTest, teacher: &Path, out: &str, device: &str, extra: &[&str]) -> std::process::Command {
+    let mut cmd = t.cmd("kd-pack-labels");
+    cmd.arg("--teacher").arg(teacher).arg("--data-dir").arg(t.data());
+    cmd.args(["--out", out, "--device", device]);
+    for (flag, value) in [("--crops", "6"), ("--top-k", "2"), ("--workers", "2")] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.args(extra);
+    cmd
+}
+
+/// Everything in a label file except its creation time.
+fn content(path: &Path) -> (kd_datasets::soft_labels::LabelMeta, kd_datasets::soft_labels::LabelBlock) {
+    let labels = RegionLabels::open(path).unwrap();
+    let mut meta = labels.meta.clone();
+    meta.created_unix = 0;
+    (meta, labels.as_block())
+}
+
+/// Packs on wgpu, then checks the file: attributes, verify, stats, h5dump, and that the crops a
+/// reader rebuilds from the stored boxes and flips give the teacher's stored labels back.
+#[test]
+fn packs_on_wgpu_and_crops_rebuild_exactly() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    let summary = json_ok(&run(&mut pack(&t, &teacher, "labels.h5", "wgpu", &[])));
+    assert_eq!(summary["images"], 48);
+    assert_eq!(summary["raw_bytes_per_crop"], 9 + 2 + 2, "boxes + flip + 2 u8 indices + 2 u8 probabilities");
+    let labels = RegionLabels::open(&t.path("labels.h5")).unwrap();
+    assert_eq!(labels.meta.crops_per_image, 6);
+    assert_eq!(labels.meta.num_classes, 10);
+
+    // Rebuild every crop from the stored geometry and run the teacher on it (CPU): the top-2
+    // classes and their probabilities (u8: within 1/510) must be the stored ones.
+    let device = burn::tensor::Device::flex();
+    let (network, meta) = kd_common::checkpoint::load(&teacher, &device).unwrap();
+    let network = burn::module::Module::valid(&network);
+    let data = kd_datasets::DatasetKind::FashionMnist.open(Some(&t.data()), kd_datasets::Split::Train, 1, 0.1, 0).unwrap();
+    let transform = kd_datasets::Transform { augment: kd_datasets::Augment::None, out_height: SIDE, out_width: SIDE, mean: meta.input.mean.clone(), std: meta.input.std.clone() };
+    let mut checked = 0;
+    for image_index in [0usize, 17, 47] {
+        let image = data.image(image_index).unwrap();
+        let crops = labels.crops(image_index, image.height, image.width);
+        // The stored geometry is the geometry of the image's seed stream.
+        let seed = kd_datasets::soft_labels::geometry::image_seed(labels.meta.seed, image_index as u64);
+        let regenerated = crops_from_seed(seed, 6, image.height, image.width, &labels.meta.crop);
+        for (crop, (raw, flip)) in crops.iter().zip(&regenerated) {
+            let pixel_box = kd_datasets::soft_labels::geometry::decode_box(*raw).to_pixels(image.height, image.width);
+            assert_eq!((crop.pixel_box, crop.flip), (pixel_box, *flip));
+        }
+        for (c, crop) in crops.iter().enumerate() {
+            let pixels = kd_datasets::transforms::crop_resize(&image, crop.pixel_box, crop.flip, SIDE, SIDE);
+            let mut input = Vec::new();
+            transform.normalise_into(&pixels, &mut input);
+            let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input, [1, 1, SIDE, SIDE]), &device);
+            let p: Vec<f32> = burn::tensor::activation::softmax(network.forward(x), 1).into_data().try_to_vec().unwrap();
+            let (indices, probs) = labels.raw(image_index, c);
+            let top = kd_datasets::soft_labels::compress::top_k(&p, 2);
+            assert_eq!(indices, &top[..], "image {image_index} crop {c}");
+            for (&i, &raw) in indices.iter().zip(probs) {
+                assert!((p[i as usize] - raw as f32 / 255.0).abs() <= 0.5 / 255.0 + 1e-4, "image {image_index} crop {c}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 18);
+
+    let mut verify = t.cmd("kd-pack-labels");
+    verify.args(["verify", "labels.h5"]);
+    let output = run(&mut verify);
+    assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).contains("ok"), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut stats = t.cmd("kd-pack-labels");
+    stats.args(["stats", "labels.h5", "--data-dir"]).arg(t.data());
+    let stats = json_ok(&run(&mut stats));
+    assert!(stats["mean_entropy_nats"].as_f64().unwrap() >= 0.0);
+    assert!(stats["teacher_label_agreement"].as_f64().is_some());
+    if let Ok(output) = std::process::Command::new("h5dump").args(["-H", "-A"]).arg(t.path("labels.h5")).output() {
+        let text = String::from_utf8_lossy(&output.stdout);
+        for needle in ["crops_per_image", "label_type", "dataset_list_sha256", "\"boxes\"", "\"probs\""] {
+            assert!(text.contains(needle), "h5dump lacks {needle}:\n{text}");
+        }
+    }
+}
+
+/// Seed-regenerated geometry equals stored geometry at 9 bytes less per crop.
+#[test]
+fn seed_geometry_matches_stored_geometry() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    json_ok(&run(&mut pack(&t, &teacher, "stored.h5", "cpu", &["--prob-encoding", "f16"])));
+    let summary = json_ok(&run(&mut pack(&t, &teacher, "seed.h5", "cpu", &["--prob-encoding", "f16", "--geometry", "seed"])));
+    assert_eq!(summary["raw_bytes_per_crop"], 2 + 4, "2 u8 indices + 2 f16 probabilities");
+    let stored = RegionLabels::open(&t.path("stored.h5")).unwrap();
+    let seeded = RegionLabels::open(&t.path("seed.h5")).unwrap();
+    for image in 0..48 {
+        assert_eq!(stored.crops(image, SIDE, SIDE), seeded.crops(image, SIDE, SIDE), "image {image}");
+        for crop in 0..6 {
+            assert_eq!(stored.raw(image, crop), seeded.raw(image, crop));
+        }
+    }
+}
+
+/// A pack stopped after its first block and run again continues, and the finished file holds
+/// the same labels as an uninterrupted run.
+#[test]
+fn resume_after_interruption_gives_the_same_file() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    let args = ["--crops", "64"];
+    json_ok(&run(&mut pack(&t, &teacher, "whole.h5", "cpu", &args)));
+
+    let mut stopped = pack(&t, &teacher, "resumed.h5", "cpu", &args);
+    stopped.env("KD_PACK_ABORT_AFTER_BLOCKS", "1");
+    let output = run(&mut stopped);
+    assert!(!output.status.success());
+    assert!(!t.path("resumed.h5").exists(), "an interrupted run must not leave a file that looks whole");
+    assert!(t.path("resumed.h5.partial").exists());
+    let err = RegionLabels::open(&t.path("resumed.h5.partial")).unwrap_err().to_string();
+    assert!(err.contains("resumed.h5.partial") && err.contains("incomplete label file (16 of 48 images written)"), "{err}");
+    let output = run(&mut pack(&t, &teacher, "resumed.h5", "cpu", &args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming after 16 of 48 images"), "{stderr}");
+    assert_eq!(content(&t.path("whole.h5")), content(&t.path("resumed.h5")));
+}
+
+/// Shards packed separately and merged equal one unsharded file.
+#[test]
+fn shards_merge_into_the_whole() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    json_ok(&run(&mut pack(&t, &teacher, "whole.h5", "cpu", &[])));
+    json_ok(&run(&mut pack(&t, &teacher, "s1.h5", "cpu", &["--shard", "1/2"])));
+    json_ok(&run(&mut pack(&t, &teacher, "s0.h5", "cpu", &["--shard", "0/2"])));
+    let mut merge = t.cmd("kd-pack-labels");
+    merge.args(["merge", "--out", "merged.h5", "s1.h5", "s0.h5"]);
+    let output = run(&mut merge);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(content(&t.path("whole.h5")), content(&t.path("merged.h5")));
+}
+
+#[test]
+fn bad_inputs_are_refused_and_good_files_untouched() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    json_ok(&run(&mut pack(&t, &teacher, "labels.h5", "cpu", &[])));
+    let before = std::fs::read(t.path("labels.h5")).unwrap();
+
+    assert_input_error(&run(&mut pack(&t, &teacher, "labels.h5", "cpu", &[])), &["labels.h5 already exists", "--force"]);
+    assert_eq!(std::fs::read(t.path("labels.h5")).unwrap(), before);
+
+    std::fs::write(t.path("garbage.safetensors"), b"not a checkpoint").unwrap();
+    std::fs::write(t.path("garbage.json"), b"{}").unwrap();
+    assert_input_error(&run(&mut pack(&t, &t.path("garbage.safetensors"), "x.h5", "cpu", &[])), &["garbage"]);
+
+    std::fs::write(t.path("a-file"), "x").unwrap();
+    assert_input_error(&run(&mut pack(&t, &teacher, "a-file/labels.h5", "cpu", &[])), &["a-file"]);
+
+    // A teacher of 3 classes (image folder) against the 10-class dataset.
+    let root = t.path("folder");
+    let (pixels, labels) = make_images(12, 0);
+    for (i, label) in labels.iter().enumerate() {
+        let dir = root.join(["a", "b", "c"][*label as usize]);
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = kd_datasets::image::Image::new(SIDE, SIDE, 1, pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE].to_vec());
+        kd_datasets::folder::write_png(&dir.join(format!("{i}.png")), &image).unwrap();
+    }
+    let mut folder = t.cmd("kd-pretrain");
+    folder.args(["--dataset", "folder", "--data-dir", "folder", "--image-size", "8", "--out", "three", "--device", "cpu", "--arch", "small-cnn", "--width", "0.25", "--epochs", "1", "--batch-size", "4"]);
+    json_ok(&run(&mut folder));
+    let mut mismatch = pack(&t, &t.path("three/model.safetensors"), "y.h5", "cpu", &["--dataset", "fashion-mnist"]);
+    assert_input_error(&run(&mut mismatch), &["has 3 classes but fashion-mnist has 10"]);
+}
