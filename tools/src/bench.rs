@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long)]
     pub teacher: Option<std::path::PathBuf>,
     /// Images labelled in the label benchmark.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 2048)]
     pub label_images: usize,
     /// Crops per image in the label benchmark.
     #[arg(long, default_value_t = 8)]

@@ -101,7 +101,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     tracing::debug!("checksum {checksum}");
 
     // Bytes per crop: one set of teacher outputs, encoded every way.
-    let images = labels.meta.num_images.min(256);
+    let images = labels.meta.num_images;
     let normaliser = Transform { augment: Augment::None, out_height: h, out_width: w, mean: input.mean.clone(), std: input.std.clone() };
     let base = LabelMeta { num_images: images, shard: None, created_unix: 0, ..labels.meta.clone() };
     let block = make_crop_block(&dataset, 0..images, &base, std::slice::from_ref(&normaliser))?;
