@@ -57,6 +57,18 @@ pub struct CheckpointMeta {
     pub written_by: String,
 }
 
+impl CheckpointMeta {
+    /// The dataset the model was trained on, as recorded in its training configuration.
+    pub fn trained_on(&self) -> Option<kd_datasets::DatasetKind> {
+        self.training.get("dataset").and_then(|d| d.as_str()).and_then(|d| d.parse().ok())
+    }
+
+    /// The data directory of that training run, if one was given.
+    pub fn trained_data_dir(&self) -> Option<PathBuf> {
+        self.training.get("data_dir").and_then(|d| d.as_str()).map(PathBuf::from)
+    }
+}
+
 /// The sidecar path of a weights file: `model.safetensors` -> `model.json`.
 pub fn sidecar_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")

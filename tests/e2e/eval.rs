@@ -1,18 +1,4 @@
 use crate::fixture::*;
-use kd_datasets::image::Image;
-
-/// Writes a 3-class image folder of 8x8 PNGs (the ImageNet layout).
-fn make_folder(root: &std::path::Path) {
-    let (pixels, labels) = make_images(30, 0);
-    for class in ["a", "b", "c"] {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-    }
-    for (i, label) in labels.iter().enumerate() {
-        let image = Image::new(SIDE, SIDE, 1, pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE].to_vec());
-        let class = ["a", "b", "c"][*label as usize];
-        kd_datasets::folder::write_png(&root.join(class).join(format!("{i}.png")), &image).unwrap();
-    }
-}
 
 /// Checkpoints whose class count differs from the dataset's or from the checkpoint's, a missing
 /// checkpoint, and a sidecar that does not describe its weights are refused with exit 2.
@@ -23,11 +9,8 @@ fn mismatched_checkpoints_are_refused() {
     let fashion = t.path("fm/model.safetensors");
 
     // A 3-class image-folder model (also the folder path end to end).
-    make_folder(&t.path("folder"));
-    let mut folder = t.cmd("kd-pretrain");
-    folder.args(["--dataset", "folder", "--data-dir", "folder", "--image-size", "8", "--out", "three", "--device", "cpu"]);
-    folder.args(["--arch", "small-cnn", "--width", "0.25", "--epochs", "1", "--batch-size", "8", "--workers", "2"]);
-    let summary = json_ok(&run(&mut folder));
+    make_folder(&t.path("folder"), 30);
+    let summary = json_ok(&run(&mut pretrain_folder(&t, "folder", "three")));
     assert!(summary["test_top1"].as_f64().is_some());
     let three = t.path("three/model.safetensors");
 

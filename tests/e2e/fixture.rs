@@ -123,3 +123,22 @@ pub fn list(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Writes a 3-class image folder (`a`, `b`, `c`) of `count` 8x8 PNGs in the ImageNet layout.
+pub fn make_folder(root: &Path, count: usize) {
+    let (pixels, labels) = make_images(count, 0);
+    for (i, label) in labels.iter().enumerate() {
+        let dir = root.join(["a", "b", "c"][*label as usize]);
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = kd_datasets::image::Image::new(SIDE, SIDE, 1, pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE].to_vec());
+        kd_datasets::folder::write_png(&dir.join(format!("{i}.png")), &image).unwrap();
+    }
+}
+
+/// `kd-pretrain` of a tiny 3-class model on the folder at `root` into `out` (CPU).
+pub fn pretrain_folder(t: &KdTest, root: &str, out: &str) -> Command {
+    let mut cmd = t.cmd("kd-pretrain");
+    cmd.args(["--dataset", "folder", "--data-dir", root, "--image-size", "8", "--out", out, "--device", "cpu"]);
+    cmd.args(["--arch", "small-cnn", "--width", "0.25", "--epochs", "1", "--batch-size", "4", "--workers", "2"]);
+    cmd
+}

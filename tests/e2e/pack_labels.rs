@@ -170,17 +170,8 @@ fn bad_inputs_are_refused_and_good_files_untouched() {
     assert_input_error(&run(&mut pack(&t, &teacher, "a-file/labels.h5", "cpu", &[])), &["a-file"]);
 
     // A teacher of 3 classes (image folder) against the 10-class dataset.
-    let root = t.path("folder");
-    let (pixels, labels) = make_images(12, 0);
-    for (i, label) in labels.iter().enumerate() {
-        let dir = root.join(["a", "b", "c"][*label as usize]);
-        std::fs::create_dir_all(&dir).unwrap();
-        let image = kd_datasets::image::Image::new(SIDE, SIDE, 1, pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE].to_vec());
-        kd_datasets::folder::write_png(&dir.join(format!("{i}.png")), &image).unwrap();
-    }
-    let mut folder = t.cmd("kd-pretrain");
-    folder.args(["--dataset", "folder", "--data-dir", "folder", "--image-size", "8", "--out", "three", "--device", "cpu", "--arch", "small-cnn", "--width", "0.25", "--epochs", "1", "--batch-size", "4"]);
-    json_ok(&run(&mut folder));
+    make_folder(&t.path("folder"), 12);
+    json_ok(&run(&mut pretrain_folder(&t, "folder", "three")));
     let mut mismatch = pack(&t, &t.path("three/model.safetensors"), "y.h5", "cpu", &["--dataset", "fashion-mnist"]);
     assert_input_error(&run(&mut mismatch), &["has 3 classes but fashion-mnist has 10"]);
 }

@@ -6,7 +6,7 @@ use crate::cli::{CommonArgs, default_workers};
 use crate::data::{eval_transform, loader};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use kd_common::checkpoint::{self, CheckpointMeta};
+use kd_common::checkpoint;
 use kd_common::device::{self, DeviceSpec};
 use kd_common::metrics::{EvalAccumulator, log_softmax};
 use kd_datasets::{DatasetKind, Split};
@@ -41,18 +41,12 @@ pub struct Args {
     pub batch_size: usize,
 }
 
-fn dataset_of(meta: &CheckpointMeta) -> Option<DatasetKind> {
-    meta.training.get("dataset").and_then(|d| d.as_str()).and_then(|d| d.parse().ok())
-}
-
 /// Runs `kd-eval`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
     let meta = checkpoint::read_meta(&args.checkpoint).with_context(|| format!("reading checkpoint {}", args.checkpoint.display()))?;
-    let kind = args.common.dataset.or_else(|| dataset_of(&meta)).unwrap_or(DatasetKind::FashionMnist);
-    let data_dir = args.common.data_dir.clone().or_else(|| {
-        meta.training.get("data_dir").and_then(|d| d.as_str()).map(PathBuf::from).filter(|_| args.common.dataset.is_none())
-    });
+    let kind = args.common.dataset.or_else(|| meta.trained_on()).unwrap_or(DatasetKind::FashionMnist);
+    let data_dir = args.common.data_dir.clone().or_else(|| meta.trained_data_dir().filter(|_| args.common.dataset.is_none()));
     let spec_device = args.common.device.clone().unwrap_or(DeviceSpec::Auto);
     let device = device::resolve(&spec_device)?;
     tracing::info!("device: {}", device.description);

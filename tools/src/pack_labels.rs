@@ -142,11 +142,6 @@ fn parse_shard(text: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
-/// The dataset a checkpoint was trained on, from its sidecar.
-fn dataset_kind(meta: &CheckpointMeta) -> Option<DatasetKind> {
-    meta.training.get("dataset").and_then(|d| d.as_str()).and_then(|d| d.parse().ok())
-}
-
 /// Teachers loaded and checked against each other.
 pub struct Teachers {
     /// Networks in eval mode.
@@ -256,8 +251,8 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
 
     let teachers = Teachers::load(&args.teachers, &device.device)?;
     let first = &teachers.metas[0];
-    let kind = args.common.dataset.or_else(|| dataset_kind(first)).unwrap_or(DatasetKind::FashionMnist);
-    let data_dir = args.common.data_dir.clone().or_else(|| first.training.get("data_dir").and_then(|d| d.as_str()).map(PathBuf::from));
+    let kind = args.common.dataset.or_else(|| first.trained_on()).unwrap_or(DatasetKind::FashionMnist);
+    let data_dir = args.common.data_dir.clone().or_else(|| first.trained_data_dir().filter(|_| args.common.dataset.is_none()));
     let seed = args.common.seed.unwrap_or(0);
     let dataset = kind.open(data_dir.as_deref(), Split::Train, first.input.channels, 0.1, seed)?;
     let classes = first.model.num_classes;

@@ -1,7 +1,15 @@
 //! Losses, one per file, each with its formula in the doc comment.
 
 mod cross_entropy;
+pub mod jensen_shannon;
+pub mod kd_kl;
 mod soft_cross_entropy;
+pub mod symmetric_kl;
+#[cfg(test)]
+mod test_support;
 
 pub use cross_entropy::cross_entropy_with_smoothing;
+pub use jensen_shannon::jensen_shannon;
+pub use kd_kl::{kd_loss, kl_to_teacher};
 pub use soft_cross_entropy::soft_cross_entropy;
+pub use symmetric_kl::symmetric_kl;

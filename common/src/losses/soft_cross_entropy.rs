@@ -30,7 +30,7 @@ mod tests {
     /// # = 1.0039898866963555; gradient d loss / d z = (softmax(z / T) - q) / (T * B)
     /// ```
     #[test]
-    fn matches_pytorch_value_and_gradient() {
+    fn matches_independent_value_and_gradient() {
         let device = Device::default().autodiff();
         let z = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0], [0.0, 0.0, 1.0]], &device).require_grad();
         let q = Tensor::<2>::from_data([[0.1f32, 0.2, 0.7], [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]], &device);
