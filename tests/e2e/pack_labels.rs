@@ -111,6 +111,24 @@ fn seed_geometry_matches_stored_geometry() {
             assert_eq!(stored.raw(image, crop), seeded.raw(image, crop));
         }
     }
+    // The chunk-cached reader (5 images a chunk, 2 chunks kept; a zero memory budget selects it)
+    // returns the same labels in any access order.
+    let chunked = kd_datasets::soft_labels::LabelReader::open(&t.path("stored.h5"), 0).unwrap();
+    assert!(matches!(chunked, kd_datasets::soft_labels::LabelReader::Chunked(_)));
+    let small = kd_datasets::soft_labels::ChunkedLabels::open(&t.path("seed.h5"), 5, 2).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for image in [47usize, 0, 23, 5, 4, 46, 12, 12, 30] {
+        assert_eq!(chunked.crops(image, SIDE, SIDE).unwrap(), stored.crops(image, SIDE, SIDE));
+        assert_eq!(small.crops(image, SIDE, SIDE).unwrap(), stored.crops(image, SIDE, SIDE));
+        for crop in 0..6 {
+            stored.distribution_into(image, crop, &mut a);
+            small.distribution_into(image, crop, &mut b).unwrap();
+            assert_eq!(a, b, "image {image} crop {crop}");
+            chunked.distribution_into(image, crop, &mut b).unwrap();
+            assert_eq!(a, b);
+        }
+    }
+    assert!(small.crops(48, SIDE, SIDE).is_err());
 }
 
 /// A pack stopped after its first block and run again continues, and the finished file holds

@@ -318,6 +318,56 @@ pub fn inspect(path: &Path) -> Result<(LabelMeta, bool, usize)> {
     Ok((meta, complete == 1, done as usize))
 }
 
+/// Opens a label file that must be complete; returns it with its metadata.
+pub fn open_complete(path: &Path) -> Result<(hdf5::File, LabelMeta)> {
+    let err = h5(path);
+    let file = hdf5::File::open(path).map_err(&err)?;
+    let meta = read_meta(&file, path)?;
+    let complete: u8 = file.attr("complete").and_then(|a| a.read_scalar()).map_err(&err)?;
+    if complete != 1 {
+        let done: u64 = file.attr("images_done").and_then(|a| a.read_scalar()).unwrap_or(0);
+        return Err(DataError::Format { path: path.into(), offset: 0, message: format!("incomplete label file ({done} of {} images written)", meta.num_images) });
+    }
+    Ok((file, meta))
+}
+
+/// Reads images `start..end` of every dataset (each chunk's fletcher32 checksum is verified).
+pub fn read_range(file: &hdf5::File, path: &Path, meta: &LabelMeta, start: usize, end: usize) -> Result<LabelBlock> {
+    use ndarray::s;
+    let err = h5(path);
+    let (stored, ki, kp) = (meta.geometry == Geometry::Stored, meta.k_indices(), meta.k_probs());
+    let read3 = |name: &str| -> Result<hdf5::Dataset> { file.dataset(name).map_err(&err) };
+    let indices: Vec<u32> = if ki == 0 {
+        Vec::new()
+    } else {
+        let ds = read3("indices")?;
+        let sel = s![start..end, .., ..];
+        match meta.index_bytes() {
+            1 => ds.read_slice::<u8, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(u32::from).collect(),
+            2 => ds.read_slice::<u16, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(u32::from).collect(),
+            _ => ds.read_slice::<u32, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().collect(),
+        }
+    };
+    let probs: Vec<u16> = if kp == 0 {
+        Vec::new()
+    } else {
+        let ds = read3("probs")?;
+        let sel = s![start..end, .., ..];
+        match meta.compression.encoding {
+            ProbEncoding::U8 => ds.read_slice::<u8, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(u16::from).collect(),
+            ProbEncoding::F16 => ds.read_slice::<half::f16, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(|v| v.to_bits()).collect(),
+        }
+    };
+    Ok(LabelBlock {
+        images: end - start,
+        boxes: if stored { read3("boxes")?.read_slice::<u16, _, ndarray::Ix3>(s![start..end, .., ..]).map_err(&err)?.into_iter().collect() } else { Vec::new() },
+        flips: if stored { read3("flips")?.read_slice::<u8, _, ndarray::Ix2>(s![start..end, ..]).map_err(&err)?.into_iter().collect() } else { Vec::new() },
+        seeds: read3("seeds")?.read_slice_1d::<u64, _>(s![start..end]).map_err(&err)?.into_iter().collect(),
+        indices,
+        probs,
+    })
+}
+
 /// A complete label file loaded into memory (the HDF5 library serialises all calls behind one
 /// lock, so in-memory arrays are what keeps label reading negligible next to a training step).
 #[derive(Clone, Debug)]
@@ -343,37 +393,14 @@ pub struct CropLabel {
 impl RegionLabels {
     /// Loads a complete file, reading every chunk (which verifies its fletcher32 checksum).
     pub fn open(path: &Path) -> Result<Self> {
-        let err = h5(path);
-        let file = hdf5::File::open(path).map_err(&err)?;
-        let meta = read_meta(&file, path)?;
-        let complete: u8 = file.attr("complete").and_then(|a| a.read_scalar()).map_err(&err)?;
-        if complete != 1 {
-            let done: u64 = file.attr("images_done").and_then(|a| a.read_scalar()).unwrap_or(0);
-            return Err(DataError::Format { path: path.into(), offset: 0, message: format!("incomplete label file ({done} of {} images written)", meta.num_images) });
-        }
-        let read_u32 = |name: &str| -> Result<Vec<u32>> {
-            let ds = file.dataset(name).map_err(&err)?;
-            Ok(match meta.index_bytes() {
-                1 => ds.read_raw::<u8>().map_err(&err)?.into_iter().map(u32::from).collect(),
-                2 => ds.read_raw::<u16>().map_err(&err)?.into_iter().map(u32::from).collect(),
-                _ => ds.read_raw::<u32>().map_err(&err)?,
-            })
-        };
-        let (stored, ki, kp) = (meta.geometry == Geometry::Stored, meta.k_indices(), meta.k_probs());
-        let labels = Self {
-            boxes: if stored { file.dataset("boxes").and_then(|d| d.read_raw::<u16>()).map_err(&err)? } else { Vec::new() },
-            flips: if stored { file.dataset("flips").and_then(|d| d.read_raw::<u8>()).map_err(&err)? } else { Vec::new() },
-            seeds: file.dataset("seeds").and_then(|d| d.read_raw::<u64>()).map_err(&err)?,
-            indices: if ki > 0 { read_u32("indices")? } else { Vec::new() },
-            probs: if kp == 0 {
-                Vec::new()
-            } else if meta.compression.encoding == ProbEncoding::U8 {
-                file.dataset("probs").and_then(|d| d.read_raw::<u8>()).map_err(&err)?.into_iter().map(u16::from).collect()
-            } else {
-                file.dataset("probs").and_then(|d| d.read_raw::<half::f16>()).map_err(&err)?.into_iter().map(|v| v.to_bits()).collect()
-            },
-            meta,
-        };
+        let (file, meta) = open_complete(path)?;
+        let block = read_range(&file, path, &meta, 0, meta.num_images)?;
+        Self::from_block(meta, block, path)
+    }
+
+    /// Wraps arrays read from `path`, checking their shapes and class indices.
+    pub fn from_block(meta: LabelMeta, block: LabelBlock, path: &Path) -> Result<Self> {
+        let labels = Self { meta, boxes: block.boxes, flips: block.flips, seeds: block.seeds, indices: block.indices, probs: block.probs };
         labels.validate(path)?;
         Ok(labels)
     }
