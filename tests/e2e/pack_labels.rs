@@ -193,3 +193,34 @@ fn bad_inputs_are_refused_and_good_files_untouched() {
     let mut mismatch = pack(&t, &t.path("three/model.safetensors"), "y.h5", "cpu", &["--dataset", "fashion-mnist"]);
     assert_input_error(&run(&mut mismatch), &["has 3 classes but fashion-mnist has 10"]);
 }
+
+/// Unmounts a test file system when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk while packing: exit 2 with "no space left", the existing complete file untouched,
+/// only a `.partial` file beside it. Needs permission to mount a 256 KiB tmpfs (root, as in CI);
+/// without it the test says so and checks nothing.
+#[test]
+fn disk_full_is_reported_and_existing_file_kept() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    let small = t.path("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&small).status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let _guard = Mount(small.clone());
+    json_ok(&run(&mut pack(&t, &teacher, "small/labels.h5", "cpu", &["--crops", "2"])));
+    let before = std::fs::read(small.join("labels.h5")).unwrap();
+    let output = run(&mut pack(&t, &teacher, "small/labels.h5", "cpu", &["--crops", "512", "--force", "--prob-encoding", "f16", "--label-type", "full"]));
+    assert_input_error(&output, &["small/labels.h5.partial", "no space left on device"]);
+    assert_eq!(std::fs::read(small.join("labels.h5")).unwrap(), before, "the complete file was touched");
+}

@@ -408,8 +408,10 @@ fn run_pipeline(
         drop(token_tx);
         drop(write_tx);
         let writer = writer_thread.join().map_err(|_| anyhow::anyhow!("the HDF5 writer panicked"))?;
-        result?;
+        // A failed write (disk full, I/O error) stops the teacher loop too: report its cause,
+        // which names the file.
         let writer = writer?;
+        result?;
         bar.finish_and_clear();
         writer.finish(&args.out)?;
         Ok(())

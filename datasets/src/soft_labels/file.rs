@@ -214,7 +214,13 @@ impl LabelWriter {
     }
 
     /// Writes the block of images starting at `start` (file-relative) and records progress.
+    /// HDF5 reports a full disk as a generic write (or checksum) error; a failed write is
+    /// therefore checked against the file system so that the message says what happened.
     pub fn write_block(&mut self, start: usize, block: &LabelBlock) -> Result<()> {
+        self.write_block_unexplained(start, block).map_err(|e| explain_write_error(&self.path, e))
+    }
+
+    fn write_block_unexplained(&mut self, start: usize, block: &LabelBlock) -> Result<()> {
         use ndarray::s;
         let err = h5(&self.path);
         let (n, m) = (block.images, self.meta.crops_per_image);
@@ -262,6 +268,21 @@ impl LabelWriter {
         self.file.flush().map_err(&err)?;
         self.file.close().map_err(&err)?;
         std::fs::rename(&self.path, final_path).map_err(|e| DataError::io(final_path, e))
+    }
+}
+
+/// Turns an HDF5 write error into "no space left" when the file system is full.
+fn explain_write_error(path: &Path, error: DataError) -> DataError {
+    use std::io::Write;
+    let probe = path.with_extension("space-probe");
+    let full = std::fs::File::create(&probe)
+        .and_then(|mut f| f.write_all(&[0u8; 64 * 1024]).and_then(|()| f.sync_all()))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+    let _ = std::fs::remove_file(&probe);
+    if full {
+        DataError::io(path, std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device while writing labels; free space and run the same command again to resume"))
+    } else {
+        error
     }
 }
 
