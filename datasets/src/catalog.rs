@@ -27,7 +27,8 @@ pub enum DatasetKind {
 }
 
 /// Which split to open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Split {
     /// The training split.
     Train,

@@ -28,6 +28,46 @@ pub enum Storage {
         /// 1 (grey) or 3 (RGB).
         channels: usize,
     },
+    /// Storages one after the other (a labeled set joined with unlabeled images): storage
+    /// index `i` is image `i - offset` of the last part whose offset is at most `i`.
+    Joined {
+        /// `(first index, storage)` in increasing order of first index.
+        parts: Vec<(usize, Arc<Storage>)>,
+    },
+}
+
+impl Storage {
+    /// Number of images.
+    pub fn count(&self) -> usize {
+        match self {
+            Storage::Memory { pixels, height, width, channels } => pixels.len() / (height * width * channels).max(1),
+            Storage::Files { paths, .. } => paths.len(),
+            Storage::Joined { parts } => parts.last().map_or(0, |(offset, part)| offset + part.count()),
+        }
+    }
+
+    /// Channels of every image.
+    pub fn channels(&self) -> usize {
+        match self {
+            Storage::Memory { channels, .. } | Storage::Files { channels, .. } => *channels,
+            Storage::Joined { parts } => parts[0].1.channels(),
+        }
+    }
+
+    /// Pixels of storage image `index`.
+    fn image(&self, index: usize) -> Result<Image> {
+        match self {
+            Storage::Memory { pixels, height, width, channels } => {
+                let size = height * width * channels;
+                Ok(Image::new(*height, *width, *channels, pixels[index * size..(index + 1) * size].to_vec()))
+            }
+            Storage::Files { paths, channels } => crate::folder::decode(&paths[index], *channels),
+            Storage::Joined { parts } => {
+                let at = parts.partition_point(|(offset, _)| *offset <= index) - 1;
+                parts[at].1.image(index - parts[at].0)
+            }
+        }
+    }
 }
 
 /// Identity of a dataset split, recorded in checkpoints and label files so that mismatches can
@@ -63,10 +103,7 @@ pub struct Dataset {
 impl Dataset {
     /// Wraps a storage; `labels[i]` is the label of storage image `i`.
     pub fn new(name: &str, split: &str, classes: Vec<String>, storage: Storage, labels: Vec<u16>) -> Result<Self> {
-        let count = match &storage {
-            Storage::Memory { pixels, height, width, channels } => pixels.len() / (height * width * channels).max(1),
-            Storage::Files { paths, .. } => paths.len(),
-        };
+        let count = storage.count();
         if count != labels.len() {
             return Err(DataError::Invalid(format!("{name}/{split}: {count} images but {} labels", labels.len())));
         }
@@ -100,16 +137,14 @@ impl Dataset {
 
     /// Channels of every image.
     pub fn channels(&self) -> usize {
-        match &*self.storage {
-            Storage::Memory { channels, .. } | Storage::Files { channels, .. } => *channels,
-        }
+        self.storage.channels()
     }
 
     /// Fixed image size, if the storage has one.
     pub fn fixed_size(&self) -> Option<(usize, usize)> {
         match &*self.storage {
             Storage::Memory { height, width, .. } => Some((*height, *width)),
-            Storage::Files { .. } => None,
+            Storage::Files { .. } | Storage::Joined { .. } => None,
         }
     }
 
@@ -125,14 +160,51 @@ impl Dataset {
 
     /// Pixels of item `i`.
     pub fn image(&self, i: usize) -> Result<Image> {
-        let index = self.items[i] as usize;
-        match &*self.storage {
-            Storage::Memory { pixels, height, width, channels } => {
-                let size = height * width * channels;
-                Ok(Image::new(*height, *width, *channels, pixels[index * size..(index + 1) * size].to_vec()))
-            }
-            Storage::Files { paths, channels } => crate::folder::decode(&paths[index], *channels),
+        self.storage.image(self.items[i] as usize)
+    }
+
+    /// The same items with new labels, `labels[i]` for item `i` (pseudo-labels of unlabeled
+    /// images, for example).
+    pub fn relabel(&self, labels: &[usize], classes: Vec<String>) -> Result<Self> {
+        if labels.len() != self.len() {
+            return Err(DataError::Invalid(format!("{}/{}: {} labels for {} images", self.name, self.split, labels.len(), self.len())));
         }
+        let mut storage_labels = (*self.labels).clone();
+        for (i, &label) in labels.iter().enumerate() {
+            if label >= classes.len() {
+                return Err(DataError::Invalid(format!("{}/{}: label {label} of item {i} is out of range 0..{}", self.name, self.split, classes.len())));
+            }
+            storage_labels[self.items[i] as usize] = label as u16;
+        }
+        Ok(Self { classes, labels: Arc::new(storage_labels), ..self.clone() })
+    }
+
+    /// `self` followed by `other` (same channels; image sizes may differ, transforms resize),
+    /// with `self`'s name and classes.
+    pub fn join(&self, other: &Dataset, split: &str) -> Result<Self> {
+        if self.channels() != other.channels() {
+            return Err(DataError::Invalid(format!(
+                "cannot join {}/{} ({} channels) with {}/{} ({} channels)",
+                self.name, self.split, self.channels(), other.name, other.split, other.channels()
+            )));
+        }
+        if other.labels.iter().any(|&l| l as usize >= self.classes.len()) {
+            return Err(DataError::Invalid(format!("{}/{} has labels beyond the {} classes of {}", other.name, other.split, self.classes.len(), self.name)));
+        }
+        let offset = self.storage.count();
+        let storage = Storage::Joined { parts: vec![(0, self.storage.clone()), (offset, other.storage.clone())] };
+        let mut labels = (*self.labels).clone();
+        labels.extend_from_slice(&other.labels);
+        let mut items = (*self.items).clone();
+        items.extend(other.items.iter().map(|&i| i + offset as u32));
+        Ok(Self {
+            name: self.name.clone(),
+            split: split.into(),
+            classes: self.classes.clone(),
+            storage: Arc::new(storage),
+            items: Arc::new(items),
+            labels: Arc::new(labels),
+        })
     }
 
     /// The items at `positions` (positions into this dataset), under a new split name.
@@ -146,6 +218,16 @@ impl Dataset {
 
     /// Splits off `val_size` items chosen by a seeded shuffle: `(train, val)`.
     pub fn split_off_validation(&self, val_size: usize, seed: u64) -> Result<(Self, Self)> {
+        let (train, val) = self.validation_positions(val_size, seed)?;
+        Ok((
+            self.subset(&train, &format!("{}[-{val_size}]", self.split)),
+            self.subset(&val, &format!("{}[val:{val_size}]", self.split)),
+        ))
+    }
+
+    /// The positions [`Dataset::split_off_validation`] keeps for training and for validation,
+    /// each sorted.
+    pub fn validation_positions(&self, val_size: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
         if val_size == 0 || val_size >= self.len() {
             return Err(DataError::Invalid(format!(
                 "validation size {val_size} must be between 1 and {} (the split has {} images)",
@@ -158,10 +240,7 @@ impl Dataset {
         let (mut train, mut val) = (train.to_vec(), val.to_vec());
         train.sort_unstable();
         val.sort_unstable();
-        Ok((
-            self.subset(&train, &format!("{}[-{val_size}]", self.split)),
-            self.subset(&val, &format!("{}[val:{val_size}]", self.split)),
-        ))
+        Ok((train, val))
     }
 
     /// Name, split, size and a hash of the item list and labels.
@@ -174,6 +253,12 @@ impl Dataset {
         if let Storage::Files { paths, .. } = &*self.storage {
             for &item in self.items.iter() {
                 hasher.update(paths[item as usize].to_string_lossy().as_bytes());
+            }
+        }
+        if let Storage::Joined { parts } = &*self.storage {
+            for (offset, part) in parts {
+                hasher.update((*offset as u64).to_le_bytes());
+                hasher.update((part.count() as u64).to_le_bytes());
             }
         }
         DatasetIdentity {

@@ -54,6 +54,28 @@ pub fn open(dir: &Path, split: &str, channels: usize) -> Result<Dataset> {
     Dataset::new(&format!("folder:{}", dir.display()), split, classes, Storage::Files { paths, channels }, labels)
 }
 
+/// Opens every PNG/JPEG file under `dir` (recursively, sorted) as one unlabeled split: a single
+/// class `unlabeled`, label 0 for all (callers relabel, for example with a teacher's argmax).
+pub fn open_unlabeled(dir: &Path, channels: usize) -> Result<Dataset> {
+    let mut paths = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for path in sorted_entries(&next)? {
+            if path.is_dir() {
+                pending.push(path);
+            } else if is_image(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(DataError::Invalid(format!("{}: no PNG or JPEG file in the folder or below it", dir.display())));
+    }
+    let labels = vec![0; paths.len()];
+    Dataset::new(&format!("folder:{}", dir.display()), "unlabeled", vec!["unlabeled".into()], Storage::Files { paths, channels }, labels)
+}
+
 /// Decodes an image file to `channels` channels (1 = luma, 3 = RGB).
 pub fn decode(path: &Path, channels: usize) -> Result<Image> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
@@ -93,6 +115,26 @@ mod tests {
         assert_eq!((image.height, image.width, image.pixels[0]), (3, 4, 201));
         let grey = open(dir.path(), "train", 1).unwrap().image(0).unwrap();
         assert_eq!(grey.channels, 1);
+    }
+
+    #[test]
+    fn unlabeled_folder_is_read_recursively_and_joins_a_labeled_set() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("x/y")).unwrap();
+        write_png(&dir.path().join("x/y/1.png"), &Image::new(2, 2, 1, vec![7; 4])).unwrap();
+        write_png(&dir.path().join("0.png"), &Image::new(3, 3, 1, vec![9; 9])).unwrap();
+        let unlabeled = open_unlabeled(dir.path(), 1).unwrap();
+        assert_eq!(unlabeled.len(), 2);
+        let labeled = Dataset::new("m", "train", vec!["a".into(), "b".into()], Storage::Memory { pixels: vec![1, 2, 3, 4], height: 1, width: 2, channels: 1 }, vec![1, 0]).unwrap();
+        let relabeled = unlabeled.relabel(&[1, 0], labeled.classes.clone()).unwrap();
+        let joined = labeled.subset(&[1], "train").join(&relabeled, "train+unlabeled").unwrap();
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined.labels(), vec![0, 1, 0]);
+        assert_eq!(joined.image(0).unwrap().pixels, vec![3, 4]);
+        assert_eq!(joined.image(1).unwrap().pixels, vec![9; 9], "sorted: 0.png before x/y/1.png");
+        assert_eq!(joined.image(2).unwrap().pixels, vec![7; 4]);
+        assert_ne!(joined.identity().list_hash, labeled.identity().list_hash);
+        assert!(relabeled.relabel(&[2, 0], vec!["a".into(), "b".into()]).is_err(), "label beyond the classes");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::region_sampling::RegionSampling;
 use crate::rng::stream;
 use crate::transforms::Transform;
 use rand::Rng;
@@ -51,10 +52,12 @@ pub struct Batch {
     pub images: Vec<f32>,
     /// `[batch, channels, height, width]`.
     pub shape: [usize; 4],
-    /// Labels.
+    /// Labels (of the source image, for region crops).
     pub labels: Vec<usize>,
     /// Positions of the images in the dataset.
     pub indices: Vec<usize>,
+    /// Soft labels `[batch, classes]` row-major for region crops (FKD); empty otherwise.
+    pub soft_targets: Vec<f32>,
 }
 
 /// Loads augmented batches of a dataset.
@@ -63,6 +66,7 @@ pub struct BatchLoader {
     dataset: Dataset,
     transform: Arc<Transform>,
     config: LoaderConfig,
+    regions: Option<Arc<RegionSampling>>,
 }
 
 impl BatchLoader {
@@ -81,7 +85,21 @@ impl BatchLoader {
                 config.batch_size
             )));
         }
-        Ok(Self { dataset, transform: Arc::new(transform), config })
+        Ok(Self { dataset, transform: Arc::new(transform), config, regions: None })
+    }
+
+    /// A loader of FKD region crops: `config.batch_size` images per batch, each contributing
+    /// `regions.crops_per_visit()` crops rebuilt from the label file (the transform's
+    /// augmentation is not used; its size and normalisation are).
+    pub fn with_regions(dataset: Dataset, transform: Transform, config: LoaderConfig, regions: RegionSampling) -> Result<Self> {
+        let mut loader = Self::new(dataset, transform, config)?;
+        loader.regions = Some(Arc::new(regions));
+        Ok(loader)
+    }
+
+    /// Crops per image in a batch (1 unless region crops).
+    pub fn crops_per_image(&self) -> usize {
+        self.regions.as_ref().map_or(1, |r| r.crops_per_visit())
     }
 
     /// The dataset.
@@ -100,9 +118,10 @@ impl BatchLoader {
         if self.config.drop_last { n / b } else { n.div_ceil(b) }
     }
 
-    /// Images in one epoch.
+    /// Images (crops, for region loaders) in one epoch.
     pub fn images_per_epoch(&self) -> usize {
-        if self.config.drop_last { self.batches_per_epoch() * self.config.batch_size } else { self.dataset.len() }
+        let images = if self.config.drop_last { self.batches_per_epoch() * self.config.batch_size } else { self.dataset.len() };
+        images * self.crops_per_image()
     }
 
     /// The batches of `epoch`, in order.
@@ -112,6 +131,7 @@ impl BatchLoader {
         let shared = Arc::new(Shared {
             dataset: self.dataset.clone(),
             transform: self.transform.clone(),
+            regions: self.regions.clone(),
             order,
             batch_size: self.config.batch_size,
             batches: self.batches_per_epoch(),
@@ -148,6 +168,7 @@ impl BatchLoader {
 struct Shared {
     dataset: Dataset,
     transform: Arc<Transform>,
+    regions: Option<Arc<RegionSampling>>,
     order: Vec<usize>,
     batch_size: usize,
     batches: usize,
@@ -161,16 +182,23 @@ impl Shared {
         let positions = &self.order[b * self.batch_size..((b + 1) * self.batch_size).min(self.order.len())];
         let (h, w) = (self.transform.out_height, self.transform.out_width);
         let c = self.dataset.channels();
-        let mut images = Vec::with_capacity(positions.len() * c * h * w);
+        let crops = self.regions.as_ref().map_or(1, |r| r.crops_per_visit());
+        let mut images = Vec::with_capacity(positions.len() * crops * c * h * w);
+        let mut soft_targets = Vec::new();
         for &i in positions {
-            let image = self.dataset.image(i)?;
-            self.transform.apply_into(&image, &mut stream(self.seed, self.epoch, i as u64), &mut images);
+            let mut rng = stream(self.seed, self.epoch, i as u64);
+            match &self.regions {
+                Some(regions) => regions.sample_into(&self.dataset, i, &mut rng, &self.transform, &mut images, &mut soft_targets)?,
+                None => self.transform.apply_into(&self.dataset.image(i)?, &mut rng, &mut images),
+            }
         }
+        let repeat = |v: Vec<usize>| -> Vec<usize> { v.into_iter().flat_map(|x| std::iter::repeat_n(x, crops)).collect() };
         Ok(Batch {
             images,
-            shape: [positions.len(), c, h, w],
-            labels: positions.iter().map(|&i| self.dataset.label(i)).collect(),
-            indices: positions.to_vec(),
+            shape: [positions.len() * crops, c, h, w],
+            labels: repeat(positions.iter().map(|&i| self.dataset.label(i)).collect()),
+            indices: repeat(positions.to_vec()),
+            soft_targets,
         })
     }
 }

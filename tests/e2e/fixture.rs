@@ -92,6 +92,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kd-eval" => PathBuf::from(env!("CARGO_BIN_EXE_kd-eval")),
         "kd-bench" => PathBuf::from(env!("CARGO_BIN_EXE_kd-bench")),
         "kd-pack-labels" => PathBuf::from(env!("CARGO_BIN_EXE_kd-pack-labels")),
+        "kd-distill" => PathBuf::from(env!("CARGO_BIN_EXE_kd-distill")),
         other => panic!("unknown binary {other}"),
     }
 }

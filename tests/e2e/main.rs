@@ -12,3 +12,5 @@ mod eval;
 mod devices;
 // kd-pack-labels: packing, geometry, resume, shards, bad input.
 mod pack_labels;
+// kd-distill: online KD, FKD, MEAL V2, SSLD, resume, bad input.
+mod distill;

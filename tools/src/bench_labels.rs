@@ -4,7 +4,8 @@
 
 use crate::bench::Args;
 use crate::cli::CommonArgs;
-use crate::pack_labels::{PackArgs, Teachers, encode_block, make_crop_block, pure_inference_rate};
+use crate::pack_labels::{PackArgs, encode_block, make_crop_block, pure_inference_rate};
+use crate::teachers::Teachers;
 use anyhow::{Context, Result};
 use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
 use kd_common::device::ResolvedDevice;

@@ -13,6 +13,10 @@ pub struct Splits {
     pub val: Option<Dataset>,
     /// The test split.
     pub test: Dataset,
+    /// The whole training split, before the hold-out (FKD label files are packed for it).
+    pub full_train: Dataset,
+    /// Position in `full_train` of every `train` image.
+    pub train_positions: Vec<usize>,
 }
 
 /// Opens train and test, and holds `val_size` training images out for validation.
@@ -23,10 +27,12 @@ pub fn open_splits(kind: DatasetKind, data_dir: Option<&Path>, val_size: usize, 
         anyhow::bail!("train has {} classes but test has {}", train.classes.len(), test.classes.len());
     }
     if val_size == 0 {
-        return Ok(Splits { train, val: None, test });
+        let train_positions = (0..train.len()).collect();
+        return Ok(Splits { full_train: train.clone(), train, val: None, test, train_positions });
     }
-    let (train, val) = train.split_off_validation(val_size, seed)?;
-    Ok(Splits { train, val: Some(val), test })
+    let (train_positions, _) = train.validation_positions(val_size, seed)?;
+    let (kept, val) = train.split_off_validation(val_size, seed)?;
+    Ok(Splits { full_train: train, train: kept, val: Some(val), test, train_positions })
 }
 
 /// The input a model trained on `dataset` expects: its fixed size, or `image_size` for folders.

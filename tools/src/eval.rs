@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let started = Instant::now();
-    kd_common::train::predict(&network, reference.as_ref(), &loader, &device.device, |batch, logits, reference| {
+    kd_common::train::predict(&network, reference.as_slice(), &loader, &device.device, |batch, logits, reference| {
         accumulator.add_batch(logits, &batch.labels, reference);
         if let Some(dump) = &mut dump {
             dump.write_batch(&batch.indices, &batch.labels, logits).map_err(|e| kd_common::Error::io(&dump.path, e))?;

@@ -5,14 +5,11 @@
 //! ever running the teacher. Subcommands: `stats`, `verify`, `merge`.
 
 use crate::cli::{CommonArgs, default_workers};
+use crate::teachers::Teachers;
 use anyhow::{Context, Result, bail, ensure};
-use burn::module::Module;
-use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData};
 use clap::{Parser, Subcommand};
-use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
+use kd_common::checkpoint::InputSpec;
 use kd_common::device::{self, DeviceSpec};
-use kd_common::models::Network;
 use kd_datasets::soft_labels::file::{LabelBlock, inspect, partial_path};
 use kd_datasets::soft_labels::geometry::{crops_from_seed, decode_box, image_seed};
 use kd_datasets::soft_labels::{Compression, CropParams, Geometry, LabelMeta, LabelType, LabelWriter, ProbEncoding, RegionLabels, TeacherInfo};
@@ -140,53 +137,6 @@ fn parse_shard(text: &str) -> Result<(usize, usize)> {
     let (i, n): (usize, usize) = (i.parse().context("--shard index")?, n.parse().context("--shard count")?);
     ensure!(n > 0 && i < n, "--shard {i}/{n}: the index must be below the count");
     Ok((i, n))
-}
-
-/// Teachers loaded and checked against each other.
-pub struct Teachers {
-    /// Networks in eval mode.
-    pub networks: Vec<Network>,
-    /// Their sidecars.
-    pub metas: Vec<CheckpointMeta>,
-}
-
-impl Teachers {
-    /// Loads every checkpoint; all must share class count and input size.
-    pub fn load(paths: &[PathBuf], device: &burn::tensor::Device) -> Result<Self> {
-        let mut networks = Vec::new();
-        let mut metas: Vec<CheckpointMeta> = Vec::new();
-        for path in paths {
-            let (network, meta) = checkpoint::load(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
-            if let Some(first) = metas.first() {
-                ensure!(meta.model.num_classes == first.model.num_classes, "teacher {} has {} classes, the first teacher {}", path.display(), meta.model.num_classes, first.model.num_classes);
-                ensure!(
-                    (meta.input.channels, meta.input.height, meta.input.width) == (first.input.channels, first.input.height, first.input.width),
-                    "teacher {} expects {}x{}x{} inputs, the first teacher {}x{}x{}",
-                    path.display(), meta.input.channels, meta.input.height, meta.input.width, first.input.channels, first.input.height, first.input.width
-                );
-            }
-            networks.push(network.valid());
-            metas.push(meta);
-        }
-        Ok(Self { networks, metas })
-    }
-
-    /// Average of the teachers' `softmax(z / T)` for crops normalised per teacher:
-    /// `inputs[t]` holds teacher t's normalised batch `[n, c, h, w]`.
-    pub fn probabilities(&self, inputs: &[Vec<f32>], shape: [usize; 4], temperature: f32, device: &burn::tensor::Device) -> Result<Vec<f32>> {
-        let mut sum: Option<Tensor<2>> = None;
-        for (t, network) in self.networks.iter().enumerate() {
-            let input = &inputs[t.min(inputs.len() - 1)];
-            let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), device);
-            let p = softmax(network.forward(x).div_scalar(temperature), 1);
-            sum = Some(match sum {
-                Some(s) => s + p,
-                None => p,
-            });
-        }
-        let mean = sum.expect("at least one teacher").div_scalar(self.networks.len() as f32);
-        mean.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))
-    }
 }
 
 /// Crops of a block of images, normalised for each distinct teacher input normalisation.

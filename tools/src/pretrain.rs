@@ -4,17 +4,18 @@
 use crate::cli::{CommonArgs, default_workers, hash_json, merge, read_config_file};
 use crate::data::{eval_transform, input_spec, loader, open_splits, train_transform};
 use crate::profiles::{self, Profile, Role};
+pub use crate::train_args::ModelChoice;
+use crate::train_args::TrainArgs;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use clap::Parser;
-use kd_common::checkpoint::{self, CheckpointMeta};
 use kd_common::device::{self, DeviceSpec};
 use kd_common::losses::cross_entropy_with_smoothing;
-use kd_common::models::{Arch, ModelSpec, Network, PlanItem, Shortcut};
-use kd_common::train::{self, Objective, OptimizerConfig, StepOutput, TrainConfig};
+use crate::finish::{TrainedRun, save_trained};
+use kd_common::models::{ModelSpec, Network, Shortcut};
+use kd_common::train::{self, Objective, StepOutput, TrainConfig};
 use kd_datasets::{Augment, Batch, DatasetKind};
-use serde_json::json;
 use std::path::PathBuf;
 
 /// Train a teacher or a baseline student with cross-entropy.
@@ -32,37 +33,11 @@ pub struct Args {
     /// Which network of the preset to train.
     #[arg(long, value_enum, default_value_t = RoleArg::Teacher)]
     pub role: RoleArg,
-    /// Architecture (overrides the preset): resnet20/32/44/56/110, vgg11/13/16/19, vgg-custom,
-    /// mobilenetv2, small-cnn.
-    #[arg(long, value_parser = parse_arch)]
-    pub arch: Option<Arch>,
-    /// Channel width multiplier.
-    #[arg(long)]
-    pub width: Option<f32>,
-    /// Epochs.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Batch size.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Optimizer: sgd (Nesterov, momentum 0.9) or adamw.
-    #[arg(long, value_parser = ["sgd", "adamw"])]
-    pub optimizer: Option<String>,
-    /// Weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f32>,
+    #[command(flatten)]
+    pub train: TrainArgs,
     /// Label smoothing epsilon.
     #[arg(long)]
     pub label_smoothing: Option<f32>,
-    /// Training images held out for per-epoch validation (0: none).
-    #[arg(long)]
-    pub val_size: Option<usize>,
-    /// Image side for image folders.
-    #[arg(long)]
-    pub image_size: Option<usize>,
 }
 
 /// `--role`.
@@ -72,24 +47,6 @@ pub enum RoleArg {
     Teacher,
     /// The preset's student (a baseline without distillation).
     Student,
-}
-
-fn parse_arch(text: &str) -> Result<Arch, String> {
-    text.parse().map_err(|e: kd_common::Error| e.to_string())
-}
-
-/// The network to build, without the data-dependent input channels and classes.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelChoice {
-    /// Architecture.
-    pub arch: Arch,
-    /// Width multiplier.
-    pub width: f32,
-    /// ResNet shortcut.
-    pub shortcut: Shortcut,
-    /// VGG plan (vgg-custom).
-    pub plan: Option<Vec<PlanItem>>,
 }
 
 /// The resolved configuration, written to `config.json`.
@@ -179,40 +136,9 @@ impl PretrainConfig {
         if let Some(workers) = c.workers {
             config.workers = workers;
         }
-        if let Some(arch) = args.arch {
-            config.model.arch = arch;
-        }
-        if let Some(width) = args.width {
-            config.model.width = width;
-        }
-        if let Some(epochs) = args.epochs {
-            config.train.epochs = epochs;
-        }
-        if let Some(batch) = args.batch_size {
-            config.train.batch_size = batch;
-        }
-        if let Some(lr) = args.lr {
-            config.train.schedule.lr = lr;
-        }
-        if let Some(name) = &args.optimizer {
-            config.train.optimizer = match name.as_str() {
-                "adamw" => OptimizerConfig::Adamw { betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.05 },
-                _ => OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
-            };
-        }
-        if let Some(wd) = args.weight_decay {
-            match &mut config.train.optimizer {
-                OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adamw { weight_decay, .. } => *weight_decay = wd,
-            }
-        }
+        args.train.apply(&mut config.model, &mut config.train, &mut config.val_size, &mut config.image_size);
         if let Some(eps) = args.label_smoothing {
             config.label_smoothing = eps;
-        }
-        if let Some(val) = args.val_size {
-            config.val_size = val;
-        }
-        if let Some(size) = args.image_size {
-            config.image_size = Some(size);
         }
         if !(0.0..1.0).contains(&config.label_smoothing) {
             anyhow::bail!("label smoothing must be in [0, 1), got {}", config.label_smoothing);
@@ -290,49 +216,25 @@ pub fn run(args: Args) -> Result<()> {
     let outcome = train::fit(network, &mut objective, &config.train, &train_loader, val_loader.as_ref(), &device, &args.out, &run_hash)?;
 
     let network = outcome.model.valid();
-    let test_loader = loader(splits.test.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?;
-    let test = train::evaluate(&network, None, &test_loader, &device.device)?;
-    let last = outcome.rows.last().expect("at least one epoch ran");
-    let best = outcome.rows.iter().filter_map(|r| r.val_top1.map(|v| (v, r.epoch))).fold(None, |best: Option<(f64, usize)>, x| match best {
-        Some(b) if b.0 >= x.0 => Some(b),
-        _ => Some(x),
-    });
-    let metrics = json!({
-        "test_top1": test.top1,
-        "test_top5": test.top5,
-        "test_nll": test.nll,
-        "test_ece": test.ece,
-        "last_val_top1": last.val_top1,
-        "best_val_top1": best.map(|b| b.0),
-        "best_val_epoch": best.map(|b| b.1),
-        "epochs": outcome.rows.len(),
-        "train_images_per_s": outcome.rows.iter().map(|r| r.images_per_s).sum::<f64>() / outcome.rows.len() as f64,
-        "train_seconds": outcome.rows.iter().map(|r| r.seconds).sum::<f64>(),
-        "resumed_after_epoch": outcome.resumed_after,
-    });
-    let meta = CheckpointMeta {
-        format_version: checkpoint::FORMAT_VERSION,
-        model: spec,
-        input,
-        dataset: serde_json::to_value(splits.train.identity())?,
-        classes,
-        training: serde_json::to_value(&config)?,
-        metrics: metrics.clone(),
-        weights_sha256: String::new(),
-        written_by: format!("kd-pretrain {}", env!("CARGO_PKG_VERSION")),
-    };
-    let weights = args.out.join("model.safetensors");
-    checkpoint::save(&network, &meta, &weights)?;
-    tracing::info!(
-        "test top-1 {:.2}% (top-5 {:.2}%, NLL {:.4}) after {:.0} s; wrote {}",
-        test.top1,
-        test.top5,
-        test.nll,
-        started.elapsed().as_secs_f64(),
-        weights.display()
-    );
-    let mut summary = metrics;
-    summary["checkpoint"] = json!(weights);
+    let summary = save_trained(
+        TrainedRun {
+            network: &network,
+            spec,
+            input,
+            train: &splits.train,
+            test: &splits.test,
+            config: serde_json::to_value(&config)?,
+            rows: &outcome.rows,
+            resumed_after: outcome.resumed_after,
+            references: &[],
+            workers: config.workers,
+            seed: config.seed,
+            tool: "kd-pretrain",
+        },
+        &device.device,
+        &args.out,
+    )?;
+    tracing::info!("finished after {:.0} s", started.elapsed().as_secs_f64());
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

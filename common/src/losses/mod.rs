@@ -1,6 +1,7 @@
 //! Losses, one per file, each with its formula in the doc comment.
 
 mod cross_entropy;
+pub mod discriminator_bce;
 pub mod jensen_shannon;
 pub mod kd_kl;
 mod soft_cross_entropy;
@@ -9,6 +10,7 @@ pub mod symmetric_kl;
 mod test_support;
 
 pub use cross_entropy::cross_entropy_with_smoothing;
+pub use discriminator_bce::{bce_with_logits, discriminator_loss};
 pub use jensen_shannon::jensen_shannon;
 pub use kd_kl::{kd_loss, kl_to_teacher};
 pub use soft_cross_entropy::soft_cross_entropy;

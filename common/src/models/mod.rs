@@ -1,12 +1,14 @@
 //! The model zoo: every network takes its input channels and class count, and exposes the pooled
 //! embedding (`forward_features`) besides the logits (`forward`).
 
+pub mod discriminator;
 mod layers;
 pub mod mobilenet_v2;
 pub mod resnet;
 pub mod small_cnn;
 pub mod vgg;
 
+pub use discriminator::Discriminator;
 pub use mobilenet_v2::MobileNetV2;
 pub use resnet::{ResNet, Shortcut};
 pub use small_cnn::SmallCnn;

@@ -8,8 +8,8 @@ mod schedule;
 mod state;
 mod trainer;
 
-pub use evaluate::{evaluate, predict};
+pub use evaluate::{ensemble_logits, evaluate, images_tensor, predict};
 pub use optimizer::OptimizerConfig;
 pub use schedule::{Decay, ScheduleConfig};
 pub use state::{EpochRow, Progress, StateDir, write_metrics_csv};
-pub use trainer::{FitOutcome, Objective, StepOutput, TrainConfig, fit};
+pub use trainer::{FitOutcome, Objective, Phase, StepOutput, TrainConfig, fit, fit_phases};

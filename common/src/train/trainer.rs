@@ -47,6 +47,25 @@ pub trait Objective<M: Module> {
 
     /// The network that validation measures and that is exported.
     fn network<'a>(&self, model: &'a M) -> &'a Network;
+
+    /// Networks whose (ensemble) predictions validation compares with: the teachers. Their
+    /// agreement with the trained network becomes the `val_agreement` column.
+    fn references(&self) -> &[Network] {
+        &[]
+    }
+}
+
+/// A stretch of training on one loader: `passes` passes, each counting as `epochs_per_pass`
+/// epochs of the schedule. FKD's multi-crop passes count `num_crops` epochs each (one pass with
+/// `m` crops per image takes as many optimizer steps as `m` single-crop epochs; anchors §A1.5).
+#[derive(Clone, Copy)]
+pub struct Phase<'a> {
+    /// The batches.
+    pub loader: &'a BatchLoader,
+    /// Passes over the loader.
+    pub passes: usize,
+    /// Epochs each pass counts as.
+    pub epochs_per_pass: usize,
 }
 
 /// The result of [`fit`].
@@ -62,8 +81,9 @@ pub struct FitOutcome<M> {
 /// How often (in steps) the loss is read back to check it is finite.
 const CHECK_EVERY: usize = 10;
 
-/// Trains `model` with `objective`. Resumes from `<out>/state` when a run with the same
-/// `run_hash` was interrupted; writes `<out>/metrics.csv` after every epoch.
+/// Trains `model` with `objective` for `config.epochs` passes over `train`. Resumes from
+/// `<out>/state` when a run with the same `run_hash` was interrupted; writes
+/// `<out>/metrics.csv` after every epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn fit<M: Module, O: Objective<M>>(
     model: M,
@@ -75,11 +95,42 @@ pub fn fit<M: Module, O: Objective<M>>(
     out_dir: &Path,
     run_hash: &str,
 ) -> Result<FitOutcome<M>> {
+    let phases = [Phase { loader: train, passes: config.epochs, epochs_per_pass: 1 }];
+    fit_phases(model, objective, config, &phases, val, device, out_dir, run_hash)
+}
+
+/// [`fit`] over a sequence of phases whose epochs add up to `config.epochs`; the learning-rate
+/// schedule runs over all their steps, and a metrics row is written per pass (its `epoch` is
+/// the epoch count reached).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_phases<M: Module, O: Objective<M>>(
+    model: M,
+    objective: &mut O,
+    config: &TrainConfig,
+    phases: &[Phase],
+    val: Option<&BatchLoader>,
+    device: &ResolvedDevice,
+    out_dir: &Path,
+    run_hash: &str,
+) -> Result<FitOutcome<M>> {
     if config.epochs == 0 {
         return Err(Error::InvalidConfig("epochs must be at least 1".into()));
     }
-    let steps_per_epoch = train.batches_per_epoch();
-    let total_steps = steps_per_epoch * config.epochs;
+    let planned: usize = phases.iter().map(|p| p.passes * p.epochs_per_pass).sum();
+    if planned != config.epochs {
+        return Err(Error::InvalidConfig(format!("the training phases cover {planned} epochs, the configuration {}", config.epochs)));
+    }
+    // (loader, epochs counted, epochs reached) per pass.
+    let mut passes = Vec::new();
+    let mut reached = 0;
+    for phase in phases {
+        for _ in 0..phase.passes {
+            reached += phase.epochs_per_pass;
+            passes.push((phase.loader, reached));
+        }
+    }
+    let total_steps: usize = passes.iter().map(|(loader, _)| loader.batches_per_epoch()).sum();
+    let steps_per_epoch = (total_steps / config.epochs).max(1);
     let state = StateDir::new(out_dir);
     let mut optim = config.optimizer.build(config.grad_clip_norm);
     let mut model = model;
@@ -95,9 +146,11 @@ pub fn fit<M: Module, O: Objective<M>>(
     let ad_device = device.device.clone().autodiff();
     let metrics_path = out_dir.join("metrics.csv");
 
-    for epoch in progress.epochs_done..config.epochs {
+    for epoch in progress.epochs_done..passes.len() {
+        let (train, epochs_reached) = passes[epoch];
+        let pass_steps = train.batches_per_epoch();
         let started = Instant::now();
-        let bar = crate::progress::bar(steps_per_epoch as u64, &format!("epoch {}/{}", epoch + 1, config.epochs));
+        let bar = crate::progress::bar(pass_steps as u64, &format!("epoch {}/{}", epochs_reached, config.epochs));
         let mut loss_sum = Tensor::<1>::zeros([1], &ad_device.clone().inner());
         let mut correct_sum = Tensor::<1, Int>::zeros([1], &ad_device.clone().inner());
         let (mut images_seen, mut lr) = (0usize, 0.0);
@@ -120,7 +173,7 @@ pub fn fit<M: Module, O: Objective<M>>(
             let predicted = output.logits.detach().inner().argmax(1).reshape([n]);
             correct_sum = correct_sum + predicted.equal(labels.inner()).int().sum();
             images_seen += n;
-            if (i + 1) % CHECK_EVERY == 0 || i + 1 == steps_per_epoch {
+            if (i + 1) % CHECK_EVERY == 0 || i + 1 == pass_steps {
                 let total = loss_sum.clone().into_scalar::<f32>() as f64;
                 if !total.is_finite() {
                     bar.abandon();
@@ -138,13 +191,13 @@ pub fn fit<M: Module, O: Objective<M>>(
         let train_top1 = 100.0 * correct_sum.into_scalar::<i64>() as f64 / images_seen.max(1) as f64;
 
         let report = match val {
-            Some(val) => Some(evaluate(objective.network(&model), None, val, &device.device)?),
+            Some(val) => Some(evaluate(objective.network(&model), objective.references(), val, &device.device)?),
             None => None,
         };
-        progress.steps_done += steps_per_epoch;
+        progress.steps_done += pass_steps;
         progress.epochs_done = epoch + 1;
         let row = EpochRow {
-            epoch: epoch + 1,
+            epoch: epochs_reached,
             lr,
             train_loss,
             train_top1,
@@ -153,15 +206,16 @@ pub fn fit<M: Module, O: Objective<M>>(
             val_top5: report.as_ref().map(|r| r.top5),
             images_per_s: images_seen as f64 / train_seconds,
             seconds: started.elapsed().as_secs_f64(),
-            extra: Vec::new(),
+            extra: report.as_ref().and_then(|r| r.agreement).map(|a| vec![("val_agreement".to_string(), a)]).unwrap_or_default(),
         };
         tracing::info!(
-            "epoch {}/{}: train loss {:.4} top-1 {:.2}%{} | {:.0} images/s, {:.1} s",
+            "epoch {}/{}: train loss {:.4} top-1 {:.2}%{}{} | {:.0} images/s, {:.1} s",
             row.epoch,
             config.epochs,
             row.train_loss,
             row.train_top1,
             report.as_ref().map(|r| format!(", val top-1 {:.2}% nll {:.4}", r.top1, r.nll)).unwrap_or_default(),
+            report.as_ref().and_then(|r| r.agreement).map(|a| format!(", agreement with the teacher {a:.2}%")).unwrap_or_default(),
             row.images_per_s,
             row.seconds
         );

@@ -106,6 +106,11 @@ impl LabelReader {
         }
     }
 
+    /// Refuses labels made for another dataset split or class count.
+    pub fn check_matches(&self, path: &Path, dataset: &crate::dataset::DatasetIdentity, classes: usize) -> Result<()> {
+        self.meta().check_matches(path, dataset, classes)
+    }
+
     /// Geometry of every crop of an image.
     pub fn crops(&self, image: usize, h: usize, w: usize) -> Result<Vec<CropLabel>> {
         match self {

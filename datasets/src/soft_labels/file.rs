@@ -108,6 +108,26 @@ impl LabelMeta {
         geometry + self.k_indices() * self.index_bytes() + self.k_probs() * self.compression.encoding.bytes()
     }
 
+    /// Refuses labels made for another dataset split or class count.
+    pub fn check_matches(&self, path: &Path, dataset: &DatasetIdentity, classes: usize) -> Result<()> {
+        let m = self;
+        let mut problems = Vec::new();
+        if m.num_classes != classes {
+            problems.push(format!("{} classes, the dataset has {classes}", m.num_classes));
+        }
+        if m.dataset.count != dataset.count || m.dataset.list_hash != dataset.list_hash || m.dataset.name != dataset.name {
+            problems.push(format!(
+                "made for {} {} ({} images, list hash {}), not {} {} ({} images, list hash {})",
+                m.dataset.name, m.dataset.split, m.dataset.count, &m.dataset.list_hash[..12.min(m.dataset.list_hash.len())],
+                dataset.name, dataset.split, dataset.count, &dataset.list_hash[..12.min(dataset.list_hash.len())]
+            ));
+        }
+        if m.shard.is_some() {
+            problems.push("it is a single shard; merge the shards first (kd-pack-labels merge)".into());
+        }
+        if problems.is_empty() { Ok(()) } else { Err(DataError::Inconsistent { path: path.into(), message: format!("label file does not match: {}", problems.join("; ")) }) }
+    }
+
     /// The same file apart from creation time (for resume checks).
     fn same_run(&self, other: &Self) -> bool {
         Self { created_unix: 0, ..self.clone() } == Self { created_unix: 0, ..other.clone() }
@@ -444,22 +464,7 @@ impl RegionLabels {
 
     /// Refuses labels made for another dataset split or class count.
     pub fn check_matches(&self, path: &Path, dataset: &DatasetIdentity, classes: usize) -> Result<()> {
-        let m = &self.meta;
-        let mut problems = Vec::new();
-        if m.num_classes != classes {
-            problems.push(format!("{} classes, the dataset has {classes}", m.num_classes));
-        }
-        if m.dataset.count != dataset.count || m.dataset.list_hash != dataset.list_hash || m.dataset.name != dataset.name {
-            problems.push(format!(
-                "made for {} {} ({} images, list hash {}), not {} {} ({} images, list hash {})",
-                m.dataset.name, m.dataset.split, m.dataset.count, &m.dataset.list_hash[..12.min(m.dataset.list_hash.len())],
-                dataset.name, dataset.split, dataset.count, &dataset.list_hash[..12.min(dataset.list_hash.len())]
-            ));
-        }
-        if m.shard.is_some() {
-            problems.push("it is a single shard; merge the shards first (kd-pack-labels merge)".into());
-        }
-        if problems.is_empty() { Ok(()) } else { Err(DataError::Inconsistent { path: path.into(), message: format!("label file does not match: {}", problems.join("; ")) }) }
+        self.meta.check_matches(path, dataset, classes)
     }
 
     /// Geometry of every crop of image `image` (file-relative) in an `h x w` source image.

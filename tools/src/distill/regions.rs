@@ -1,0 +1,51 @@
+//! Loaders of FKD region crops from a label file, planned with FKD's epoch accounting
+//! (anchors §A1.5): passes with `num_crops` crops per image (`ceil(batch / num_crops)` images per
+//! batch, so a batch still holds about `batch` crops, and each pass counts as `num_crops`
+//! epochs), then single-crop epochs at the end.
+
+use super::method::RegionCrops;
+use crate::data::{Splits, eval_transform};
+use anyhow::{Context, Result};
+use kd_common::checkpoint::InputSpec;
+use kd_datasets::soft_labels::{LabelMeta, LabelReader};
+use kd_datasets::{BatchLoader, LoaderConfig, RegionSampling};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The loaders of one region-label run.
+pub struct RegionLoaders {
+    /// `(loader, passes, epochs per pass)` in training order.
+    pub phases: Vec<(BatchLoader, usize, usize)>,
+    /// The label file's metadata.
+    pub meta: LabelMeta,
+}
+
+/// Opens `path`, checks it was packed for `splits.full_train`, and builds the loaders of
+/// `epochs` epochs at `batch_size` crops per step.
+pub fn region_loaders(path: &Path, crops: &RegionCrops, splits: &Splits, input: &InputSpec, epochs: usize, batch_size: usize, workers: usize, seed: u64) -> Result<RegionLoaders> {
+    let reader = LabelReader::open(path, crops.memory_budget_mib << 20).with_context(|| format!("opening label file {}", path.display()))?;
+    reader.check_matches(path, &splits.full_train.identity(), splits.train.num_classes())?;
+    let meta = reader.meta().clone();
+    let reader = Arc::new(reader);
+    let (passes, single) = crops.plan(epochs);
+    let mut phases = Vec::new();
+    let mut add = |crops_per_visit: usize, images_per_batch: usize, count: usize, epochs_per_pass: usize| -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let sampling = RegionSampling::new(reader.clone(), crops_per_visit, splits.train_positions.clone(), &splits.train).with_context(|| format!("label file {}", path.display()))?;
+        let config = LoaderConfig { batch_size: images_per_batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed };
+        phases.push((BatchLoader::with_regions(splits.train.clone(), eval_transform(input), config, sampling)?, count, epochs_per_pass));
+        Ok(())
+    };
+    add(crops.num_crops, batch_size.div_ceil(crops.num_crops), passes, crops.num_crops)?;
+    add(1, batch_size, single, 1)?;
+    tracing::info!(
+        "{}: {} crops per image stored; {passes} pass(es) with {} crops per image ({} epochs) then {single} single-crop epoch(s)",
+        path.display(),
+        meta.crops_per_image,
+        crops.num_crops,
+        passes * crops.num_crops
+    );
+    Ok(RegionLoaders { phases, meta })
+}

@@ -1,0 +1,95 @@
+//! Frozen teachers: loaded once in eval mode on the inner (non-autodiff) device, checked
+//! against each other, and combined as MEAL V2 does: the ensemble's target is the average of the
+//! teachers' softmax probabilities (anchors §A3.1).
+
+use anyhow::{Context, Result, ensure};
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Tensor, TensorData};
+use kd_common::checkpoint::{self, CheckpointMeta};
+use kd_common::models::Network;
+use std::path::PathBuf;
+
+/// Teachers loaded and checked against each other.
+pub struct Teachers {
+    /// Networks in eval mode.
+    pub networks: Vec<Network>,
+    /// Their sidecars.
+    pub metas: Vec<CheckpointMeta>,
+}
+
+impl Teachers {
+    /// Loads every checkpoint; all must share class count and input size.
+    pub fn load(paths: &[PathBuf], device: &burn::tensor::Device) -> Result<Self> {
+        let mut networks = Vec::new();
+        let mut metas: Vec<CheckpointMeta> = Vec::new();
+        for path in paths {
+            let (network, meta) = checkpoint::load(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+            if let Some(first) = metas.first() {
+                ensure!(meta.model.num_classes == first.model.num_classes, "teacher {} has {} classes, the first teacher {}", path.display(), meta.model.num_classes, first.model.num_classes);
+                ensure!(
+                    (meta.input.channels, meta.input.height, meta.input.width) == (first.input.channels, first.input.height, first.input.width),
+                    "teacher {} expects {}x{}x{} inputs, the first teacher {}x{}x{}",
+                    path.display(), meta.input.channels, meta.input.height, meta.input.width, first.input.channels, first.input.height, first.input.width
+                );
+            }
+            networks.push(network.valid());
+            metas.push(meta);
+        }
+        Ok(Self { networks, metas })
+    }
+
+    /// Average of the teachers' `softmax(z / T)` for crops normalised per teacher:
+    /// `inputs[t]` holds teacher t's normalised batch `[n, c, h, w]`.
+    pub fn probabilities(&self, inputs: &[Vec<f32>], shape: [usize; 4], temperature: f32, device: &burn::tensor::Device) -> Result<Vec<f32>> {
+        let mut sum: Option<Tensor<2>> = None;
+        for (t, network) in self.networks.iter().enumerate() {
+            let input = &inputs[t.min(inputs.len() - 1)];
+            let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), device);
+            let p = softmax(network.forward(x).div_scalar(temperature), 1);
+            sum = Some(match sum {
+                Some(s) => s + p,
+                None => p,
+            });
+        }
+        let mean = sum.expect("at least one teacher").div_scalar(self.networks.len() as f32);
+        mean.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))
+    }
+}
+
+/// The ensemble's outputs on one batch (no autodiff graph).
+pub struct EnsembleOutput {
+    /// `mean_t softmax(z_t / T)`, `[B, C]`.
+    pub probs: Tensor<2>,
+    /// `mean_t z_t`, `[B, C]` (MEAL V2 feeds it to the discriminator).
+    pub mean_logits: Tensor<2>,
+}
+
+impl Teachers {
+    /// Runs every teacher on `images` (already normalised for them, inner device).
+    pub fn ensemble(&self, images: Tensor<4>, temperature: f32) -> EnsembleOutput {
+        let n = self.networks.len() as f32;
+        let mut probs: Option<Tensor<2>> = None;
+        let mut logits: Option<Tensor<2>> = None;
+        for network in &self.networks {
+            let z = network.forward(images.clone());
+            let p = softmax(z.clone().div_scalar(temperature), 1);
+            probs = Some(probs.map_or(p.clone(), |s| s + p));
+            logits = Some(logits.map_or(z.clone(), |s| s + z));
+        }
+        EnsembleOutput {
+            probs: probs.expect("at least one teacher").div_scalar(n),
+            mean_logits: logits.expect("at least one teacher").div_scalar(n),
+        }
+    }
+
+    /// Classes of the teachers.
+    pub fn num_classes(&self) -> usize {
+        self.metas[0].model.num_classes
+    }
+
+    /// SHA-256 of every teacher's weights, in order.
+    pub fn weights_sha256(&self) -> Vec<String> {
+        self.metas.iter().map(|m| m.weights_sha256.clone()).collect()
+    }
+}

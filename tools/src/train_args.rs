@@ -1,0 +1,99 @@
+//! Flags that choose the trained network and its optimisation, shared by `kd-pretrain` and
+//! `kd-distill`, and how they override a resolved configuration.
+
+use kd_common::models::{Arch, PlanItem, Shortcut};
+use kd_common::train::{OptimizerConfig, TrainConfig};
+
+/// Network and optimisation flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// Architecture (overrides the preset): resnet20/32/44/56/110, vgg11/13/16/19, vgg-custom,
+    /// mobilenetv2, small-cnn.
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<Arch>,
+    /// Channel width multiplier.
+    #[arg(long)]
+    pub width: Option<f32>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size (images, or crops for region-label training).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer: sgd (Nesterov, momentum 0.9) or adamw.
+    #[arg(long, value_parser = ["sgd", "adamw"])]
+    pub optimizer: Option<String>,
+    /// Weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Training images held out for per-epoch validation (0: none).
+    #[arg(long)]
+    pub val_size: Option<usize>,
+    /// Image side for image folders.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+}
+
+fn parse_arch(text: &str) -> Result<Arch, String> {
+    text.parse().map_err(|e: kd_common::Error| e.to_string())
+}
+
+/// The network to build, without the data-dependent input channels and classes.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelChoice {
+    /// Architecture.
+    pub arch: Arch,
+    /// Width multiplier.
+    pub width: f32,
+    /// ResNet shortcut.
+    pub shortcut: Shortcut,
+    /// VGG plan (vgg-custom).
+    pub plan: Option<Vec<PlanItem>>,
+}
+
+impl TrainArgs {
+    /// Applies the flags that were given.
+    pub fn apply(&self, model: &mut ModelChoice, train: &mut TrainConfig, val_size: &mut usize, image_size: &mut Option<usize>) {
+        if let Some(arch) = self.arch {
+            model.arch = arch;
+        }
+        if let Some(width) = self.width {
+            model.width = width;
+        }
+        if let Some(epochs) = self.epochs {
+            train.epochs = epochs;
+        }
+        if let Some(batch) = self.batch_size {
+            train.batch_size = batch;
+        }
+        if let Some(lr) = self.lr {
+            train.schedule.lr = lr;
+        }
+        if let Some(name) = &self.optimizer {
+            train.optimizer = match name.as_str() {
+                "adamw" => OptimizerConfig::Adamw { betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.05 },
+                _ => OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+            };
+        }
+        if let Some(wd) = self.weight_decay {
+            set_weight_decay(train, wd);
+        }
+        if let Some(val) = self.val_size {
+            *val_size = val;
+        }
+        if let Some(size) = self.image_size {
+            *image_size = Some(size);
+        }
+    }
+}
+
+/// Sets the optimizer's weight decay.
+pub fn set_weight_decay(train: &mut TrainConfig, wd: f32) {
+    match &mut train.optimizer {
+        OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adamw { weight_decay, .. } => *weight_decay = wd,
+    }
+}
