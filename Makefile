@@ -1,7 +1,9 @@
 # kdkit pipeline. The recipes only chain tool calls; all logic lives in the tools.
 #
-#   make                    teacher + baseline student on Fashion-MNIST, evaluated, report.md;
-#                           FKD region labels packed from the teacher (labels.h5)
+#   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5), then
+#                           per student seed: baseline (no KD), online KD, FKD, MEAL V2 (two
+#                           teachers), SSLD (unlabeled hold-out); all evaluated into report.md
+#   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
 #   make test               the test suite (CI runs this)
@@ -18,10 +20,29 @@ FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda)
 CARGO_FEATURES = $(if $(FEATURES),--features $(FEATURES))
 CUDA_ENV = $(if $(findstring cuda,$(FEATURES)),XDG_DATA_HOME=$(CURDIR)/target/llvm-shim)
 BIN      = target/debug
-TOOLS    = $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels
+TOOLS    = $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
+# Random-resized-crop area range of the labels. FKD's 0.08-1 assumes a teacher trained on such
+# crops; the quick teacher is trained without augmentation and labels small crops badly, so the
+# quick profile keeps 80-100% of the image (chosen on validation accuracy; see README).
+CROP_SCALE ?= $(if $(filter quick,$(PROFILE)),0.8 1,0.08 1)
+# Student seeds; the teachers and the label file use SEED.
+SEEDS    ?= 0
+# SSLD: training images whose labels are dropped (the unlabeled split), and the top-k per class
+# kept by teacher score.
+UNLABELED ?= $(if $(filter quick,$(PROFILE)),25000,20000)
+SELECT_PER_CLASS ?= $(if $(filter quick,$(PROFILE)),2000,1500)
 COMMON   = --profile $(PROFILE) --device $(DEVICE) --seed $(SEED)
+TEACHER  = $(RUN)/teacher/model.safetensors
+TEACHER_B = $(RUN)/teacher-b/model.safetensors
+METHODS  = baseline kd fkd meal-v2 ssld
+STUDENTS = $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)))
+comma := ,
+empty :=
+space := $(empty) $(empty)
+# Comma-separated eval.json files of a method over the seeds.
+evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.json))
 
 # Tests run the wgpu backend on Mesa's lavapipe when no GPU is present.
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
@@ -29,6 +50,8 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
 .PHONY: all build test test-cuda check-cuda bench clean-runs
 .DELETE_ON_ERROR:
+# Checkpoints made by pattern rules are results, not intermediates to delete.
+.SECONDARY:
 
 all: $(RUN)/report.md $(RUN)/labels-stats.json
 	@cat $(RUN)/report.md
@@ -44,20 +67,38 @@ $(RUN)/teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
 	$(BIN)/kd-pretrain $(COMMON) --role teacher --out $(RUN)/teacher > $(RUN)-teacher.json.tmp && mv $(RUN)-teacher.json.tmp $(RUN)/teacher/summary.json
 
-$(RUN)/student/model.safetensors: | build
+# A second teacher for MEAL V2's ensemble: the same recipe with another seed.
+$(RUN)/teacher-b/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain $(COMMON) --role student --out $(RUN)/student > $(RUN)-student.json.tmp && mv $(RUN)-student.json.tmp $(RUN)/student/summary.json
+	$(BIN)/kd-pretrain --profile $(PROFILE) --device $(DEVICE) --seed $$(( $(SEED) + 1 )) --role teacher --out $(RUN)/teacher-b > $(RUN)-teacher-b.json.tmp && mv $(RUN)-teacher-b.json.tmp $(RUN)/teacher-b/summary.json
+
+# Students, one directory per method and seed: <method>-s<seed>/.
+$(RUN)/baseline-s%/model.safetensors: | build
+	$(BIN)/kd-pretrain --profile $(PROFILE) --device $(DEVICE) --seed $* --role student --out $(RUN)/baseline-s$* > $(RUN)/baseline-s$*.json.tmp && mv $(RUN)/baseline-s$*.json.tmp $(RUN)/baseline-s$*/summary.json
+
+$(RUN)/kd-s%/model.safetensors: $(TEACHER) | build
+	$(BIN)/kd-distill kd --profile $(PROFILE) --device $(DEVICE) --seed $* --teacher $(TEACHER) --out $(RUN)/kd-s$* > $(RUN)/kd-s$*.json.tmp && mv $(RUN)/kd-s$*.json.tmp $(RUN)/kd-s$*/summary.json
+
+$(RUN)/fkd-s%/model.safetensors: $(RUN)/labels.h5 | build
+	$(BIN)/kd-distill fkd --profile $(PROFILE) --device $(DEVICE) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
+
+$(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) | build
+	$(BIN)/kd-distill meal-v2 --profile $(PROFILE) --device $(DEVICE) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
+
+$(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
+	$(BIN)/kd-distill ssld --profile $(PROFILE) --device $(DEVICE) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
 
 $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
-	$(BIN)/kd-eval $< --device $(DEVICE) --reference $(RUN)/teacher/model.safetensors \
+	$(BIN)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \
 	  --confusion-matrix $(RUN)/$*/confusion.csv > $@.tmp && mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/student/eval.json | build
-	$(BIN)/kd-report teacher=$(RUN)/teacher/eval.json student-baseline=$(RUN)/student/eval.json > $@.tmp && mv $@.tmp $@
+$(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/teacher-b/eval.json $(addsuffix /eval.json,$(STUDENTS)) | build
+	$(BIN)/kd-report teacher=$(RUN)/teacher/eval.json teacher-b=$(RUN)/teacher-b/eval.json \
+	  $(foreach m,$(METHODS),$(m)=$(call evals,$(m))) > $@.tmp && mv $@.tmp $@
 
 # FKD region labels from the trained teacher (marginal smoothing top-5, u8 probabilities).
 $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
-	$(BIN)/kd-pack-labels --teacher $< --crops $(CROPS) --device $(DEVICE) --seed $(SEED) --force \
+	$(BIN)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) --seed $(SEED) --force \
 	  --out $@ > $(RUN)/labels-pack.json.tmp && mv $(RUN)/labels-pack.json.tmp $(RUN)/labels-pack.json
 
 $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build

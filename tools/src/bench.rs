@@ -1,5 +1,5 @@
 //! `kd-bench` (run by `make bench`): training images/s of ResNet-20 and ResNet-56 on CIFAR-shaped
-//! batches, and data-loader images/s alone, measured side by side in one process and printed as
+//! batches, plain vs online KD vs FKD training, and data-loader images/s alone, measured side by side in one process and printed as
 //! a table with the PyTorch reference figures for the same machine class.
 
 use crate::cli::{CommonArgs, default_workers};
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 /// Measure training and data-loading throughput.
 #[derive(Parser, Debug)]
-#[command(name = "kd-bench", version, about, long_about = None)]
+#[command(name = "kd-bench", version, long_about = None)]
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -35,8 +35,8 @@ pub struct Args {
     /// Batches read in the data-loader benchmark.
     #[arg(long, default_value_t = 200)]
     pub loader_batches: usize,
-    /// Sections to run: train, loader, labels.
-    #[arg(long, value_delimiter = ',', default_value = "train,loader,labels")]
+    /// Sections to run: train, distill, loader, labels.
+    #[arg(long, value_delimiter = ',', default_value = "train,distill,loader,labels")]
     pub sections: Vec<String>,
     /// Teacher for the label benchmark (default: a randomly initialised ResNet-56, which
     /// runs at the same speed as a trained one).
@@ -111,6 +111,9 @@ pub fn run(args: Args) -> Result<()> {
     let wants = |section: &str| args.sections.iter().any(|s| s == section);
     if wants("train") {
         train_section(&args, &device.device)?;
+    }
+    if wants("distill") {
+        crate::bench_distill::distill_section(&args, &device, workers)?;
     }
     if wants("loader") {
         loader_section(&args, workers)?;

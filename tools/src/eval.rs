@@ -17,7 +17,7 @@ use std::time::Instant;
 
 /// Evaluate a checkpoint; metrics JSON goes to stdout.
 #[derive(Parser, Debug)]
-#[command(name = "kd-eval", version, about, long_about = None)]
+#[command(name = "kd-eval", version, long_about = None)]
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,

@@ -2,6 +2,7 @@
 //! module here; shared conventions live in [`cli`] and [`data`].
 
 pub mod bench;
+pub mod bench_distill;
 pub mod bench_labels;
 pub mod cli;
 pub mod data;

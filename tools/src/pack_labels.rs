@@ -23,7 +23,7 @@ use std::time::Instant;
 
 /// Pack FKD region-level soft labels into one HDF5 file.
 #[derive(Parser, Debug)]
-#[command(name = "kd-pack-labels", version, about, long_about = None, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(name = "kd-pack-labels", version, long_about = None, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 /// Train a teacher or a baseline student with cross-entropy.
 #[derive(Parser, Debug)]
-#[command(name = "kd-pretrain", version, about, long_about = None)]
+#[command(name = "kd-pretrain", version, long_about = None)]
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,

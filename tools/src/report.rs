@@ -1,37 +1,97 @@
-//! `kd-report`: one Markdown table from the JSON that `kd-eval` printed for several runs.
+//! `kd-report`: one Markdown table from the JSON that `kd-eval` printed for several runs; a row
+//! may name several runs (seeds) and then shows mean +- sample standard deviation.
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Summarise `kd-eval` results as a Markdown table on stdout.
 #[derive(Parser, Debug)]
-#[command(name = "kd-report", version, about, long_about = None)]
+#[command(name = "kd-report", version, long_about = None)]
 pub struct Args {
-    /// `NAME=FILE` pairs: a row name and the `kd-eval` JSON of that run.
+    /// `NAME=FILE[,FILE...]` entries: a row name and the `kd-eval` JSON of its run(s), for
+    /// example one per seed.
     #[arg(required = true)]
     pub runs: Vec<String>,
 }
 
+/// One run's numbers.
+struct RunNumbers {
+    arch: String,
+    top1: f64,
+    top5: f64,
+    nll: f64,
+    ece: f64,
+    agreement: Option<f64>,
+    train_seconds: Option<f64>,
+}
+
+fn read_run(path: &Path) -> Result<RunNumbers> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not kd-eval JSON", path.display()))?;
+    let number = |key: &str| value.get(key).and_then(|v| v.as_f64()).with_context(|| format!("{}: no number `{key}`", path.display()));
+    // Training time comes from the evaluated checkpoint's sidecar.
+    let train_seconds = value
+        .get("checkpoint")
+        .and_then(|c| c.as_str())
+        .and_then(|c| kd_common::checkpoint::read_meta(Path::new(c)).ok())
+        .and_then(|meta| meta.metrics.get("train_seconds").and_then(|s| s.as_f64()));
+    Ok(RunNumbers {
+        arch: value.get("arch").and_then(|v| v.as_str()).unwrap_or("?").to_string(),
+        top1: number("top1")?,
+        top5: number("top5")?,
+        nll: number("nll")?,
+        ece: number("ece")?,
+        agreement: value.get("agreement").and_then(|v| v.as_f64()),
+        train_seconds,
+    })
+}
+
+/// `mean` with `+- sd` (sample standard deviation, n - 1) when there are several values.
+pub fn mean_sd(values: &[f64], decimals: usize) -> String {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return format!("{mean:.decimals$}");
+    }
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    format!("{mean:.decimals$} ± {sd:.decimals$}")
+}
+
 /// Runs `kd-report`.
 pub fn run(args: Args) -> Result<()> {
-    println!("| run | model | top-1 (%) | top-5 (%) | NLL | ECE | eval images/s |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| run | model | runs | top-1 (%) | top-5 (%) | NLL | ECE | agreement with teacher (%) | train s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for entry in &args.runs {
-        let (name, file) = entry.split_once('=').with_context(|| format!("`{entry}` is not NAME=FILE"))?;
-        let path = PathBuf::from(file);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not kd-eval JSON", path.display()))?;
-        let number = |key: &str| value.get(key).and_then(|v| v.as_f64()).with_context(|| format!("{}: no number `{key}`", path.display()));
+        let (name, files) = entry.split_once('=').with_context(|| format!("`{entry}` is not NAME=FILE[,FILE...]"))?;
+        let runs: Vec<RunNumbers> = files.split(',').map(|f| read_run(&PathBuf::from(f))).collect::<Result<_>>()?;
+        let column = |f: &dyn Fn(&RunNumbers) -> Option<f64>, decimals: usize| -> String {
+            let values: Vec<f64> = runs.iter().filter_map(f).collect();
+            if values.len() == runs.len() { mean_sd(&values, decimals) } else { "-".into() }
+        };
         println!(
-            "| {name} | {} | {:.2} | {:.2} | {:.4} | {:.4} | {:.0} |",
-            value.get("arch").and_then(|v| v.as_str()).unwrap_or("?"),
-            number("top1")?,
-            number("top5")?,
-            number("nll")?,
-            number("ece")?,
-            number("images_per_s")?
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            runs[0].arch,
+            runs.len(),
+            column(&|r| Some(r.top1), 2),
+            column(&|r| Some(r.top5), 2),
+            column(&|r| Some(r.nll), 4),
+            column(&|r| Some(r.ece), 4),
+            column(&|r| r.agreement, 2),
+            column(&|r| r.train_seconds, 0),
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [1, 2, 3]: mean 2, sample variance ((1 + 0 + 1) / 2) = 1.
+    #[test]
+    fn mean_and_sample_sd() {
+        assert_eq!(mean_sd(&[1.0, 2.0, 3.0], 2), "2.00 ± 1.00");
+        assert_eq!(mean_sd(&[88.42], 2), "88.42");
+    }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 /// Train a student from teachers or from packed FKD labels.
 #[derive(Parser, Debug)]
-#[command(name = "kd-distill", version, about, long_about = None)]
+#[command(name = "kd-distill", version, long_about = None)]
 pub struct Args {
     /// The method.
     #[command(subcommand)]

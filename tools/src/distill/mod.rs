@@ -12,6 +12,7 @@ use crate::data::{Splits, eval_transform, input_spec, loader, open_splits, train
 use crate::finish::{TrainedRun, save_trained};
 use crate::pretrain::CrossEntropy;
 use crate::teachers::Teachers;
+use crate::train_args::ModelChoice;
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use config::{Args, DistillConfig};
@@ -28,7 +29,7 @@ use std::path::Path;
 pub fn run(args: Args) -> Result<()> {
     let run_args = args.method.run_args();
     run_args.common.init_output();
-    let config = DistillConfig::resolve(&args.method)?;
+    let mut config = DistillConfig::resolve(&args.method)?;
     let out = run_args.out.clone();
     let device = device::resolve(&config.device)?;
     tracing::info!("{} on {}", config.method.name(), device.description);
@@ -57,6 +58,10 @@ pub fn run(args: Args) -> Result<()> {
     let ad_device = device.device.clone().autodiff();
     device.device.seed(config.seed);
     let (network, spec) = student_network(&config, &input, classes, &ad_device)?;
+    if config.init.is_some() {
+        // Record the architecture the initial checkpoint brought.
+        config.model = ModelChoice { arch: spec.arch, width: spec.width, shortcut: spec.shortcut, plan: spec.plan.clone() };
+    }
     kd_common::atomic::ensure_writable_dir(&out).with_context(|| format!("output directory {}", out.display()))?;
     kd_common::atomic::write_json(&out.join("config.json"), &config)?;
     tracing::info!(

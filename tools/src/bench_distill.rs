@@ -1,0 +1,191 @@
+//! The distillation part of `kd-bench`: training images/s of a ResNet-20 student on the same
+//! device in the same run, through the real loaders and objectives of `kd-distill`:
+//! (a) plain training (cross-entropy), (b) online KD with a ResNet-56 teacher run on every batch,
+//! (c) FKD from a packed label file (4 crops per image visit, rebuilt and decoded by the loader).
+//! Data: CIFAR-shaped random images (the networks' cost does not depend on the pixels); the
+//! label file holds the stored geometry and marginal-smoothing top-5 u8 labels of random
+//! teacher distributions (the reading cost does not depend on the values).
+
+use crate::bench::Args;
+use crate::distill::method::DiscriminatorInput;
+use crate::distill::objective::{DistillObjective, Loss, Student, Targets};
+use crate::pack_labels::{encode_block, make_crop_block};
+use crate::pretrain::CrossEntropy;
+use crate::teachers::Teachers;
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Int, Tensor, TensorData};
+use kd_common::checkpoint::{CheckpointMeta, InputSpec};
+use kd_common::device::ResolvedDevice;
+use kd_common::models::{Arch, ModelSpec, Network};
+use kd_common::train::{Objective, OptimizerConfig, images_tensor};
+use kd_datasets::soft_labels::file::FORMAT_VERSION;
+use kd_datasets::soft_labels::{Compression, CropParams, Geometry, LabelMeta, LabelReader, LabelType, LabelWriter, ProbEncoding};
+use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Storage, Transform};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// PyTorch eager on a 2-core CPU, batch 64 (the figures): plain ResNet-20 and online KD
+/// ResNet-56 -> ResNet-20.
+const PYTORCH_PLAIN: f64 = 218.0;
+const PYTORCH_ONLINE_KD: f64 = 134.0;
+
+/// Images in the benchmark dataset.
+const IMAGES: usize = 1024;
+/// Crops per image visit in (c), FKD's default.
+const CROPS: usize = 4;
+
+fn random_dataset() -> Result<Dataset> {
+    let pixels: Vec<u8> = (0..IMAGES * 3072).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let storage = Storage::Memory { pixels, height: 32, width: 32, channels: 3 };
+    Ok(Dataset::new("random", "train", (0..10).map(|c| c.to_string()).collect(), storage, (0..IMAGES).map(|i| (i % 10) as u16).collect())?)
+}
+
+fn input() -> InputSpec {
+    InputSpec { channels: 3, height: 32, width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] }
+}
+
+/// Packs `crops` FKD crops per image of `dataset` with random teacher distributions.
+fn random_labels(dataset: &Dataset, crops: usize, path: &Path) -> Result<()> {
+    let meta = LabelMeta {
+        format_version: FORMAT_VERSION,
+        num_classes: 10,
+        num_images: dataset.len(),
+        image_offset: 0,
+        crops_per_image: crops,
+        compression: Compression { label_type: LabelType::MarginalSmoothing, k: 5, encoding: ProbEncoding::U8 },
+        temperature: 1.0,
+        crop: CropParams { scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0], flip_prob: 0.5, output_size: [32, 32] },
+        geometry: Geometry::Stored,
+        seed: 0,
+        teachers: vec![],
+        dataset: dataset.identity(),
+        shard: None,
+        tool: "kd-bench".into(),
+        created_unix: 0,
+    };
+    let normaliser = Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let mut block = make_crop_block(dataset, 0..dataset.len(), &meta, std::slice::from_ref(&normaliser))?.labels;
+    let mut probabilities = Vec::with_capacity(dataset.len() * crops * 10);
+    for i in 0..dataset.len() * crops {
+        let logits: Vec<f32> = (0..10).map(|c| ((i * 31 + c * 17) % 23) as f32 / 4.0).collect();
+        let total: f32 = logits.iter().map(|z| z.exp()).sum();
+        probabilities.extend(logits.iter().map(|z| z.exp() / total));
+    }
+    encode_block(&meta, &mut block, &probabilities);
+    let (mut writer, _) = LabelWriter::create_or_resume(path, &meta)?;
+    writer.write_block(0, &block)?;
+    writer.finish(path)?;
+    Ok(())
+}
+
+/// `(images, seconds)` of `steps` training steps (after `warmup`) of `objective` over `loader`.
+fn time_steps<M: Module, O: Objective<M>>(mut model: M, objective: &mut O, loader: &BatchLoader, steps: usize, warmup: usize, device: &burn::tensor::Device) -> Result<(f64, f64)> {
+    let ad = device.clone().autodiff();
+    let mut optim = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 }.build(None);
+    let (mut done, mut images, mut epoch) = (0, 0, 0);
+    let mut started = Instant::now();
+    while done < warmup + steps {
+        for batch in loader.epoch(epoch) {
+            if done == warmup {
+                started = Instant::now();
+                images = 0;
+            }
+            if done == warmup + steps {
+                break;
+            }
+            let batch = batch?;
+            let x = images_tensor(&batch, &ad);
+            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch.labels.len()]), &ad);
+            let output = objective.step(&model, x, y, &batch)?;
+            let grads = GradientsParams::from_grads(output.loss.backward(), &model);
+            model = optim.step(0.05, model, grads);
+            // Reading the loss waits for the step to finish on asynchronous devices.
+            let value = output.loss.into_scalar::<f32>();
+            anyhow::ensure!(value.is_finite(), "loss became {value} during the benchmark");
+            images += batch.labels.len();
+            done += 1;
+        }
+        epoch += 1;
+    }
+    Ok((images as f64, started.elapsed().as_secs_f64()))
+}
+
+/// Rounds of (a), (b), (c) in turn, so that a change of machine load hits all three alike.
+const ROUNDS: usize = 3;
+
+/// Runs the distillation section: prints the three rates and the ratios c/a and c/b.
+pub fn distill_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kdkit-bench-distill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = run_in(args, device, workers, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> Result<()> {
+    let batch = 64;
+    let dataset = random_dataset()?;
+    let labels_path = dir.join("labels.h5");
+    random_labels(&dataset, 8, &labels_path)?;
+    let ad = device.device.clone().autodiff();
+    let student = || -> Result<Network> {
+        device.device.seed(0);
+        Ok(ModelSpec::new(Arch::ResNet(20), 3, 10).init(&ad)?)
+    };
+    let plain_config = LoaderConfig { batch_size: batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 };
+    let augment = Transform { augment: Augment::PadCrop { pad: 4, flip: true }, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let plain_loader = BatchLoader::new(dataset.clone(), augment, plain_config.clone())?;
+
+    let teacher_spec = ModelSpec::new(Arch::ResNet(56), 3, 10);
+    let teacher_meta = CheckpointMeta {
+        format_version: kd_common::checkpoint::FORMAT_VERSION,
+        model: teacher_spec.clone(),
+        input: input(),
+        dataset: serde_json::json!({}),
+        classes: dataset.classes.clone(),
+        training: serde_json::json!({}),
+        metrics: serde_json::json!({}),
+        weights_sha256: String::new(),
+        written_by: "kd-bench (random weights)".into(),
+    };
+    let teachers = Teachers { networks: vec![teacher_spec.init(&device.device)?.valid()], metas: vec![teacher_meta] };
+    let mut online = DistillObjective { teachers, targets: Targets::Online { temperature: 10.0 }, loss: Loss::Kd { alpha: 0.95, temperature: 10.0 }, discriminator_input: DiscriminatorInput::Logits };
+
+    let reader = Arc::new(LabelReader::open(&labels_path, 1 << 30)?);
+    let sampling = RegionSampling::new(reader, CROPS, (0..dataset.len()).collect(), &dataset)?;
+    let region_config = LoaderConfig { batch_size: batch / CROPS, ..plain_config };
+    let normalise = Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let fkd_loader = BatchLoader::with_regions(dataset.clone(), normalise, region_config, sampling)?;
+    let mut packed = DistillObjective {
+        teachers: Teachers { networks: vec![], metas: vec![] },
+        targets: Targets::Packed,
+        loss: Loss::SoftCrossEntropy { temperature: 1.0 },
+        discriminator_input: DiscriminatorInput::Probs,
+    };
+
+    let mut totals = [(0.0, 0.0); 3];
+    let add = |total: &mut (f64, f64), (images, seconds): (f64, f64)| {
+        total.0 += images;
+        total.1 += seconds;
+    };
+    for _ in 0..ROUNDS {
+        add(&mut totals[0], time_steps(student()?, &mut CrossEntropy { label_smoothing: 0.0 }, &plain_loader, args.steps, args.warmup, &device.device)?);
+        add(&mut totals[1], time_steps(Student { network: student()?, discriminator: None }, &mut online, &plain_loader, args.steps, args.warmup, &device.device)?);
+        add(&mut totals[2], time_steps(Student { network: student()?, discriminator: None }, &mut packed, &fkd_loader, args.steps, args.warmup, &device.device)?);
+    }
+    let [plain, kd, fkd] = totals.map(|(images, seconds)| images / seconds);
+    println!("| (a) train resnet20, plain | {batch} | {plain:.1} | {PYTORCH_PLAIN:.0} | {:.2} |", plain / PYTORCH_PLAIN);
+    println!("| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {PYTORCH_ONLINE_KD:.0} | {:.2} |", kd / PYTORCH_ONLINE_KD);
+    println!("| (c) FKD from packed labels, {CROPS} crops/image | {batch} | {fkd:.1} | - | - |");
+    println!(
+        "\nFKD vs plain training c/a = {:.2} (target >= 0.97); FKD vs online KD c/b = {:.2} (target >= 1.5; PyTorch's ceiling {:.2})\n",
+        fkd / plain,
+        fkd / kd,
+        PYTORCH_PLAIN / PYTORCH_ONLINE_KD
+    );
+    Ok(())
+}
