@@ -111,3 +111,92 @@ impl Objective<Student> for DistillObjective {
         &self.teachers.networks
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::tensor::Device;
+    use kd_common::models::{Arch, ModelSpec};
+
+    /// Counts the trainable float parameters of a module that have a gradient in `grads`.
+    struct WithGradient<'a> {
+        grads: &'a GradientsParams,
+        found: usize,
+        total: usize,
+    }
+
+    impl ModuleVisitor for WithGradient<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            // Batch-norm running statistics are parameters without gradients.
+            if !param.is_require_grad() {
+                return;
+            }
+            self.total += 1;
+            if self.grads.get::<D>(param.id).is_some() {
+                self.found += 1;
+            }
+        }
+    }
+
+    fn batch(n: usize, classes: usize) -> Batch {
+        let mut soft_targets = vec![0.0; n * classes];
+        for row in 0..n {
+            soft_targets[row * classes + row % classes] = 0.7;
+            soft_targets[row * classes + (row + 1) % classes] = 0.3;
+        }
+        Batch { images: (0..n * 64).map(|i| (i % 7) as f32 / 7.0).collect(), shape: [n, 1, 8, 8], labels: vec![0; n], indices: (0..n).collect(), soft_targets }
+    }
+
+    /// MEAL V2 trains the discriminator with the student in one loss: after one backward pass
+    /// every parameter of both has a gradient.
+    #[test]
+    fn discriminator_trains_jointly_with_the_student() {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let spec = ModelSpec { width: 0.25, ..ModelSpec::new(Arch::SmallCnn, 1, 3) };
+        let student = Student { network: spec.init(&ad).unwrap(), discriminator: Some(Discriminator::new(3, false, &ad)) };
+        let mut objective = DistillObjective {
+            teachers: Teachers { networks: vec![], metas: vec![] },
+            targets: Targets::Packed,
+            loss: Loss::SoftCrossEntropy { temperature: 1.0 },
+            discriminator_input: DiscriminatorInput::Probs,
+        };
+        let b = batch(4, 3);
+        let images = Tensor::<4>::from_data(TensorData::new(b.images.clone(), b.shape), &ad);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64; 4], [4]), &ad);
+        let output = objective.step(&student, images.clone(), labels.clone(), &b).unwrap();
+        let grads = GradientsParams::from_grads(output.loss.backward(), &student);
+        let mut visitor = WithGradient { grads: &grads, found: 0, total: 0 };
+        student.visit(&mut visitor);
+        assert!(visitor.total > 6 && visitor.found == visitor.total, "{} of {} parameters have a gradient", visitor.found, visitor.total);
+
+        // Without the discriminator the loss is the soft cross-entropy alone, and it is smaller
+        // by the (positive) discriminator BCE.
+        let plain = Student { network: student.network.clone(), discriminator: None };
+        let without: f32 = objective.step(&plain, images.clone(), labels.clone(), &b).unwrap().loss.into_scalar();
+        let with: f32 = objective.step(&student, images, labels, &b).unwrap().loss.into_scalar();
+        assert!(with > without && without > 0.0, "with {with}, without {without}");
+    }
+
+    /// Packed targets must match the batch: a wrong soft-label width is an error, not a panic.
+    #[test]
+    fn packed_targets_of_the_wrong_width_are_refused() {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let spec = ModelSpec { width: 0.25, ..ModelSpec::new(Arch::SmallCnn, 1, 3) };
+        let student = Student { network: spec.init(&ad).unwrap(), discriminator: None };
+        let mut objective = DistillObjective {
+            teachers: Teachers { networks: vec![], metas: vec![] },
+            targets: Targets::Packed,
+            loss: Loss::SoftCrossEntropy { temperature: 1.0 },
+            discriminator_input: DiscriminatorInput::Probs,
+        };
+        let b = batch(2, 4);
+        let images = Tensor::<4>::from_data(TensorData::new(b.images.clone(), b.shape), &ad);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64; 2], [2]), &ad);
+        let err = objective.step(&student, images, labels, &b).err().expect("an error").to_string();
+        assert!(err.contains("8 soft-label values for a batch of 2 x 3"), "{err}");
+    }
+}
