@@ -19,7 +19,7 @@ use config::{Args, DistillConfig};
 use kd_common::checkpoint::{self, InputSpec};
 use kd_common::device::{self, ResolvedDevice};
 use kd_common::models::{Discriminator, ModelSpec, Network};
-use kd_common::train::{self, Decay, EpochRow, Phase, ScheduleConfig, TrainConfig};
+use kd_common::train::{self, Decay, EpochRow, ScheduleConfig, TrainConfig};
 use method::{DiscriminatorInput, Divergence, Method};
 use objective::{DistillObjective, Loss, Student, Targets};
 use serde_json::json;
@@ -167,8 +167,7 @@ fn train_method(
             let regions = regions::region_loaders(labels, crops, splits, input, config.train.epochs, config.train.batch_size, config.workers, config.seed)?;
             let hash = config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
             let mut objective = DistillObjective { teachers, targets: Targets::Packed, loss: Loss::SoftCrossEntropy { temperature: *temperature }, discriminator_input: DiscriminatorInput::Probs };
-            let phases: Vec<Phase> = regions.phases.iter().map(|(loader, passes, epochs_per_pass)| Phase { loader, passes: *passes, epochs_per_pass: *epochs_per_pass }).collect();
-            let outcome = train::fit_phases(student(None), &mut objective, &config.train, &phases, val, device, out, &hash)?;
+            let outcome = train::fit_phases(student(None), &mut objective, &config.train, &regions.phases(), val, device, out, &hash)?;
             let data = json!({"label_file": labels, "crops_per_image_stored": regions.meta.crops_per_image, "teachers": regions.meta.teachers});
             Ok(Trained { network: outcome.model.network, rows: outcome.rows, resumed_after: outcome.resumed_after, references: objective.teachers.networks, data: Some(data) })
         }
@@ -188,8 +187,7 @@ fn train_method(
                     let regions = regions::region_loaders(path, crops, splits, input, config.train.epochs, config.train.batch_size, config.workers, config.seed)?;
                     let hash = config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
                     let mut objective = DistillObjective { teachers, targets: Targets::Packed, loss, discriminator_input: disc_input };
-                    let phases: Vec<Phase> = regions.phases.iter().map(|(loader, passes, epochs_per_pass)| Phase { loader, passes: *passes, epochs_per_pass: *epochs_per_pass }).collect();
-                    let outcome = train::fit_phases(student(disc), &mut objective, &config.train, &phases, val, device, out, &hash)?;
+                    let outcome = train::fit_phases(student(disc), &mut objective, &config.train, &regions.phases(), val, device, out, &hash)?;
                     (outcome, objective.teachers.networks)
                 }
             };

@@ -7,6 +7,7 @@ use super::method::RegionCrops;
 use crate::data::{Splits, eval_transform};
 use anyhow::{Context, Result};
 use kd_common::checkpoint::InputSpec;
+use kd_common::train::Phase;
 use kd_datasets::soft_labels::{LabelMeta, LabelReader};
 use kd_datasets::{BatchLoader, LoaderConfig, RegionSampling};
 use std::path::Path;
@@ -18,6 +19,13 @@ pub struct RegionLoaders {
     pub phases: Vec<(BatchLoader, usize, usize)>,
     /// The label file's metadata.
     pub meta: LabelMeta,
+}
+
+impl RegionLoaders {
+    /// The phases for `kd_common::train::fit_phases`.
+    pub fn phases(&self) -> Vec<Phase<'_>> {
+        self.phases.iter().map(|(loader, passes, epochs_per_pass)| Phase { loader, passes: *passes, epochs_per_pass: *epochs_per_pass }).collect()
+    }
 }
 
 /// Opens `path`, checks it was packed for `splits.full_train`, and builds the loaders of
