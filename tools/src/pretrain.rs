@@ -1,7 +1,7 @@
 //! `kd-pretrain`: supervised training of a teacher or a baseline student with cross-entropy and
 //! optional label smoothing.
 
-use crate::cli::{CommonArgs, default_workers, hash_json, merge, read_config_file};
+use crate::cli::{CommonArgs, default_workers, hash_json, merge};
 use crate::data::{eval_transform, input_spec, loader, open_splits, train_transform};
 use crate::profiles::{self, Profile, Role};
 pub use crate::train_args::ModelChoice;
@@ -106,16 +106,7 @@ impl PretrainConfig {
 
     /// Defaults of the preset, then the config file, then the flags.
     pub fn resolve(args: &Args) -> Result<Self> {
-        let file = match &args.common.config {
-            Some(path) => Some((path.clone(), read_config_file(path)?)),
-            None => None,
-        };
-        let file_dataset = file.as_ref().and_then(|(_, v)| v.get("dataset")).and_then(|d| d.as_str()).map(str::parse::<DatasetKind>);
-        let dataset = match (args.common.dataset, file_dataset) {
-            (Some(d), _) => d,
-            (None, Some(parsed)) => parsed?,
-            (None, None) => DatasetKind::FashionMnist,
-        };
+        let (file, dataset) = args.common.config_file_and_dataset()?;
         let role = if args.role == RoleArg::Teacher { Role::Teacher } else { Role::Student };
         let mut value = serde_json::to_value(Self::defaults(args.profile, role, dataset))?;
         if let Some((path, overlay)) = &file {
@@ -124,18 +115,7 @@ impl PretrainConfig {
         let mut config: Self = serde_json::from_value(value).context("the configuration does not fit its schema")?;
         let c = &args.common;
         config.dataset = dataset;
-        if let Some(dir) = &c.data_dir {
-            config.data_dir = Some(dir.clone());
-        }
-        if let Some(device) = &c.device {
-            config.device = device.clone();
-        }
-        if let Some(seed) = c.seed {
-            config.seed = seed;
-        }
-        if let Some(workers) = c.workers {
-            config.workers = workers;
-        }
+        c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
         args.train.apply(&mut config.model, &mut config.train, &mut config.val_size, &mut config.image_size);
         if let Some(eps) = args.label_smoothing {
             config.label_smoothing = eps;

@@ -2,7 +2,7 @@
 //! then the config file (unknown keys rejected), then the flags.
 
 use super::method::{DiscriminatorConfig, DiscriminatorInput, Divergence, Method, RegionCrops, UnlabeledSource};
-use crate::cli::{CommonArgs, default_workers, hash_json, merge, read_config_file};
+use crate::cli::{CommonArgs, default_workers, hash_json, merge};
 use crate::profiles::{self, Profile, Role};
 use crate::train_args::{ModelChoice, TrainArgs, set_weight_decay};
 use anyhow::{Context, Result, bail};
@@ -257,16 +257,7 @@ impl DistillConfig {
     /// Defaults, then the config file, then the flags.
     pub fn resolve(args: &MethodArgs) -> Result<Self> {
         let run = args.run_args();
-        let file = match &run.common.config {
-            Some(path) => Some((path.clone(), read_config_file(path)?)),
-            None => None,
-        };
-        let file_dataset = file.as_ref().and_then(|(_, v)| v.get("dataset")).and_then(|d| d.as_str()).map(str::parse::<DatasetKind>);
-        let dataset = match (run.common.dataset, file_dataset) {
-            (Some(d), _) => d,
-            (None, Some(parsed)) => parsed?,
-            (None, None) => DatasetKind::FashionMnist,
-        };
+        let (file, dataset) = run.common.config_file_and_dataset()?;
         let defaults = Self::defaults(args, run.profile, dataset);
         let kind = defaults.method.name();
         let mut value = serde_json::to_value(defaults)?;
@@ -281,18 +272,7 @@ impl DistillConfig {
         let mut config: Self = serde_json::from_value(value).context("the configuration does not fit its schema")?;
         let c = &run.common;
         config.dataset = dataset;
-        if let Some(dir) = &c.data_dir {
-            config.data_dir = Some(dir.clone());
-        }
-        if let Some(device) = &c.device {
-            config.device = device.clone();
-        }
-        if let Some(seed) = c.seed {
-            config.seed = seed;
-        }
-        if let Some(workers) = c.workers {
-            config.workers = workers;
-        }
+        c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
         if let Some(init) = &run.init {
             config.init = Some(init.clone());
         }
