@@ -24,8 +24,8 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Serialises `value` as pretty JSON into `path` atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::Parse { path: path.into(), message: e.to_string() })?;
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::Parse { path: path.into(), message: e.to_string() })?;
     text.push('\n');
     write_bytes(path, text.as_bytes())
 }

@@ -93,9 +93,7 @@ pub fn save(network: &Network, meta: &CheckpointMeta, weights: &Path) -> Result<
             .skip_enum_variants(true)
             .metadata("format", "pt")
             .metadata("kdkit.arch", meta.model.arch.to_string());
-        network
-            .save_into(&mut store)
-            .map_err(|e| Error::Checkpoint { path: weights.into(), message: e.to_string() })
+        network.save_into(&mut store).map_err(|e| Error::Checkpoint { path: weights.into(), message: e.to_string() })
     })?;
     let mut meta = meta.clone();
     meta.format_version = FORMAT_VERSION;
@@ -227,9 +225,19 @@ mod tests {
         a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-6));
 
         let bytes = std::fs::read(&path).unwrap();
-        let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
-        for expected in ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "layer1.0.conv2.weight",
-            "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var", "fc.weight", "fc.bias"] {
+        let names: Vec<String> =
+            safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
+        for expected in [
+            "conv1.weight",
+            "bn1.weight",
+            "bn1.bias",
+            "bn1.running_mean",
+            "layer1.0.conv2.weight",
+            "layer2.0.downsample.0.weight",
+            "layer2.0.downsample.1.running_var",
+            "fc.weight",
+            "fc.bias",
+        ] {
             assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
         }
         // PyTorch's Linear layout: [out, in].

@@ -19,9 +19,8 @@ pub fn device_count() -> Result<usize, String> {
         if status != 0 {
             return Err(format!("CUDA driver failed to initialise (cuInit error {status}); {HINT}"));
         }
-        let get_count: libloading::Symbol<unsafe extern "C" fn(*mut i32) -> i32> = library
-            .get(b"cuDeviceGetCount\0")
-            .map_err(|e| format!("CUDA driver is unusable: {e}"))?;
+        let get_count: libloading::Symbol<unsafe extern "C" fn(*mut i32) -> i32> =
+            library.get(b"cuDeviceGetCount\0").map_err(|e| format!("CUDA driver is unusable: {e}"))?;
         let mut count = 0i32;
         let status = get_count(&mut count);
         if status != 0 {

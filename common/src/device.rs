@@ -136,11 +136,7 @@ fn cuda(index: usize) -> Result<ResolvedDevice> {
             "CUDA device {index} requested but the driver reports {count} device(s)"
         )));
     }
-    Ok(ResolvedDevice {
-        device: Device::cuda(index),
-        backend: BackendKind::Cuda,
-        description: format!("cuda:{index}"),
-    })
+    Ok(ResolvedDevice { device: Device::cuda(index), backend: BackendKind::Cuda, description: format!("cuda:{index}") })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -158,8 +154,8 @@ pub fn cuda_driver_device_count() -> std::result::Result<usize, String> {
 
 #[cfg(feature = "wgpu")]
 fn wgpu(index: Option<usize>, allow_software: bool) -> Result<ResolvedDevice> {
-    use burn::tensor::wgpu::{WgpuBackend, wgpu};
     use burn::tensor::DeviceKind;
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
 
     let native = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -177,8 +173,7 @@ fn wgpu(index: Option<usize>, allow_software: bool) -> Result<ResolvedDevice> {
         ))
     };
     let is_software = |info: &wgpu::AdapterInfo| info.device_type == wgpu::DeviceType::Cpu;
-    let usable: Vec<&wgpu::AdapterInfo> =
-        adapters.iter().filter(|a| allow_software || !is_software(a)).collect();
+    let usable: Vec<&wgpu::AdapterInfo> = adapters.iter().filter(|a| allow_software || !is_software(a)).collect();
     let chosen = match index {
         Some(i) => *usable.get(i).ok_or_else(|| no_adapter(&format!(" with index {i}")))?,
         None => {
@@ -217,9 +212,10 @@ fn wgpu(index: Option<usize>, allow_software: bool) -> Result<ResolvedDevice> {
     let device = match initialised.iter().find(|(k, _)| *k == key) {
         Some((_, device)) => device.clone(),
         None => {
-            let device = Device::wgpu_options().device_kind(kind.clone()).graphics_api(api).init().map_err(
-                |e| Error::DeviceUnavailable(format!("wgpu adapter {} failed to start: {e}", chosen.name)),
-            )?;
+            let device =
+                Device::wgpu_options().device_kind(kind.clone()).graphics_api(api).init().map_err(|e| {
+                    Error::DeviceUnavailable(format!("wgpu adapter {} failed to start: {e}", chosen.name))
+                })?;
             initialised.push((key, device.clone()));
             device
         }
@@ -247,11 +243,7 @@ fn describe_adapters(adapters: &[burn::tensor::wgpu::wgpu::AdapterInfo]) -> Stri
     if adapters.is_empty() {
         return "none".into();
     }
-    adapters
-        .iter()
-        .map(|a| format!("{} ({:?}, {:?})", a.name, a.backend, a.device_type))
-        .collect::<Vec<_>>()
-        .join(", ")
+    adapters.iter().map(|a| format!("{} ({:?}, {:?})", a.name, a.backend, a.device_type)).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs a future to completion on this thread (wgpu's adapter enumeration is async).

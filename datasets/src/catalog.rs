@@ -107,7 +107,14 @@ impl DatasetKind {
 
     /// Opens a split. `channels` applies to folders only (IDX is grey, CIFAR is RGB);
     /// `val_fraction` and `seed` split a flat folder that has no `train/` and `val/`.
-    pub fn open(self, root: Option<&Path>, split: Split, folder_channels: usize, val_fraction: f64, seed: u64) -> Result<Dataset> {
+    pub fn open(
+        self,
+        root: Option<&Path>,
+        split: Split,
+        folder_channels: usize,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<Dataset> {
         let root: PathBuf = match (root, self.default_root()) {
             (Some(root), _) => root.into(),
             (None, Some(default)) => default,
@@ -119,7 +126,10 @@ impl DatasetKind {
                 Self::Cifar10 | Self::Cifar100 => " (the binary version of the CIFAR archive, extracted)",
                 _ => "",
             };
-            return Err(DataError::io(&root, std::io::Error::new(std::io::ErrorKind::NotFound, format!("dataset directory not found{hint}"))));
+            return Err(DataError::io(
+                &root,
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("dataset directory not found{hint}")),
+            ));
         }
         let name = self.to_string();
         let split_name = if split == Split::Train { "train" } else { "test" };

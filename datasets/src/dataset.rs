@@ -167,12 +167,23 @@ impl Dataset {
     /// images, for example).
     pub fn relabel(&self, labels: &[usize], classes: Vec<String>) -> Result<Self> {
         if labels.len() != self.len() {
-            return Err(DataError::Invalid(format!("{}/{}: {} labels for {} images", self.name, self.split, labels.len(), self.len())));
+            return Err(DataError::Invalid(format!(
+                "{}/{}: {} labels for {} images",
+                self.name,
+                self.split,
+                labels.len(),
+                self.len()
+            )));
         }
         let mut storage_labels = (*self.labels).clone();
         for (i, &label) in labels.iter().enumerate() {
             if label >= classes.len() {
-                return Err(DataError::Invalid(format!("{}/{}: label {label} of item {i} is out of range 0..{}", self.name, self.split, classes.len())));
+                return Err(DataError::Invalid(format!(
+                    "{}/{}: label {label} of item {i} is out of range 0..{}",
+                    self.name,
+                    self.split,
+                    classes.len()
+                )));
             }
             storage_labels[self.items[i] as usize] = label as u16;
         }
@@ -185,11 +196,22 @@ impl Dataset {
         if self.channels() != other.channels() {
             return Err(DataError::Invalid(format!(
                 "cannot join {}/{} ({} channels) with {}/{} ({} channels)",
-                self.name, self.split, self.channels(), other.name, other.split, other.channels()
+                self.name,
+                self.split,
+                self.channels(),
+                other.name,
+                other.split,
+                other.channels()
             )));
         }
         if other.labels.iter().any(|&l| l as usize >= self.classes.len()) {
-            return Err(DataError::Invalid(format!("{}/{} has labels beyond the {} classes of {}", other.name, other.split, self.classes.len(), self.name)));
+            return Err(DataError::Invalid(format!(
+                "{}/{} has labels beyond the {} classes of {}",
+                other.name,
+                other.split,
+                self.classes.len(),
+                self.name
+            )));
         }
         let offset = self.storage.count();
         let storage = Storage::Joined { parts: vec![(0, self.storage.clone()), (offset, other.storage.clone())] };

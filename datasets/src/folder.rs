@@ -38,7 +38,9 @@ pub fn scan(dir: &Path) -> Result<(Vec<String>, Vec<(PathBuf, u16)>)> {
     let mut items = Vec::new();
     for (label, class_dir) in classes.iter().enumerate() {
         let before = items.len();
-        items.extend(sorted_entries(class_dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).map(|p| (p, label as u16)));
+        items.extend(
+            sorted_entries(class_dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).map(|p| (p, label as u16)),
+        );
         if items.len() == before {
             return Err(DataError::Invalid(format!("{}: class folder holds no PNG or JPEG file", class_dir.display())));
         }
@@ -73,13 +75,20 @@ pub fn open_unlabeled(dir: &Path, channels: usize) -> Result<Dataset> {
         return Err(DataError::Invalid(format!("{}: no PNG or JPEG file in the folder or below it", dir.display())));
     }
     let labels = vec![0; paths.len()];
-    Dataset::new(&format!("folder:{}", dir.display()), "unlabeled", vec!["unlabeled".into()], Storage::Files { paths, channels }, labels)
+    Dataset::new(
+        &format!("folder:{}", dir.display()),
+        "unlabeled",
+        vec!["unlabeled".into()],
+        Storage::Files { paths, channels },
+        labels,
+    )
 }
 
 /// Decodes an image file to `channels` channels (1 = luma, 3 = RGB).
 pub fn decode(path: &Path, channels: usize) -> Result<Image> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let decoded = image::load_from_memory(&bytes).map_err(|e| DataError::Decode { path: path.into(), message: e.to_string() })?;
+    let decoded =
+        image::load_from_memory(&bytes).map_err(|e| DataError::Decode { path: path.into(), message: e.to_string() })?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let pixels = if channels == 1 { decoded.into_luma8().into_raw() } else { decoded.into_rgb8().into_raw() };
     Ok(Image::new(h, w, channels, pixels))
@@ -125,7 +134,14 @@ mod tests {
         write_png(&dir.path().join("0.png"), &Image::new(3, 3, 1, vec![9; 9])).unwrap();
         let unlabeled = open_unlabeled(dir.path(), 1).unwrap();
         assert_eq!(unlabeled.len(), 2);
-        let labeled = Dataset::new("m", "train", vec!["a".into(), "b".into()], Storage::Memory { pixels: vec![1, 2, 3, 4], height: 1, width: 2, channels: 1 }, vec![1, 0]).unwrap();
+        let labeled = Dataset::new(
+            "m",
+            "train",
+            vec!["a".into(), "b".into()],
+            Storage::Memory { pixels: vec![1, 2, 3, 4], height: 1, width: 2, channels: 1 },
+            vec![1, 0],
+        )
+        .unwrap();
         let relabeled = unlabeled.relabel(&[1, 0], labeled.classes.clone()).unwrap();
         let joined = labeled.subset(&[1], "train").join(&relabeled, "train+unlabeled").unwrap();
         assert_eq!(joined.len(), 3);

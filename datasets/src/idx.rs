@@ -143,7 +143,15 @@ pub fn read_split(dir: &Path, prefix: &str, classes: usize) -> Result<IdxSplit> 
 }
 
 /// Writes an IDX pair (used by tests and by tools that export subsets).
-pub fn write_split(dir: &Path, prefix: &str, rows: usize, cols: usize, pixels: &[u8], labels: &[u8], gzip: bool) -> std::io::Result<()> {
+pub fn write_split(
+    dir: &Path,
+    prefix: &str,
+    rows: usize,
+    cols: usize,
+    pixels: &[u8],
+    labels: &[u8],
+    gzip: bool,
+) -> std::io::Result<()> {
     let mut images = vec![0, 0, 8, 3];
     for d in [labels.len(), rows, cols] {
         images.extend_from_slice(&(d as u32).to_be_bytes());
@@ -152,7 +160,9 @@ pub fn write_split(dir: &Path, prefix: &str, rows: usize, cols: usize, pixels: &
     let mut label_bytes = vec![0, 0, 8, 1];
     label_bytes.extend_from_slice(&(labels.len() as u32).to_be_bytes());
     label_bytes.extend_from_slice(labels);
-    for (stem, bytes) in [(format!("{prefix}-images-idx3-ubyte"), images), (format!("{prefix}-labels-idx1-ubyte"), label_bytes)] {
+    for (stem, bytes) in
+        [(format!("{prefix}-images-idx3-ubyte"), images), (format!("{prefix}-labels-idx1-ubyte"), label_bytes)]
+    {
         if gzip {
             use std::io::Write;
             let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -194,7 +204,10 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let err = read_split(dir.path(), "train", 10).unwrap_err().to_string();
-        assert!(err.contains("train-images-idx3-ubyte") && err.contains("truncated") && err.contains("offset 25"), "{err}");
+        assert!(
+            err.contains("train-images-idx3-ubyte") && err.contains("truncated") && err.contains("offset 25"),
+            "{err}"
+        );
     }
 
     #[test]

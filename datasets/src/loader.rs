@@ -91,7 +91,12 @@ impl BatchLoader {
     /// A loader of FKD region crops: `config.batch_size` images per batch, each contributing
     /// `regions.crops_per_visit()` crops rebuilt from the label file (the transform's
     /// augmentation is not used; its size and normalisation are).
-    pub fn with_regions(dataset: Dataset, transform: Transform, config: LoaderConfig, regions: RegionSampling) -> Result<Self> {
+    pub fn with_regions(
+        dataset: Dataset,
+        transform: Transform,
+        config: LoaderConfig,
+        regions: RegionSampling,
+    ) -> Result<Self> {
         let mut loader = Self::new(dataset, transform, config)?;
         loader.regions = Some(Arc::new(regions));
         Ok(loader)
@@ -120,7 +125,8 @@ impl BatchLoader {
 
     /// Images (crops, for region loaders) in one epoch.
     pub fn images_per_epoch(&self) -> usize {
-        let images = if self.config.drop_last { self.batches_per_epoch() * self.config.batch_size } else { self.dataset.len() };
+        let images =
+            if self.config.drop_last { self.batches_per_epoch() * self.config.batch_size } else { self.dataset.len() };
         images * self.crops_per_image()
     }
 
@@ -139,7 +145,14 @@ impl BatchLoader {
             epoch,
             next: AtomicUsize::new(0),
         });
-        let mut iter = EpochIter { shared: shared.clone(), yielded: 0, pending: BTreeMap::new(), workers: Vec::new(), tokens: None, results: None };
+        let mut iter = EpochIter {
+            shared: shared.clone(),
+            yielded: 0,
+            pending: BTreeMap::new(),
+            workers: Vec::new(),
+            tokens: None,
+            results: None,
+        };
         if self.config.workers > 0 {
             let window = self.config.workers + self.config.prefetch.max(1);
             let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
@@ -188,11 +201,14 @@ impl Shared {
         for &i in positions {
             let mut rng = stream(self.seed, self.epoch, i as u64);
             match &self.regions {
-                Some(regions) => regions.sample_into(&self.dataset, i, &mut rng, &self.transform, &mut images, &mut soft_targets)?,
+                Some(regions) => {
+                    regions.sample_into(&self.dataset, i, &mut rng, &self.transform, &mut images, &mut soft_targets)?
+                }
                 None => self.transform.apply_into(&self.dataset.image(i)?, &mut rng, &mut images),
             }
         }
-        let repeat = |v: Vec<usize>| -> Vec<usize> { v.into_iter().flat_map(|x| std::iter::repeat_n(x, crops)).collect() };
+        let repeat =
+            |v: Vec<usize>| -> Vec<usize> { v.into_iter().flat_map(|x| std::iter::repeat_n(x, crops)).collect() };
         Ok(Batch {
             images,
             shape: [positions.len() * crops, c, h, w],
@@ -263,10 +279,27 @@ mod tests {
 
     fn loader(workers: usize) -> BatchLoader {
         let pixels: Vec<u8> = (0..10 * 4 * 4).map(|i| (i * 13 % 256) as u8).collect();
-        let dataset = Dataset::new("t", "train", vec!["a".into(), "b".into()], Storage::Memory { pixels, height: 4, width: 4, channels: 1 },
-            (0..10).map(|i| (i % 2) as u16).collect()).unwrap();
-        let transform = Transform { augment: Augment::PadCrop { pad: 1, flip: true }, out_height: 4, out_width: 4, mean: vec![0.5], std: vec![0.5] };
-        BatchLoader::new(dataset, transform, LoaderConfig { batch_size: 3, shuffle: true, drop_last: false, workers, prefetch: 2, seed: 9 }).unwrap()
+        let dataset = Dataset::new(
+            "t",
+            "train",
+            vec!["a".into(), "b".into()],
+            Storage::Memory { pixels, height: 4, width: 4, channels: 1 },
+            (0..10).map(|i| (i % 2) as u16).collect(),
+        )
+        .unwrap();
+        let transform = Transform {
+            augment: Augment::PadCrop { pad: 1, flip: true },
+            out_height: 4,
+            out_width: 4,
+            mean: vec![0.5],
+            std: vec![0.5],
+        };
+        BatchLoader::new(
+            dataset,
+            transform,
+            LoaderConfig { batch_size: 3, shuffle: true, drop_last: false, workers, prefetch: 2, seed: 9 },
+        )
+        .unwrap()
     }
 
     #[test]

@@ -21,7 +21,12 @@ pub struct RegionSampling {
 impl RegionSampling {
     /// `label_index[i]` is the label-file image of dataset item `i` (items of a training subset
     /// map to their positions in the split the labels were packed for).
-    pub fn new(labels: Arc<LabelReader>, crops_per_visit: usize, label_index: Vec<usize>, dataset: &Dataset) -> Result<Self> {
+    pub fn new(
+        labels: Arc<LabelReader>,
+        crops_per_visit: usize,
+        label_index: Vec<usize>,
+        dataset: &Dataset,
+    ) -> Result<Self> {
         let meta = labels.meta();
         if crops_per_visit == 0 || crops_per_visit > meta.crops_per_image {
             return Err(DataError::Invalid(format!(
@@ -30,13 +35,24 @@ impl RegionSampling {
             )));
         }
         if label_index.len() != dataset.len() {
-            return Err(DataError::Invalid(format!("{} label positions for {} images", label_index.len(), dataset.len())));
+            return Err(DataError::Invalid(format!(
+                "{} label positions for {} images",
+                label_index.len(),
+                dataset.len()
+            )));
         }
         if let Some(&beyond) = label_index.iter().find(|&&i| i >= meta.num_images) {
-            return Err(DataError::Invalid(format!("image {beyond} is beyond the {} images of the label file", meta.num_images)));
+            return Err(DataError::Invalid(format!(
+                "image {beyond} is beyond the {} images of the label file",
+                meta.num_images
+            )));
         }
         if meta.num_classes != dataset.num_classes() {
-            return Err(DataError::Invalid(format!("the label file has {} classes, the dataset {}", meta.num_classes, dataset.num_classes())));
+            return Err(DataError::Invalid(format!(
+                "the label file has {} classes, the dataset {}",
+                meta.num_classes,
+                dataset.num_classes()
+            )));
         }
         Ok(Self { labels, crops_per_visit, label_index })
     }
@@ -53,7 +69,15 @@ impl RegionSampling {
 
     /// Appends the normalised crops of dataset item `item` to `images` and their soft labels to
     /// `targets`; `rng` chooses which stored crops.
-    pub fn sample_into(&self, dataset: &Dataset, item: usize, rng: &mut impl Rng, transform: &Transform, images: &mut Vec<f32>, targets: &mut Vec<f32>) -> Result<()> {
+    pub fn sample_into(
+        &self,
+        dataset: &Dataset,
+        item: usize,
+        rng: &mut impl Rng,
+        transform: &Transform,
+        images: &mut Vec<f32>,
+        targets: &mut Vec<f32>,
+    ) -> Result<()> {
         let image = dataset.image(item)?;
         let file_image = self.label_index[item];
         let crops = self.labels.crops(file_image, image.height, image.width)?;
@@ -64,7 +88,8 @@ impl RegionSampling {
         }
         let mut distribution = Vec::with_capacity(self.num_classes());
         for &c in &order[..self.crops_per_visit] {
-            let crop = crop_resize(&image, crops[c].pixel_box, crops[c].flip, transform.out_height, transform.out_width);
+            let crop =
+                crop_resize(&image, crops[c].pixel_box, crops[c].flip, transform.out_height, transform.out_width);
             transform.normalise_into(&crop, images);
             self.labels.distribution_into(file_image, c, &mut distribution)?;
             targets.extend_from_slice(&distribution);
@@ -75,7 +100,10 @@ impl RegionSampling {
 
 impl std::fmt::Debug for RegionSampling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegionSampling").field("crops_per_visit", &self.crops_per_visit).field("images", &self.label_index.len()).finish()
+        f.debug_struct("RegionSampling")
+            .field("crops_per_visit", &self.crops_per_visit)
+            .field("images", &self.label_index.len())
+            .finish()
     }
 }
 
@@ -93,7 +121,14 @@ mod tests {
     /// row's soft target names the stored crop it must have been rebuilt from.
     fn setup() -> (Dataset, LabelReader, Vec<(usize, usize, usize, usize)>) {
         let pixels: Vec<u8> = (0..2 * 36).map(|i| (i * 7 % 251) as u8).collect();
-        let dataset = Dataset::new("t", "train", vec!["a".into(), "b".into(), "c".into()], Storage::Memory { pixels, height: 6, width: 6, channels: 1 }, vec![0, 1]).unwrap();
+        let dataset = Dataset::new(
+            "t",
+            "train",
+            vec!["a".into(), "b".into(), "c".into()],
+            Storage::Memory { pixels, height: 6, width: 6, channels: 1 },
+            vec![0, 1],
+        )
+        .unwrap();
         let boxes = [(0, 0, 3, 3), (1, 2, 4, 4), (2, 1, 4, 5)];
         let mut block = LabelBlock { images: 2, seeds: vec![0, 0], ..Default::default() };
         let mut pixel_boxes = Vec::new();
@@ -130,7 +165,8 @@ mod tests {
     #[test]
     fn crops_are_rebuilt_from_stored_boxes_with_their_labels() {
         let (dataset, reader, pixel_boxes) = setup();
-        let transform = Transform { augment: Augment::None, out_height: 4, out_width: 4, mean: vec![0.0], std: vec![1.0] };
+        let transform =
+            Transform { augment: Augment::None, out_height: 4, out_width: 4, mean: vec![0.0], std: vec![1.0] };
         // Dataset item 0 is label-file image 1 and vice versa.
         let regions = RegionSampling::new(Arc::new(reader), 2, vec![1, 0], &dataset).unwrap();
         let config = LoaderConfig { batch_size: 2, shuffle: true, drop_last: false, workers: 0, prefetch: 1, seed: 3 };
@@ -148,12 +184,14 @@ mod tests {
                 let target = &batch.soft_targets[row * 3..row * 3 + 3];
                 let c = target.iter().position(|&p| p == 1.0).expect("a one-hot target");
                 let file_image = 1 - item;
-                let expected = crop_resize(&dataset.image(item).unwrap(), pixel_boxes[file_image * 3 + c], c == 1, 4, 4);
+                let expected =
+                    crop_resize(&dataset.image(item).unwrap(), pixel_boxes[file_image * 3 + c], c == 1, 4, 4);
                 let expected: Vec<f32> = expected.pixels.iter().map(|&p| p as f32 / 255.0).collect();
                 assert_eq!(&batch.images[row * 16..(row + 1) * 16], &expected[..], "row {row} (crop {c})");
             }
             for image in 0..2 {
-                let pick = |row: usize| batch.soft_targets[row * 3..row * 3 + 3].iter().position(|&p| p == 1.0).unwrap();
+                let pick =
+                    |row: usize| batch.soft_targets[row * 3..row * 3 + 3].iter().position(|&p| p == 1.0).unwrap();
                 let (a, b) = (pick(image * 2), pick(image * 2 + 1));
                 assert_ne!(a, b, "two different stored crops per visit");
                 seen_pairs.insert((a.min(b), a.max(b)));

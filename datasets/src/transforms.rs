@@ -101,7 +101,8 @@ pub fn crop_resize(image: &Image, pixel_box: PixelBox, flip: bool, out_h: usize,
             let (x0, x1, wx) = columns[if flip { out_w - 1 - ox } else { ox }];
             for k in 0..c {
                 let p = |y: usize, x: usize| image.at(top + y, left + x, k) as f32;
-                let v = (1.0 - wy) * ((1.0 - wx) * p(y0, x0) + wx * p(y0, x1)) + wy * ((1.0 - wx) * p(y1, x0) + wx * p(y1, x1));
+                let v = (1.0 - wy) * ((1.0 - wx) * p(y0, x0) + wx * p(y0, x1))
+                    + wy * ((1.0 - wx) * p(y1, x0) + wx * p(y1, x1));
                 out[(oy * out_w + ox) * c + k] = v.round().clamp(0.0, 255.0) as u8;
             }
         }
@@ -283,7 +284,13 @@ mod tests {
 
     #[test]
     fn normalisation_is_chw() {
-        let t = Transform { augment: Augment::None, out_height: 1, out_width: 2, mean: vec![0.0, 0.5], std: vec![1.0, 0.5] };
+        let t = Transform {
+            augment: Augment::None,
+            out_height: 1,
+            out_width: 2,
+            mean: vec![0.0, 0.5],
+            std: vec![1.0, 0.5],
+        };
         let image = Image::new(1, 2, 2, vec![255, 0, 0, 255]);
         let mut out = Vec::new();
         t.apply_into(&image, &mut stream(0, 0, 0), &mut out);

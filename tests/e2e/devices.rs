@@ -16,6 +16,9 @@ fn unknown_or_uncompiled_device_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid device `tpu`"));
     if !cfg!(feature = "cuda") {
-        assert_input_error(&run(&mut t.pretrain("run", "cuda", &[])), &["cuda backend is not compiled", "--features cuda"]);
+        assert_input_error(
+            &run(&mut t.pretrain("run", "cuda", &[])),
+            &["cuda backend is not compiled", "--features cuda"],
+        );
     }
 }

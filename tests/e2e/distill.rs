@@ -4,7 +4,11 @@ use std::process::{Command, Stdio};
 
 /// Trains a tiny teacher on the fixture data (CPU) into `name/`.
 fn teacher(t: &KdTest, name: &str, seed: &str) -> PathBuf {
-    json_ok(&run(&mut t.pretrain(name, "cpu", &["--epochs", "2", "--val-size", "0", "--width", "0.5", "--seed", seed])));
+    json_ok(&run(&mut t.pretrain(
+        name,
+        "cpu",
+        &["--epochs", "2", "--val-size", "0", "--width", "0.5", "--seed", seed],
+    )));
     t.path(&format!("{name}/model.safetensors"))
 }
 
@@ -14,7 +18,18 @@ fn pack(t: &KdTest, teachers: &[&Path], out: &str) -> PathBuf {
     for teacher in teachers {
         cmd.arg("--teacher").arg(teacher);
     }
-    cmd.arg("--data-dir").arg(t.data()).args(["--out", out, "--device", "cpu", "--crops", "4", "--top-k", "2", "--workers", "2"]);
+    cmd.arg("--data-dir").arg(t.data()).args([
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--crops",
+        "4",
+        "--top-k",
+        "2",
+        "--workers",
+        "2",
+    ]);
     json_ok(&run(&mut cmd));
     t.path(out)
 }
@@ -32,7 +47,14 @@ fn distill(t: &KdTest, method: &str, out: &str, device: &str, extra: &[&str]) ->
         ("--workers", "1"),
     ];
     let mut cmd = t.cmd("kd-distill");
-    cmd.arg(method).arg("--data-dir").arg(t.data()).args(["--dataset", "fashion-mnist", "--out", out, "--device", device]);
+    cmd.arg(method).arg("--data-dir").arg(t.data()).args([
+        "--dataset",
+        "fashion-mnist",
+        "--out",
+        out,
+        "--device",
+        device,
+    ]);
     for (flag, value) in defaults {
         if !extra.contains(&flag) {
             cmd.args([flag, value]);
@@ -60,7 +82,8 @@ fn online_kd_on_wgpu_reports_agreement() {
     let agreement = summary["test_agreement_with_teacher"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&agreement));
     assert!(metrics_header(&t.path("kd/metrics.csv")).ends_with(",val_agreement"));
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("kd/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("kd/config.json")).unwrap()).unwrap();
     assert_eq!(config["method"]["kind"], "kd");
     assert_eq!(config["method"]["alpha"], 0.9);
     assert_eq!(config["method"]["teachers"].as_array().unwrap().len(), 2);
@@ -74,7 +97,8 @@ fn online_kd_on_wgpu_reports_agreement() {
 fn fkd_trains_from_labels_with_multi_crop_accounting() {
     let t = KdTest::new();
     let labels = pack(&t, &[&teacher(&t, "t1", "1")], "labels.h5");
-    let mut cmd = distill(&t, "fkd", "fkd", "cpu", &["--epochs", "5", "--num-crops", "2", "--final-single-crop-epochs", "1"]);
+    let mut cmd =
+        distill(&t, "fkd", "fkd", "cpu", &["--epochs", "5", "--num-crops", "2", "--final-single-crop-epochs", "1"]);
     cmd.arg("--labels").arg(&labels).arg("--reference").arg(t.path("t1/model.safetensors"));
     let summary = json_ok(&run(&mut cmd));
     assert_eq!(summary["method"], "fkd");
@@ -84,7 +108,8 @@ fn fkd_trains_from_labels_with_multi_crop_accounting() {
     let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(epochs, vec!["2", "4", "5"]);
     // 40 training images: a 2-crop pass has 40 / ceil(8 / 2) = 10 steps, a single-crop pass 5.
-    let progress: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("fkd/state/progress.json")).unwrap()).unwrap();
+    let progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("fkd/state/progress.json")).unwrap()).unwrap();
     assert_eq!(progress["steps_done"], 25);
 }
 
@@ -99,16 +124,19 @@ fn meal_v2_online_and_from_packed_labels() {
     cmd.arg("--teacher").arg(&a).arg("--teacher").arg(&b).arg("--init").arg(t.path("init/model.safetensors"));
     let summary = json_ok(&run(&mut cmd));
     assert_eq!(summary["method"], "meal-v2");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("meal/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("meal/config.json")).unwrap()).unwrap();
     assert_eq!(config["method"]["discriminator"], serde_json::json!({"input": "logits", "final_relu": true}));
     assert_eq!(config["train"]["optimizer"]["weight_decay"], 0.0, "MEAL V2 trains without weight decay");
 
     let labels = pack(&t, &[&a, &b], "ensemble.h5");
-    let mut cmd = distill(&t, "meal-v2", "meal-packed", "cpu", &["--num-crops", "2", "--final-single-crop-epochs", "0"]);
+    let mut cmd =
+        distill(&t, "meal-v2", "meal-packed", "cpu", &["--num-crops", "2", "--final-single-crop-epochs", "0"]);
     cmd.arg("--labels").arg(&labels).arg("--teacher").arg(&a).arg("--teacher").arg(&b);
     let summary = json_ok(&run(&mut cmd));
     assert!(summary["test_agreement_with_teacher"].is_number());
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("meal-packed/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("meal-packed/config.json")).unwrap()).unwrap();
     assert_eq!(config["method"]["discriminator"]["input"], "probs");
 
     let mut cmd = distill(&t, "meal-v2", "meal-bad", "cpu", &["--disc-input", "logits"]);
@@ -122,7 +150,13 @@ fn meal_v2_online_and_from_packed_labels() {
 fn ssld_mixes_unlabeled_images_and_fine_tunes() {
     let t = KdTest::new();
     let teacher = teacher(&t, "t1", "1");
-    let mut cmd = distill(&t, "ssld", "ssld", "cpu", &["--unlabeled", "train-holdout:16", "--select-per-class", "2", "--finetune-epochs", "1"]);
+    let mut cmd = distill(
+        &t,
+        "ssld",
+        "ssld",
+        "cpu",
+        &["--unlabeled", "train-holdout:16", "--select-per-class", "2", "--finetune-epochs", "1"],
+    );
     cmd.arg("--teacher").arg(&teacher);
     let summary = json_ok(&run(&mut cmd));
     assert_eq!(summary["data"]["labeled"], 24, "40 training images minus 16 held out as unlabeled");
@@ -136,7 +170,8 @@ fn ssld_mixes_unlabeled_images_and_fine_tunes() {
     assert!(lr <= 0.05 * 0.01 + 1e-9, "fine-tune at 1/100 of the learning rate: {lr}");
 
     make_folder(&t.path("extra"), 12);
-    let mut cmd = distill(&t, "ssld", "ssld-folder", "cpu", &["--divergence", "jensen-shannon", "--finetune-epochs", "0"]);
+    let mut cmd =
+        distill(&t, "ssld", "ssld-folder", "cpu", &["--divergence", "jensen-shannon", "--finetune-epochs", "0"]);
     cmd.arg("--teacher").arg(&teacher).arg("--unlabeled").arg(format!("folder:{}", t.path("extra").display()));
     let summary = json_ok(&run(&mut cmd));
     assert_eq!(summary["data"]["labeled"], 40);
@@ -162,7 +197,8 @@ fn every_method_resumes_after_kill() {
         let out = format!("resume-{method}");
         let mut args = vec!["--epochs", "300", "--val-size", "0"];
         args.extend(&extra);
-        let mut child = distill(&t, method, &out, "cpu", &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child =
+            distill(&t, method, &out, "cpu", &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let progress = t.path(&format!("{out}/state/progress.json"));
         let started = std::time::Instant::now();
         loop {
@@ -209,7 +245,16 @@ fn bad_inputs_are_reported_with_exit_2() {
     let (pixels, labels) = make_images(12, 3);
     kd_datasets::idx::write_split(&other, "t10k", SIDE, SIDE, &pixels, &labels, false).unwrap();
     let mut cmd = t.cmd("kd-pack-labels");
-    cmd.arg("--teacher").arg(&teacher).arg("--data-dir").arg(&other).args(["--dataset", "fashion-mnist", "--out", "other.h5", "--device", "cpu", "--crops", "2"]);
+    cmd.arg("--teacher").arg(&teacher).arg("--data-dir").arg(&other).args([
+        "--dataset",
+        "fashion-mnist",
+        "--out",
+        "other.h5",
+        "--device",
+        "cpu",
+        "--crops",
+        "2",
+    ]);
     json_ok(&run(&mut cmd));
     let mut cmd = distill(&t, "fkd", "bad-labels", "cpu", &[]);
     cmd.arg("--labels").arg(t.path("other.h5"));

@@ -105,7 +105,8 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Asserts success and returns stdout parsed as JSON.
 pub fn json_ok(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "failed: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// Asserts exit code 2 and that stderr mentions every `needle`.
@@ -120,7 +121,9 @@ pub fn assert_input_error(output: &Output, needles: &[&str]) {
 
 /// Files in `dir` (names only), sorted.
 pub fn list(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
     names.sort();
     names
 }
@@ -131,7 +134,8 @@ pub fn make_folder(root: &Path, count: usize) {
     for (i, label) in labels.iter().enumerate() {
         let dir = root.join(["a", "b", "c"][*label as usize]);
         std::fs::create_dir_all(&dir).unwrap();
-        let image = kd_datasets::image::Image::new(SIDE, SIDE, 1, pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE].to_vec());
+        let image =
+            kd_datasets::image::Image::new(SIDE, SIDE, 1, pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE].to_vec());
         kd_datasets::folder::write_png(&dir.join(format!("{i}.png")), &image).unwrap();
     }
 }

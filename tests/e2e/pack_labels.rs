@@ -48,8 +48,15 @@ fn packs_on_wgpu_and_crops_rebuild_exactly() {
     let device = burn::tensor::Device::flex();
     let (network, meta) = kd_common::checkpoint::load(&teacher, &device).unwrap();
     let network = burn::module::Module::valid(&network);
-    let data = kd_datasets::DatasetKind::FashionMnist.open(Some(&t.data()), kd_datasets::Split::Train, 1, 0.1, 0).unwrap();
-    let transform = kd_datasets::Transform { augment: kd_datasets::Augment::None, out_height: SIDE, out_width: SIDE, mean: meta.input.mean.clone(), std: meta.input.std.clone() };
+    let data =
+        kd_datasets::DatasetKind::FashionMnist.open(Some(&t.data()), kd_datasets::Split::Train, 1, 0.1, 0).unwrap();
+    let transform = kd_datasets::Transform {
+        augment: kd_datasets::Augment::None,
+        out_height: SIDE,
+        out_width: SIDE,
+        mean: meta.input.mean.clone(),
+        std: meta.input.std.clone(),
+    };
     let mut checked = 0;
     for image_index in [0usize, 17, 47] {
         let image = data.image(image_index).unwrap();
@@ -65,13 +72,18 @@ fn packs_on_wgpu_and_crops_rebuild_exactly() {
             let pixels = kd_datasets::transforms::crop_resize(&image, crop.pixel_box, crop.flip, SIDE, SIDE);
             let mut input = Vec::new();
             transform.normalise_into(&pixels, &mut input);
-            let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input, [1, 1, SIDE, SIDE]), &device);
-            let p: Vec<f32> = burn::tensor::activation::softmax(network.forward(x), 1).into_data().try_to_vec().unwrap();
+            let x =
+                burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input, [1, 1, SIDE, SIDE]), &device);
+            let p: Vec<f32> =
+                burn::tensor::activation::softmax(network.forward(x), 1).into_data().try_to_vec().unwrap();
             let (indices, probs) = labels.raw(image_index, c);
             let top = kd_datasets::soft_labels::compress::top_k(&p, 2);
             assert_eq!(indices, &top[..], "image {image_index} crop {c}");
             for (&i, &raw) in indices.iter().zip(probs) {
-                assert!((p[i as usize] - raw as f32 / 255.0).abs() <= 0.5 / 255.0 + 1e-4, "image {image_index} crop {c}");
+                assert!(
+                    (p[i as usize] - raw as f32 / 255.0).abs() <= 0.5 / 255.0 + 1e-4,
+                    "image {image_index} crop {c}"
+                );
             }
             checked += 1;
         }
@@ -81,7 +93,11 @@ fn packs_on_wgpu_and_crops_rebuild_exactly() {
     let mut verify = t.cmd("kd-pack-labels");
     verify.args(["verify", "labels.h5"]);
     let output = run(&mut verify);
-    assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).contains("ok"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("ok"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut stats = t.cmd("kd-pack-labels");
     stats.args(["stats", "labels.h5", "--data-dir"]).arg(t.data());
     let stats = json_ok(&run(&mut stats));
@@ -101,7 +117,8 @@ fn seed_geometry_matches_stored_geometry() {
     let t = KdTest::new();
     let teacher = teacher(&t);
     json_ok(&run(&mut pack(&t, &teacher, "stored.h5", "cpu", &["--prob-encoding", "f16"])));
-    let summary = json_ok(&run(&mut pack(&t, &teacher, "seed.h5", "cpu", &["--prob-encoding", "f16", "--geometry", "seed"])));
+    let summary =
+        json_ok(&run(&mut pack(&t, &teacher, "seed.h5", "cpu", &["--prob-encoding", "f16", "--geometry", "seed"])));
     assert_eq!(summary["raw_bytes_per_crop"], 2 + 4, "2 u8 indices + 2 f16 probabilities");
     let stored = RegionLabels::open(&t.path("stored.h5")).unwrap();
     let seeded = RegionLabels::open(&t.path("seed.h5")).unwrap();
@@ -147,7 +164,10 @@ fn resume_after_interruption_gives_the_same_file() {
     assert!(!t.path("resumed.h5").exists(), "an interrupted run must not leave a file that looks whole");
     assert!(t.path("resumed.h5.partial").exists());
     let err = RegionLabels::open(&t.path("resumed.h5.partial")).unwrap_err().to_string();
-    assert!(err.contains("resumed.h5.partial") && err.contains("incomplete label file (16 of 48 images written)"), "{err}");
+    assert!(
+        err.contains("resumed.h5.partial") && err.contains("incomplete label file (16 of 48 images written)"),
+        "{err}"
+    );
     let output = run(&mut pack(&t, &teacher, "resumed.h5", "cpu", &args));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -177,7 +197,10 @@ fn bad_inputs_are_refused_and_good_files_untouched() {
     json_ok(&run(&mut pack(&t, &teacher, "labels.h5", "cpu", &[])));
     let before = std::fs::read(t.path("labels.h5")).unwrap();
 
-    assert_input_error(&run(&mut pack(&t, &teacher, "labels.h5", "cpu", &[])), &["labels.h5 already exists", "--force"]);
+    assert_input_error(
+        &run(&mut pack(&t, &teacher, "labels.h5", "cpu", &[])),
+        &["labels.h5 already exists", "--force"],
+    );
     assert_eq!(std::fs::read(t.path("labels.h5")).unwrap(), before);
 
     std::fs::write(t.path("garbage.safetensors"), b"not a checkpoint").unwrap();
@@ -212,7 +235,8 @@ fn disk_full_is_reported_and_existing_file_kept() {
     let teacher = teacher(&t);
     let small = t.path("small");
     std::fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&small).status();
+    let mounted =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&small).status();
     if !mounted.is_ok_and(|s| s.success()) {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
@@ -220,7 +244,13 @@ fn disk_full_is_reported_and_existing_file_kept() {
     let _guard = Mount(small.clone());
     json_ok(&run(&mut pack(&t, &teacher, "small/labels.h5", "cpu", &["--crops", "2"])));
     let before = std::fs::read(small.join("labels.h5")).unwrap();
-    let output = run(&mut pack(&t, &teacher, "small/labels.h5", "cpu", &["--crops", "512", "--force", "--prob-encoding", "f16", "--label-type", "full"]));
+    let output = run(&mut pack(
+        &t,
+        &teacher,
+        "small/labels.h5",
+        "cpu",
+        &["--crops", "512", "--force", "--prob-encoding", "f16", "--label-type", "full"],
+    ));
     assert_input_error(&output, &["small/labels.h5.partial", "no space left on device"]);
     assert_eq!(std::fs::read(small.join("labels.h5")).unwrap(), before, "the complete file was touched");
 }

@@ -11,9 +11,13 @@ fn pretrain_then_eval_on_wgpu() {
         assert!(out.join(file).exists(), "{file} missing in {:?}", list(&out));
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(csv.starts_with("epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,images_per_s,seconds\n"), "{csv}");
+    assert!(
+        csv.starts_with("epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,images_per_s,seconds\n"),
+        "{csv}"
+    );
     assert_eq!(csv.lines().count(), 3, "header + 2 epochs:\n{csv}");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model"]["arch"], "small-cnn");
     assert_eq!(config["train"]["epochs"], 2);
     let test_top1 = summary["test_top1"].as_f64().unwrap();
@@ -60,7 +64,12 @@ fn pretrain_then_eval_on_wgpu() {
 fn resumes_after_kill() {
     let t = KdTest::new();
     let args = ["--epochs", "400", "--val-size", "0"];
-    let mut child = t.pretrain("run", "cpu", &args).stderr(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = t
+        .pretrain("run", "cpu", &args)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let progress = t.path("run/state/progress.json");
     let started = std::time::Instant::now();
     let saved_epochs = loop {
@@ -122,7 +131,10 @@ fn bad_dataset_files_are_reported_with_exit_2() {
     bytes[2] = 0x08;
     bytes[8 + 5] = 12;
     std::fs::write(&labels, &bytes).unwrap();
-    assert_input_error(&run(&mut t.pretrain("run", "cpu", &[])), &["t10k-labels-idx1-ubyte", "label 12 of image 5 is out of range 0..10"]);
+    assert_input_error(
+        &run(&mut t.pretrain("run", "cpu", &[])),
+        &["t10k-labels-idx1-ubyte", "label 12 of image 5 is out of range 0..10"],
+    );
 
     // Missing file.
     std::fs::remove_file(&labels).unwrap();
@@ -136,13 +148,17 @@ fn unwritable_output_and_bad_config_are_reported_with_exit_2() {
     assert_input_error(&run(&mut t.pretrain("a-file/run", "cpu", &[])), &["output directory a-file/run"]);
 
     std::fs::write(t.path("c.toml"), "[train]\nepochz = 3\n").unwrap();
-    assert_input_error(&run(&mut t.pretrain("run", "cpu", &["--config", "c.toml"])), &["c.toml", "unknown key `train.epochz`"]);
+    assert_input_error(
+        &run(&mut t.pretrain("run", "cpu", &["--config", "c.toml"])),
+        &["c.toml", "unknown key `train.epochz`"],
+    );
 
     // A config file that sets values is honoured, flags still win.
     std::fs::write(t.path("ok.toml"), "label_smoothing = 0.1\n[train]\nepochs = 1\n").unwrap();
     let output = run(&mut t.pretrain("run2", "cpu", &["--config", "ok.toml", "--epochs", "1"]));
     json_ok(&output);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("run2/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("run2/config.json")).unwrap()).unwrap();
     assert!((config["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6);
     assert_eq!(config["train"]["epochs"], 1);
 }
@@ -160,7 +176,8 @@ fn divergence_stops_and_keeps_the_last_good_state() {
     .unwrap();
     let output = run(&mut t.pretrain("run", "cpu", &["--config", "explode.toml", "--val-size", "0"]));
     assert_input_error(&output, &["training diverged", "epoch 2"]);
-    let progress: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(t.path("run/state/progress.json")).unwrap()).unwrap();
+    let progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("run/state/progress.json")).unwrap()).unwrap();
     assert_eq!(progress["epochs_done"], 1);
     assert!(t.path("run/state/model-epoch1.bpk").exists());
     assert!(!t.path("run/model.safetensors").exists());

@@ -61,7 +61,13 @@ fn pytorch_reference(arch: &str, batch: usize) -> Option<f64> {
 
 /// Images/s of full training steps (forward, loss, backward, SGD update) on random
 /// CIFAR-shaped data.
-pub fn train_throughput(arch: Arch, batch: usize, steps: usize, warmup: usize, device: &burn::tensor::Device) -> Result<f64> {
+pub fn train_throughput(
+    arch: Arch,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    device: &burn::tensor::Device,
+) -> Result<f64> {
     let ad = device.clone().autodiff();
     device.seed(0);
     let mut model = ModelSpec::new(arch, 3, 10).init(&ad)?;
@@ -149,7 +155,13 @@ fn loader_section(args: &Args, workers: usize) -> Result<()> {
             tracing::warn!("{error}; timing the loader on random 32x32 RGB images instead");
             let pixels: Vec<u8> = (0..10_000 * 3072).map(|i| (i * 2_654_435_761usize >> 13) as u8).collect();
             let storage = Storage::Memory { pixels, height: 32, width: 32, channels: 3 };
-            Dataset::new("random", "train", (0..10).map(|c| c.to_string()).collect(), storage, (0..10_000).map(|i| (i % 10) as u16).collect())?
+            Dataset::new(
+                "random",
+                "train",
+                (0..10).map(|c| c.to_string()).collect(),
+                storage,
+                (0..10_000).map(|i| (i % 10) as u16).collect(),
+            )?
         }
     };
     let (h, w) = dataset.fixed_size().unwrap_or((32, 32));
@@ -163,7 +175,11 @@ fn loader_section(args: &Args, workers: usize) -> Result<()> {
         std: if std.len() == channels { std } else { vec![0.25; channels] },
     };
     let name = format!("load + augment {} {h}x{w}", dataset.name);
-    let loader = BatchLoader::new(dataset, transform, LoaderConfig { batch_size: 128, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 })?;
+    let loader = BatchLoader::new(
+        dataset,
+        transform,
+        LoaderConfig { batch_size: 128, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 },
+    )?;
     let rate = loader_throughput(&loader, args.loader_batches)?;
     println!("| {name} | 128 | {rate:.0} | - | - |");
     Ok(())

@@ -21,7 +21,9 @@ use kd_common::device::ResolvedDevice;
 use kd_common::models::{Arch, ModelSpec, Network};
 use kd_common::train::{Objective, OptimizerConfig, images_tensor};
 use kd_datasets::soft_labels::file::FORMAT_VERSION;
-use kd_datasets::soft_labels::{Compression, CropParams, Geometry, LabelMeta, LabelReader, LabelType, LabelWriter, ProbEncoding};
+use kd_datasets::soft_labels::{
+    Compression, CropParams, Geometry, LabelMeta, LabelReader, LabelType, LabelWriter, ProbEncoding,
+};
 use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Storage, Transform};
 use std::path::Path;
 use std::sync::Arc;
@@ -40,7 +42,13 @@ const CROPS: usize = 4;
 fn random_dataset() -> Result<Dataset> {
     let pixels: Vec<u8> = (0..IMAGES * 3072).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let storage = Storage::Memory { pixels, height: 32, width: 32, channels: 3 };
-    Ok(Dataset::new("random", "train", (0..10).map(|c| c.to_string()).collect(), storage, (0..IMAGES).map(|i| (i % 10) as u16).collect())?)
+    Ok(Dataset::new(
+        "random",
+        "train",
+        (0..10).map(|c| c.to_string()).collect(),
+        storage,
+        (0..IMAGES).map(|i| (i % 10) as u16).collect(),
+    )?)
 }
 
 fn input() -> InputSpec {
@@ -66,7 +74,8 @@ fn random_labels(dataset: &Dataset, crops: usize, path: &Path) -> Result<()> {
         tool: "kd-bench".into(),
         created_unix: 0,
     };
-    let normaliser = Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let normaliser =
+        Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
     let mut block = make_crop_block(dataset, 0..dataset.len(), &meta, std::slice::from_ref(&normaliser))?.labels;
     let mut probabilities = Vec::with_capacity(dataset.len() * crops * 10);
     for i in 0..dataset.len() * crops {
@@ -82,7 +91,14 @@ fn random_labels(dataset: &Dataset, crops: usize, path: &Path) -> Result<()> {
 }
 
 /// `(images, seconds)` of `steps` training steps (after `warmup`) of `objective` over `loader`.
-fn time_steps<M: Module, O: Objective<M>>(mut model: M, objective: &mut O, loader: &BatchLoader, steps: usize, warmup: usize, device: &burn::tensor::Device) -> Result<(f64, f64)> {
+fn time_steps<M: Module, O: Objective<M>>(
+    mut model: M,
+    objective: &mut O,
+    loader: &BatchLoader,
+    steps: usize,
+    warmup: usize,
+    device: &burn::tensor::Device,
+) -> Result<(f64, f64)> {
     let ad = device.clone().autodiff();
     let mut optim = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 }.build(None);
     let (mut done, mut images, mut epoch) = (0, 0, 0);
@@ -136,8 +152,15 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         device.device.seed(0);
         Ok(ModelSpec::new(Arch::ResNet(20), 3, 10).init(&ad)?)
     };
-    let plain_config = LoaderConfig { batch_size: batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 };
-    let augment = Transform { augment: Augment::PadCrop { pad: 4, flip: true }, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let plain_config =
+        LoaderConfig { batch_size: batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 };
+    let augment = Transform {
+        augment: Augment::PadCrop { pad: 4, flip: true },
+        out_height: 32,
+        out_width: 32,
+        mean: vec![0.5; 3],
+        std: vec![0.25; 3],
+    };
     let plain_loader = BatchLoader::new(dataset.clone(), augment, plain_config.clone())?;
 
     let teacher_spec = ModelSpec::new(Arch::ResNet(56), 3, 10);
@@ -153,12 +176,18 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         written_by: "kd-bench (random weights)".into(),
     };
     let teachers = Teachers { networks: vec![teacher_spec.init(&device.device)?.valid()], metas: vec![teacher_meta] };
-    let mut online = DistillObjective { teachers, targets: Targets::Online { temperature: 10.0 }, loss: Loss::Kd { alpha: 0.95, temperature: 10.0 }, discriminator_input: DiscriminatorInput::Logits };
+    let mut online = DistillObjective {
+        teachers,
+        targets: Targets::Online { temperature: 10.0 },
+        loss: Loss::Kd { alpha: 0.95, temperature: 10.0 },
+        discriminator_input: DiscriminatorInput::Logits,
+    };
 
     let reader = Arc::new(LabelReader::open(&labels_path, 1 << 30)?);
     let sampling = RegionSampling::new(reader, CROPS, (0..dataset.len()).collect(), &dataset)?;
     let region_config = LoaderConfig { batch_size: batch / CROPS, ..plain_config };
-    let normalise = Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let normalise =
+        Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
     let fkd_loader = BatchLoader::with_regions(dataset.clone(), normalise, region_config, sampling)?;
     let mut packed = DistillObjective {
         teachers: Teachers { networks: vec![], metas: vec![] },
@@ -176,16 +205,43 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         // Each round starts with another configuration, so none always follows the same one.
         for k in (0..3).map(|i| (i + round) % 3) {
             let timed = match k {
-                0 => time_steps(student()?, &mut CrossEntropy { label_smoothing: 0.0 }, &plain_loader, args.steps, args.warmup, &device.device)?,
-                1 => time_steps(Student { network: student()?, discriminator: None }, &mut online, &plain_loader, args.steps, args.warmup, &device.device)?,
-                _ => time_steps(Student { network: student()?, discriminator: None }, &mut packed, &fkd_loader, args.steps, args.warmup, &device.device)?,
+                0 => time_steps(
+                    student()?,
+                    &mut CrossEntropy { label_smoothing: 0.0 },
+                    &plain_loader,
+                    args.steps,
+                    args.warmup,
+                    &device.device,
+                )?,
+                1 => time_steps(
+                    Student { network: student()?, discriminator: None },
+                    &mut online,
+                    &plain_loader,
+                    args.steps,
+                    args.warmup,
+                    &device.device,
+                )?,
+                _ => time_steps(
+                    Student { network: student()?, discriminator: None },
+                    &mut packed,
+                    &fkd_loader,
+                    args.steps,
+                    args.warmup,
+                    &device.device,
+                )?,
             };
             add(&mut totals[k], timed);
         }
     }
     let [plain, kd, fkd] = totals.map(|(images, seconds)| images / seconds);
-    println!("| (a) train resnet20, plain | {batch} | {plain:.1} | {PYTORCH_PLAIN:.0} | {:.2} |", plain / PYTORCH_PLAIN);
-    println!("| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {PYTORCH_ONLINE_KD:.0} | {:.2} |", kd / PYTORCH_ONLINE_KD);
+    println!(
+        "| (a) train resnet20, plain | {batch} | {plain:.1} | {PYTORCH_PLAIN:.0} | {:.2} |",
+        plain / PYTORCH_PLAIN
+    );
+    println!(
+        "| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {PYTORCH_ONLINE_KD:.0} | {:.2} |",
+        kd / PYTORCH_ONLINE_KD
+    );
     println!("| (c) FKD from packed labels, {CROPS} crops/image | {batch} | {fkd:.1} | - | - |");
     println!(
         "\nFKD vs plain training c/a = {:.3} (target >= 0.97); FKD vs online KD c/b = {:.3} (target >= 1.5; PyTorch's ceiling {:.2})\n",

@@ -11,7 +11,9 @@ use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
 use kd_common::device::ResolvedDevice;
 use kd_common::models::{Arch, ModelSpec};
 use kd_datasets::soft_labels::file::FORMAT_VERSION;
-use kd_datasets::soft_labels::{Compression, CropParams, Geometry, LabelMeta, LabelType, LabelWriter, ProbEncoding, RegionLabels};
+use kd_datasets::soft_labels::{
+    Compression, CropParams, Geometry, LabelMeta, LabelType, LabelWriter, ProbEncoding, RegionLabels,
+};
 use kd_datasets::{Augment, DatasetKind, Split, Transform};
 use rand::Rng;
 use std::path::{Path, PathBuf};
@@ -53,12 +55,18 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     };
     let teachers = Teachers::load(std::slice::from_ref(&teacher), &device.device)?;
     let input = teachers.metas[0].input.clone();
-    let dataset = DatasetKind::FashionMnist.open(args.common.data_dir.as_deref(), Split::Train, input.channels, 0.1, 0)?;
+    let dataset =
+        DatasetKind::FashionMnist.open(args.common.data_dir.as_deref(), Split::Train, input.channels, 0.1, 0)?;
     let shards = (dataset.len() / args.label_images.max(1)).max(1);
     let batch = 256;
     let pure = pure_inference_rate(&teachers, &input, batch, 8, &device.device)?;
     let out = dir.join("bench.h5");
-    let common = CommonArgs { device: Some(args.common.device.clone().unwrap_or(kd_common::device::DeviceSpec::Auto)), workers: Some(workers), quiet: 1, ..args.common.clone() };
+    let common = CommonArgs {
+        device: Some(args.common.device.clone().unwrap_or(kd_common::device::DeviceSpec::Auto)),
+        workers: Some(workers),
+        quiet: 1,
+        ..args.common.clone()
+    };
     let pack = PackArgs {
         common,
         teachers: vec![teacher.clone()],
@@ -79,7 +87,10 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     let summary = crate::pack_labels::pack(pack)?;
     let end_to_end = summary["crops_per_s"].as_f64().unwrap_or(0.0);
     println!("| teacher inference alone ({}, crops) | {batch} | {pure:.0} | - | - |", teachers.metas[0].model.arch);
-    println!("| kd-pack-labels end to end (crops) | {batch} | {end_to_end:.0} | - | {:.2} of inference |", end_to_end / pure);
+    println!(
+        "| kd-pack-labels end to end (crops) | {batch} | {end_to_end:.0} | - | {:.2} of inference |",
+        end_to_end / pure
+    );
 
     // Random access: geometry and decoded distributions of every crop of random images.
     let labels = RegionLabels::open(&out)?;
@@ -98,12 +109,21 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         }
     }
     let rate = reads as f64 / started.elapsed().as_secs_f64();
-    println!("| label reading, random images ({} crops each, decoded) | 1 | {rate:.0} | - | - |", labels.meta.crops_per_image);
+    println!(
+        "| label reading, random images ({} crops each, decoded) | 1 | {rate:.0} | - | - |",
+        labels.meta.crops_per_image
+    );
     tracing::debug!("checksum {checksum}");
 
     // Bytes per crop: one set of teacher outputs, encoded every way.
     let images = labels.meta.num_images;
-    let normaliser = Transform { augment: Augment::None, out_height: h, out_width: w, mean: input.mean.clone(), std: input.std.clone() };
+    let normaliser = Transform {
+        augment: Augment::None,
+        out_height: h,
+        out_width: w,
+        mean: input.mean.clone(),
+        std: input.std.clone(),
+    };
     let base = LabelMeta { num_images: images, shard: None, created_unix: 0, ..labels.meta.clone() };
     let block = make_crop_block(&dataset, 0..images, &base, std::slice::from_ref(&normaliser))?;
     let crops = images * base.crops_per_image;
@@ -112,11 +132,22 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         let end = (start + batch).min(crops);
         let len = input.channels * h * w;
         let slice = vec![block.inputs[0][start * len..end * len].to_vec()];
-        probabilities.extend(teachers.probabilities(&slice, [end - start, input.channels, h, w], 1.0, &device.device)?);
+        probabilities.extend(teachers.probabilities(
+            &slice,
+            [end - start, input.channels, h, w],
+            1.0,
+            &device.device,
+        )?);
     }
     println!("\n| label type | K | probabilities | geometry | raw bytes/crop | on disk bytes/crop | FKD (pickle) |");
     println!("|---|---|---|---|---|---|---|");
-    let types = [(LabelType::Hard, 1), (LabelType::Smoothing, 1), (LabelType::MarginalSmoothing, 5), (LabelType::MarginalRenorm, 5), (LabelType::Full, 10)];
+    let types = [
+        (LabelType::Hard, 1),
+        (LabelType::Smoothing, 1),
+        (LabelType::MarginalSmoothing, 5),
+        (LabelType::MarginalRenorm, 5),
+        (LabelType::Full, 10),
+    ];
     for (label_type, k) in types {
         for encoding in [ProbEncoding::U8, ProbEncoding::F16] {
             if label_type == LabelType::Hard && encoding == ProbEncoding::F16 {

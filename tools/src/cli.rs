@@ -65,7 +65,8 @@ impl CommonArgs {
             Some(path) => Some((path.clone(), read_config_file(path)?)),
             None => None,
         };
-        let file_dataset = file.as_ref().and_then(|(_, v)| v.get("dataset")).and_then(|d| d.as_str()).map(str::parse::<DatasetKind>);
+        let file_dataset =
+            file.as_ref().and_then(|(_, v)| v.get("dataset")).and_then(|d| d.as_str()).map(str::parse::<DatasetKind>);
         let dataset = match (self.dataset, file_dataset) {
             (Some(d), _) => d,
             (None, Some(parsed)) => parsed?,
@@ -104,7 +105,8 @@ pub fn read_config_file(path: &Path) -> Result<Value> {
     if is_json {
         serde_json::from_str(&text).with_context(|| format!("parsing JSON config file {}", path.display()))
     } else {
-        let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing TOML config file {}", path.display()))?;
+        let value: toml::Value =
+            toml::from_str(&text).with_context(|| format!("parsing TOML config file {}", path.display()))?;
         serde_json::to_value(value).context("converting TOML to JSON")
     }
 }
@@ -142,7 +144,10 @@ pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // A closed stdout (e.g. `| head`) is not a failure.
-            if error.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if error
+                .chain()
+                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+            {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {error:#}");

@@ -20,7 +20,13 @@ pub struct Splits {
 }
 
 /// Opens train and test, and holds `val_size` training images out for validation.
-pub fn open_splits(kind: DatasetKind, data_dir: Option<&Path>, val_size: usize, seed: u64, folder_channels: usize) -> Result<Splits> {
+pub fn open_splits(
+    kind: DatasetKind,
+    data_dir: Option<&Path>,
+    val_size: usize,
+    seed: u64,
+    folder_channels: usize,
+) -> Result<Splits> {
     let train = kind.open(data_dir, Split::Train, folder_channels, 0.1, seed).context("opening the training split")?;
     let test = kind.open(data_dir, Split::Test, folder_channels, 0.1, seed).context("opening the test split")?;
     if train.classes.len() != test.classes.len() {
@@ -44,13 +50,20 @@ pub fn input_spec(kind: DatasetKind, dataset: &Dataset, image_size: Option<usize
     };
     let (mean, std) = kind.normalisation();
     let channels = dataset.channels();
-    let pick = |v: Vec<f32>| if v.len() == channels { v } else { vec![v.iter().sum::<f32>() / v.len() as f32; channels] };
+    let pick =
+        |v: Vec<f32>| if v.len() == channels { v } else { vec![v.iter().sum::<f32>() / v.len() as f32; channels] };
     Ok(InputSpec { channels, height, width, mean: pick(mean), std: pick(std) })
 }
 
 /// Deterministic evaluation transform: resize to the input size, normalise.
 pub fn eval_transform(input: &InputSpec) -> Transform {
-    Transform { augment: Augment::None, out_height: input.height, out_width: input.width, mean: input.mean.clone(), std: input.std.clone() }
+    Transform {
+        augment: Augment::None,
+        out_height: input.height,
+        out_width: input.width,
+        mean: input.mean.clone(),
+        std: input.std.clone(),
+    }
 }
 
 /// Training transform with `augment`.
@@ -59,7 +72,14 @@ pub fn train_transform(input: &InputSpec, augment: Augment) -> Transform {
 }
 
 /// A loader: shuffled with dropped last batch for training, in order for evaluation.
-pub fn loader(dataset: Dataset, transform: Transform, batch_size: usize, training: bool, workers: usize, seed: u64) -> Result<BatchLoader> {
+pub fn loader(
+    dataset: Dataset,
+    transform: Transform,
+    batch_size: usize,
+    training: bool,
+    workers: usize,
+    seed: u64,
+) -> Result<BatchLoader> {
     let config = LoaderConfig { batch_size, shuffle: training, drop_last: training, workers, prefetch: 4, seed };
     Ok(BatchLoader::new(dataset, transform, config)?)
 }

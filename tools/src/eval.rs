@@ -44,9 +44,11 @@ pub struct Args {
 /// Runs `kd-eval`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
-    let meta = checkpoint::read_meta(&args.checkpoint).with_context(|| format!("reading checkpoint {}", args.checkpoint.display()))?;
+    let meta = checkpoint::read_meta(&args.checkpoint)
+        .with_context(|| format!("reading checkpoint {}", args.checkpoint.display()))?;
     let kind = args.common.dataset.or_else(|| meta.trained_on()).unwrap_or(DatasetKind::FashionMnist);
-    let data_dir = args.common.data_dir.clone().or_else(|| meta.trained_data_dir().filter(|_| args.common.dataset.is_none()));
+    let data_dir =
+        args.common.data_dir.clone().or_else(|| meta.trained_data_dir().filter(|_| args.common.dataset.is_none()));
     let spec_device = args.common.device.clone().unwrap_or(DeviceSpec::Auto);
     let device = device::resolve(&spec_device)?;
     tracing::info!("device: {}", device.description);
@@ -62,17 +64,31 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     if dataset.channels() != meta.input.channels {
-        bail!("{} expects {} input channel(s) but {kind} images have {}", args.checkpoint.display(), meta.input.channels, dataset.channels());
+        bail!(
+            "{} expects {} input channel(s) but {kind} images have {}",
+            args.checkpoint.display(),
+            meta.input.channels,
+            dataset.channels()
+        );
     }
     let (network, _) = checkpoint::load(&args.checkpoint, &device.device)?;
     let reference = match &args.reference {
         Some(path) => {
             let (reference, reference_meta) = checkpoint::load(path, &device.device)?;
             if reference_meta.model.num_classes != meta.model.num_classes {
-                bail!("reference {} has {} classes, the checkpoint {}", path.display(), reference_meta.model.num_classes, meta.model.num_classes);
+                bail!(
+                    "reference {} has {} classes, the checkpoint {}",
+                    path.display(),
+                    reference_meta.model.num_classes,
+                    meta.model.num_classes
+                );
             }
             if reference_meta.input != meta.input {
-                bail!("reference {} expects another input (size or normalisation) than {}", path.display(), args.checkpoint.display());
+                bail!(
+                    "reference {} expects another input (size or normalisation) than {}",
+                    path.display(),
+                    args.checkpoint.display()
+                );
             }
             Some(reference)
         }
@@ -136,7 +152,11 @@ impl PredictionWriter {
         let tmp = kd_common::atomic::temp_path(path);
         let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", path.display()))?;
         let mut out = std::io::BufWriter::new(file);
-        let header: Vec<String> = ["index", "label", "predicted"].iter().map(|s| s.to_string()).chain((0..classes).map(|c| format!("p_{c}"))).collect();
+        let header: Vec<String> = ["index", "label", "predicted"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain((0..classes).map(|c| format!("p_{c}")))
+            .collect();
         writeln!(out, "{}", header.join(",")).with_context(|| format!("writing {}", path.display()))?;
         Ok(Self { path: path.into(), tmp, out })
     }

@@ -44,10 +44,13 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) 
     let test_loader = loader(run.test.clone(), eval_transform(&run.input), 256, false, run.workers, run.seed)?;
     let test = train::evaluate(run.network, run.references, &test_loader, device)?;
     let last = run.rows.last().expect("at least one epoch ran");
-    let best = run.rows.iter().filter_map(|r| r.val_top1.map(|v| (v, r.epoch))).fold(None, |best: Option<(f64, usize)>, x| match best {
-        Some(b) if b.0 >= x.0 => Some(b),
-        _ => Some(x),
-    });
+    let best =
+        run.rows.iter().filter_map(|r| r.val_top1.map(|v| (v, r.epoch))).fold(None, |best: Option<(f64, usize)>, x| {
+            match best {
+                Some(b) if b.0 >= x.0 => Some(b),
+                _ => Some(x),
+            }
+        });
     let mut metrics = json!({
         "test_top1": test.top1,
         "test_top5": test.top5,
@@ -78,7 +81,13 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) 
     };
     let weights = out.join("model.safetensors");
     checkpoint::save(run.network, &meta, &weights)?;
-    tracing::info!("test top-1 {:.2}% (top-5 {:.2}%, NLL {:.4}); wrote {}", test.top1, test.top5, test.nll, weights.display());
+    tracing::info!(
+        "test top-1 {:.2}% (top-5 {:.2}%, NLL {:.4}); wrote {}",
+        test.top1,
+        test.top5,
+        test.nll,
+        weights.display()
+    );
     let mut summary = metrics;
     summary["checkpoint"] = json!(weights);
     Ok(summary)

@@ -12,9 +12,11 @@ use kd_common::checkpoint::InputSpec;
 use kd_common::device::{self, DeviceSpec};
 use kd_datasets::soft_labels::file::{LabelBlock, inspect, partial_path};
 use kd_datasets::soft_labels::geometry::{crops_from_seed, decode_box, image_seed};
-use kd_datasets::soft_labels::{Compression, CropParams, Geometry, LabelMeta, LabelType, LabelWriter, ProbEncoding, RegionLabels, TeacherInfo};
+use kd_datasets::soft_labels::{
+    Compression, CropParams, Geometry, LabelMeta, LabelType, LabelWriter, ProbEncoding, RegionLabels, TeacherInfo,
+};
 use kd_datasets::transforms::crop_resize;
-use kd_datasets::{Dataset, DatasetKind, Split, Transform, Augment};
+use kd_datasets::{Augment, Dataset, DatasetKind, Split, Transform};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,7 +150,12 @@ pub struct CropBlock {
 }
 
 /// Builds the crops of images `range` (dataset positions), exactly as readers rebuild them.
-pub fn make_crop_block(dataset: &Dataset, range: std::ops::Range<usize>, meta: &LabelMeta, normalisers: &[Transform]) -> kd_datasets::Result<CropBlock> {
+pub fn make_crop_block(
+    dataset: &Dataset,
+    range: std::ops::Range<usize>,
+    meta: &LabelMeta,
+    normalisers: &[Transform],
+) -> kd_datasets::Result<CropBlock> {
     let m = meta.crops_per_image;
     let [oh, ow] = meta.crop.output_size;
     let mut inputs = vec![Vec::with_capacity(range.len() * m * dataset.channels() * oh * ow); normalisers.len()];
@@ -197,12 +204,14 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         bail!("{} already exists ({state}); use --force to replace it", args.out.display());
     }
     let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    kd_common::atomic::ensure_writable_dir(parent).with_context(|| format!("output directory of {}", args.out.display()))?;
+    kd_common::atomic::ensure_writable_dir(parent)
+        .with_context(|| format!("output directory of {}", args.out.display()))?;
 
     let teachers = Teachers::load(&args.teachers, &device.device)?;
     let first = &teachers.metas[0];
     let kind = args.common.dataset.or_else(|| first.trained_on()).unwrap_or(DatasetKind::FashionMnist);
-    let data_dir = args.common.data_dir.clone().or_else(|| first.trained_data_dir().filter(|_| args.common.dataset.is_none()));
+    let data_dir =
+        args.common.data_dir.clone().or_else(|| first.trained_data_dir().filter(|_| args.common.dataset.is_none()));
     let seed = args.common.seed.unwrap_or(0);
     let dataset = kind.open(data_dir.as_deref(), Split::Train, first.input.channels, 0.1, seed)?;
     let classes = first.model.num_classes;
@@ -212,10 +221,18 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         args.teachers[0].display(),
         dataset.num_classes()
     );
-    ensure!(dataset.channels() == first.input.channels, "teacher expects {} input channel(s) but {kind} images have {}", first.input.channels, dataset.channels());
+    ensure!(
+        dataset.channels() == first.input.channels,
+        "teacher expects {} input channel(s) but {kind} images have {}",
+        first.input.channels,
+        dataset.channels()
+    );
     let compression = Compression { label_type: args.label_type, k: args.top_k, encoding: args.prob_encoding };
     compression.validate(classes)?;
-    ensure!(args.scale[0] > 0.0 && args.scale[0] <= args.scale[1] && args.scale[1] <= 1.0, "--scale must satisfy 0 < min <= max <= 1");
+    ensure!(
+        args.scale[0] > 0.0 && args.scale[0] <= args.scale[1] && args.scale[1] <= 1.0,
+        "--scale must satisfy 0 < min <= max <= 1"
+    );
     ensure!(args.ratio[0] > 0.0 && args.ratio[0] <= args.ratio[1], "--ratio must satisfy 0 < min <= max");
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let total = dataset.len();
@@ -231,10 +248,19 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         crops_per_image: args.crops,
         compression,
         temperature: args.temperature,
-        crop: CropParams { scale: [args.scale[0], args.scale[1]], ratio: [args.ratio[0], args.ratio[1]], flip_prob: args.flip_prob, output_size: [first.input.height, first.input.width] },
+        crop: CropParams {
+            scale: [args.scale[0], args.scale[1]],
+            ratio: [args.ratio[0], args.ratio[1]],
+            flip_prob: args.flip_prob,
+            output_size: [first.input.height, first.input.width],
+        },
         geometry: if args.geometry == "seed" { Geometry::Seed } else { Geometry::Stored },
         seed,
-        teachers: teachers.metas.iter().map(|m| TeacherInfo { arch: m.model.arch.to_string(), weights_sha256: m.weights_sha256.clone() }).collect(),
+        teachers: teachers
+            .metas
+            .iter()
+            .map(|m| TeacherInfo { arch: m.model.arch.to_string(), weights_sha256: m.weights_sha256.clone() })
+            .collect(),
         dataset: dataset.identity(),
         shard,
         tool: format!("kd-pack-labels {}", env!("CARGO_PKG_VERSION")),
@@ -247,11 +273,18 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
     let normalisers: Vec<Transform> = teachers
         .metas
         .iter()
-        .map(|m| Transform { augment: Augment::None, out_height: m.input.height, out_width: m.input.width, mean: m.input.mean.clone(), std: m.input.std.clone() })
+        .map(|m| Transform {
+            augment: Augment::None,
+            out_height: m.input.height,
+            out_width: m.input.width,
+            mean: m.input.mean.clone(),
+            std: m.input.std.clone(),
+        })
         .collect();
     let workers = args.common.workers.unwrap_or_else(default_workers).max(1);
     let started = Instant::now();
-    let crops_done = run_pipeline(&dataset, &meta, start, done, &teachers, &normalisers, writer, &args, &device.device, workers)?;
+    let crops_done =
+        run_pipeline(&dataset, &meta, start, done, &teachers, &normalisers, writer, &args, &device.device, workers)?;
     let seconds = started.elapsed().as_secs_f64();
     let (_, complete, _) = inspect(&args.out)?;
     ensure!(complete, "{} was not marked complete", args.out.display());
@@ -266,7 +299,13 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         "raw_bytes_per_crop": meta.raw_bytes_per_crop(),
         "file_bytes_per_crop": size as f64 / crops_total.max(1) as f64,
     });
-    tracing::info!("wrote {} ({} images x {} crops, {:.1} bytes/crop on disk) in {seconds:.1} s", args.out.display(), meta.num_images, meta.crops_per_image, size as f64 / crops_total.max(1) as f64);
+    tracing::info!(
+        "wrote {} ({} images x {} crops, {:.1} bytes/crop on disk) in {seconds:.1} s",
+        args.out.display(),
+        meta.num_images,
+        meta.crops_per_image,
+        size as f64 / crops_total.max(1) as f64
+    );
     Ok(summary)
 }
 
@@ -291,7 +330,10 @@ fn run_pipeline(
     let blocks = n.div_ceil(per_block);
     let [oh, ow] = meta.crop.output_size;
     let c = dataset.channels();
-    let bar = kd_common::progress::bar(((blocks - first_block) * per_block).min(n - first_block * per_block) as u64, "label images");
+    let bar = kd_common::progress::bar(
+        ((blocks - first_block) * per_block).min(n - first_block * per_block) as u64,
+        "label images",
+    );
     let mut crops_done = 0;
     std::thread::scope(|scope| -> Result<()> {
         let next = Arc::new(AtomicUsize::new(first_block));
@@ -345,13 +387,19 @@ fn run_pipeline(
                 let crop_len = c * oh * ow;
                 for batch_start in (0..crops).step_by(args.batch_size) {
                     let batch_end = (batch_start + args.batch_size).min(crops);
-                    let inputs: Vec<Vec<f32>> = block.inputs.iter().map(|all| all[batch_start * crop_len..batch_end * crop_len].to_vec()).collect();
+                    let inputs: Vec<Vec<f32>> = block
+                        .inputs
+                        .iter()
+                        .map(|all| all[batch_start * crop_len..batch_end * crop_len].to_vec())
+                        .collect();
                     let shape = [batch_end - batch_start, c, oh, ow];
                     probabilities.extend(teachers.probabilities(&inputs, shape, meta.temperature, device)?);
                 }
                 crops_done += crops;
                 bar.inc(block.labels.images as u64);
-                write_tx.send((b, block.labels, probabilities)).map_err(|_| anyhow::anyhow!("the HDF5 writer stopped"))?;
+                write_tx
+                    .send((b, block.labels, probabilities))
+                    .map_err(|_| anyhow::anyhow!("the HDF5 writer stopped"))?;
             }
             Ok(())
         })();
@@ -416,7 +464,8 @@ fn stats(path: &Path, data_dir: Option<&Path>) -> Result<()> {
         }
     }
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let per_class: Vec<Option<f64>> = agree.iter().map(|&(a, n)| (n > 0).then(|| 100.0 * a as f64 / n as f64)).collect();
+    let per_class: Vec<Option<f64>> =
+        agree.iter().map(|&(a, n)| (n > 0).then(|| 100.0 * a as f64 / n as f64)).collect();
     let overall = agree.iter().map(|a| a.0).sum::<u64>() as f64 / agree.iter().map(|a| a.1).sum::<u64>().max(1) as f64;
     let output = serde_json::json!({
         "file": path,
@@ -445,29 +494,59 @@ fn verify(path: &Path) -> Result<()> {
         for crop in 0..meta.crops_per_image {
             labels.distribution_into(image, crop, &mut q);
             let sum: f32 = q.iter().sum();
-            ensure!((sum - 1.0).abs() < 1e-3 && q.iter().all(|v| v.is_finite() && *v >= 0.0), "{}: crop {crop} of image {image} decodes to an invalid distribution (sum {sum})", path.display());
+            ensure!(
+                (sum - 1.0).abs() < 1e-3 && q.iter().all(|v| v.is_finite() && *v >= 0.0),
+                "{}: crop {crop} of image {image} decodes to an invalid distribution (sum {sum})",
+                path.display()
+            );
         }
     }
-    println!("{}: ok ({} images x {} crops, {} classes, {} {}, checksums verified)", path.display(), meta.num_images, meta.crops_per_image, meta.num_classes, meta.compression.label_type, meta.compression.encoding.name());
+    println!(
+        "{}: ok ({} images x {} crops, {} classes, {} {}, checksums verified)",
+        path.display(),
+        meta.num_images,
+        meta.crops_per_image,
+        meta.num_classes,
+        meta.compression.label_type,
+        meta.compression.encoding.name()
+    );
     Ok(())
 }
 
 fn merge(out: &Path, shards: &[PathBuf], force: bool) -> Result<()> {
     ensure!(force || !out.exists(), "{} already exists; use --force to replace it", out.display());
-    let mut parts: Vec<RegionLabels> = shards.iter().map(|p| RegionLabels::open(p).with_context(|| format!("reading shard {}", p.display()))).collect::<Result<_>>()?;
+    let mut parts: Vec<RegionLabels> = shards
+        .iter()
+        .map(|p| RegionLabels::open(p).with_context(|| format!("reading shard {}", p.display())))
+        .collect::<Result<_>>()?;
     parts.sort_by_key(|p| p.meta.image_offset);
     let first = parts[0].meta.clone();
     let count = first.shard.map(|s| s.1).with_context(|| format!("{} is not a shard file", shards[0].display()))?;
     ensure!(parts.len() == count, "{count} shards expected, {} given", parts.len());
     let mut expected_offset = 0;
     for (i, part) in parts.iter().enumerate() {
-        let normalised = LabelMeta { num_images: first.num_images, image_offset: 0, shard: None, created_unix: 0, ..part.meta.clone() };
-        ensure!(normalised == LabelMeta { image_offset: 0, shard: None, created_unix: 0, ..first.clone() }, "shard {} was packed with other settings than the first", shards[i].display());
-        ensure!(part.meta.shard == Some((i, count)) && part.meta.image_offset == expected_offset, "shards do not tile the dataset: shard {i} starts at image {}", part.meta.image_offset);
+        let normalised = LabelMeta {
+            num_images: first.num_images,
+            image_offset: 0,
+            shard: None,
+            created_unix: 0,
+            ..part.meta.clone()
+        };
+        ensure!(
+            normalised == LabelMeta { image_offset: 0, shard: None, created_unix: 0, ..first.clone() },
+            "shard {} was packed with other settings than the first",
+            shards[i].display()
+        );
+        ensure!(
+            part.meta.shard == Some((i, count)) && part.meta.image_offset == expected_offset,
+            "shards do not tile the dataset: shard {i} starts at image {}",
+            part.meta.image_offset
+        );
         expected_offset += part.meta.num_images;
     }
     ensure!(expected_offset == first.dataset.count, "shards cover {expected_offset} of {} images", first.dataset.count);
-    let meta = LabelMeta { num_images: expected_offset, image_offset: 0, shard: None, created_unix: now_unix(), ..first };
+    let meta =
+        LabelMeta { num_images: expected_offset, image_offset: 0, shard: None, created_unix: now_unix(), ..first };
     let _ = std::fs::remove_file(partial_path(out));
     let (mut writer, _) = LabelWriter::create_or_resume(out, &meta)?;
     for part in &parts {
@@ -480,9 +559,16 @@ fn merge(out: &Path, shards: &[PathBuf], force: bool) -> Result<()> {
 
 /// Crops/s of teacher inference alone on random inputs of the teachers' shape (for the
 /// benchmark's ratio).
-pub fn pure_inference_rate(teachers: &Teachers, input: &InputSpec, batch: usize, batches: usize, device: &burn::tensor::Device) -> Result<f64> {
+pub fn pure_inference_rate(
+    teachers: &Teachers,
+    input: &InputSpec,
+    batch: usize,
+    batches: usize,
+    device: &burn::tensor::Device,
+) -> Result<f64> {
     let shape = [batch, input.channels, input.height, input.width];
-    let data: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let data: Vec<f32> =
+        (0..shape.iter().product::<usize>()).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
     let inputs = vec![data];
     teachers.probabilities(&inputs, shape, 1.0, device)?;
     let started = Instant::now();

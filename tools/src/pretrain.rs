@@ -3,6 +3,7 @@
 
 use crate::cli::{CommonArgs, default_workers, hash_json, merge};
 use crate::data::{eval_transform, input_spec, loader, open_splits, train_transform};
+use crate::finish::{TrainedRun, save_trained};
 use crate::profiles::{self, Profile, Role};
 pub use crate::train_args::ModelChoice;
 use crate::train_args::TrainArgs;
@@ -12,7 +13,6 @@ use burn::tensor::{Int, Tensor};
 use clap::Parser;
 use kd_common::device::{self, DeviceSpec};
 use kd_common::losses::cross_entropy_with_smoothing;
-use crate::finish::{TrainedRun, save_trained};
 use kd_common::models::{ModelSpec, Network, Shortcut};
 use kd_common::train::{self, Objective, StepOutput, TrainConfig};
 use kd_datasets::{Augment, Batch, DatasetKind};
@@ -143,7 +143,13 @@ pub struct CrossEntropy {
 }
 
 impl Objective<Network> for CrossEntropy {
-    fn step(&mut self, model: &Network, images: Tensor<4>, labels: Tensor<1, Int>, _batch: &Batch) -> kd_common::Result<StepOutput> {
+    fn step(
+        &mut self,
+        model: &Network,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        _batch: &Batch,
+    ) -> kd_common::Result<StepOutput> {
         let logits = model.forward(images);
         let loss = cross_entropy_with_smoothing(logits.clone(), labels, self.label_smoothing);
         Ok(StepOutput { loss, logits })
@@ -161,7 +167,8 @@ pub fn run(args: Args) -> Result<()> {
     let device = device::resolve(&config.device)?;
     tracing::info!("device: {}", device.description);
 
-    let splits = open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
+    let splits =
+        open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
     let input = input_spec(config.dataset, &splits.train, config.image_size)?;
     let classes = splits.train.classes.clone();
     let mut spec = ModelSpec::new(config.model.arch, input.channels, classes.len());
@@ -170,7 +177,8 @@ pub fn run(args: Args) -> Result<()> {
     if config.model.plan.is_some() {
         spec.plan = config.model.plan.clone();
     }
-    kd_common::atomic::ensure_writable_dir(&args.out).with_context(|| format!("output directory {}", args.out.display()))?;
+    kd_common::atomic::ensure_writable_dir(&args.out)
+        .with_context(|| format!("output directory {}", args.out.display()))?;
     kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
     let run_hash = config.run_hash()?;
 
@@ -186,14 +194,30 @@ pub fn run(args: Args) -> Result<()> {
         splits.test.len()
     );
     let batch = config.train.batch_size;
-    let train_loader = loader(splits.train.clone(), train_transform(&input, config.augment.clone()), batch, true, config.workers, config.seed)?;
+    let train_loader = loader(
+        splits.train.clone(),
+        train_transform(&input, config.augment.clone()),
+        batch,
+        true,
+        config.workers,
+        config.seed,
+    )?;
     let val_loader = match &splits.val {
         Some(val) => Some(loader(val.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?),
         None => None,
     };
     let mut objective = CrossEntropy { label_smoothing: config.label_smoothing };
     let started = std::time::Instant::now();
-    let outcome = train::fit(network, &mut objective, &config.train, &train_loader, val_loader.as_ref(), &device, &args.out, &run_hash)?;
+    let outcome = train::fit(
+        network,
+        &mut objective,
+        &config.train,
+        &train_loader,
+        val_loader.as_ref(),
+        &device,
+        &args.out,
+        &run_hash,
+    )?;
 
     let network = outcome.model.valid();
     let summary = save_trained(

@@ -28,8 +28,11 @@ struct RunNumbers {
 
 fn read_run(path: &Path) -> Result<RunNumbers> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not kd-eval JSON", path.display()))?;
-    let number = |key: &str| value.get(key).and_then(|v| v.as_f64()).with_context(|| format!("{}: no number `{key}`", path.display()));
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not kd-eval JSON", path.display()))?;
+    let number = |key: &str| {
+        value.get(key).and_then(|v| v.as_f64()).with_context(|| format!("{}: no number `{key}`", path.display()))
+    };
     // Training time comes from the evaluated checkpoint's sidecar.
     let train_seconds = value
         .get("checkpoint")

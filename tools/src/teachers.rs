@@ -24,13 +24,27 @@ impl Teachers {
         let mut networks = Vec::new();
         let mut metas: Vec<CheckpointMeta> = Vec::new();
         for path in paths {
-            let (network, meta) = checkpoint::load(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+            let (network, meta) =
+                checkpoint::load(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
             if let Some(first) = metas.first() {
-                ensure!(meta.model.num_classes == first.model.num_classes, "teacher {} has {} classes, the first teacher {}", path.display(), meta.model.num_classes, first.model.num_classes);
                 ensure!(
-                    (meta.input.channels, meta.input.height, meta.input.width) == (first.input.channels, first.input.height, first.input.width),
+                    meta.model.num_classes == first.model.num_classes,
+                    "teacher {} has {} classes, the first teacher {}",
+                    path.display(),
+                    meta.model.num_classes,
+                    first.model.num_classes
+                );
+                ensure!(
+                    (meta.input.channels, meta.input.height, meta.input.width)
+                        == (first.input.channels, first.input.height, first.input.width),
                     "teacher {} expects {}x{}x{} inputs, the first teacher {}x{}x{}",
-                    path.display(), meta.input.channels, meta.input.height, meta.input.width, first.input.channels, first.input.height, first.input.width
+                    path.display(),
+                    meta.input.channels,
+                    meta.input.height,
+                    meta.input.width,
+                    first.input.channels,
+                    first.input.height,
+                    first.input.width
                 );
             }
             networks.push(network.valid());
@@ -41,7 +55,13 @@ impl Teachers {
 
     /// Average of the teachers' `softmax(z / T)` for crops normalised per teacher:
     /// `inputs[t]` holds teacher t's normalised batch `[n, c, h, w]`.
-    pub fn probabilities(&self, inputs: &[Vec<f32>], shape: [usize; 4], temperature: f32, device: &burn::tensor::Device) -> Result<Vec<f32>> {
+    pub fn probabilities(
+        &self,
+        inputs: &[Vec<f32>],
+        shape: [usize; 4],
+        temperature: f32,
+        device: &burn::tensor::Device,
+    ) -> Result<Vec<f32>> {
         let mut sum: Option<Tensor<2>> = None;
         for (t, network) in self.networks.iter().enumerate() {
             let input = &inputs[t.min(inputs.len() - 1)];

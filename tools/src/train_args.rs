@@ -57,7 +57,13 @@ pub struct ModelChoice {
 
 impl TrainArgs {
     /// Applies the flags that were given.
-    pub fn apply(&self, model: &mut ModelChoice, train: &mut TrainConfig, val_size: &mut usize, image_size: &mut Option<usize>) {
+    pub fn apply(
+        &self,
+        model: &mut ModelChoice,
+        train: &mut TrainConfig,
+        val_size: &mut usize,
+        image_size: &mut Option<usize>,
+    ) {
         if let Some(arch) = self.arch {
             model.arch = arch;
         }

@@ -43,7 +43,8 @@ mod tests {
         let g = z.grad(&grads).unwrap();
         let p1 = [0.090_030_57f32, 0.244_728_47, 0.665_240_96];
         let p2 = [0.211_941_56f32, 0.211_941_56, 0.576_116_9];
-        let expected = [[(p1[0] - 1.0) / 2.0, p1[1] / 2.0, p1[2] / 2.0], [p2[0] / 2.0, p2[1] / 2.0, (p2[2] - 1.0) / 2.0]];
+        let expected =
+            [[(p1[0] - 1.0) / 2.0, p1[1] / 2.0, p1[2] / 2.0], [p2[0] / 2.0, p2[1] / 2.0, (p2[2] - 1.0) / 2.0]];
         g.to_data().assert_approx_eq::<f32>(&TensorData::from(expected), Tolerance::absolute(1e-5));
     }
 }

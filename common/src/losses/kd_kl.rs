@@ -23,8 +23,15 @@ pub fn kl_to_teacher(student_logits: Tensor<2>, teacher_probs: Tensor<2>, temper
 }
 
 /// The full Hinton loss with weight `alpha` on the distillation term.
-pub fn kd_loss(student_logits: Tensor<2>, teacher_probs: Tensor<2>, labels: Tensor<1, Int>, alpha: f32, temperature: f32) -> Tensor<1> {
-    let soft = kl_to_teacher(student_logits.clone(), teacher_probs, temperature).mul_scalar(alpha * temperature * temperature);
+pub fn kd_loss(
+    student_logits: Tensor<2>,
+    teacher_probs: Tensor<2>,
+    labels: Tensor<1, Int>,
+    alpha: f32,
+    temperature: f32,
+) -> Tensor<1> {
+    let soft =
+        kl_to_teacher(student_logits.clone(), teacher_probs, temperature).mul_scalar(alpha * temperature * temperature);
     if alpha >= 1.0 {
         return soft;
     }

@@ -32,8 +32,13 @@ pub fn check_gradient(loss: impl Fn(Tensor<2>, &Device) -> Tensor<1>) {
         let mut minus = STUDENT;
         plus[i / 3][i % 3] += h;
         minus[i / 3][i % 3] -= h;
-        let f = |v: [[f32; 3]; 2]| -> f32 { loss(Tensor::from_data(TensorData::from(v), &device), &device).into_scalar() };
+        let f =
+            |v: [[f32; 3]; 2]| -> f32 { loss(Tensor::from_data(TensorData::from(v), &device), &device).into_scalar() };
         let numeric = (f(plus) - f(minus)) / (2.0 * h);
-        assert!((numeric - analytic[i]).abs() < 2e-3, "element {i}: autodiff {} vs finite difference {numeric}", analytic[i]);
+        assert!(
+            (numeric - analytic[i]).abs() < 2e-3,
+            "element {i}: autodiff {} vs finite difference {numeric}",
+            analytic[i]
+        );
     }
 }

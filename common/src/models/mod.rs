@@ -37,15 +37,26 @@ pub enum Arch {
 impl Arch {
     /// Every architecture name accepted by [`FromStr`].
     pub const NAMES: &'static [&'static str] = &[
-        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "vgg11", "vgg13", "vgg16", "vgg19",
-        "vgg-custom", "mobilenetv2", "small-cnn",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+        "vgg11",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+        "vgg-custom",
+        "mobilenetv2",
+        "small-cnn",
     ];
 }
 
 impl FromStr for Arch {
     type Err = Error;
     fn from_str(name: &str) -> Result<Self> {
-        let unknown = || Error::InvalidModel(format!("unknown architecture `{name}`; known: {}", Arch::NAMES.join(", ")));
+        let unknown =
+            || Error::InvalidModel(format!("unknown architecture `{name}`; known: {}", Arch::NAMES.join(", ")));
         match name {
             "mobilenetv2" => Ok(Self::MobileNetV2),
             "small-cnn" => Ok(Self::SmallCnn),
@@ -273,10 +284,9 @@ mod tests {
 
     #[test]
     fn vgg_custom_plan_from_json() {
-        let spec: ModelSpec = serde_json::from_str(
-            r#"{"arch":"vgg-custom","plan":[8,"M",16,"M"],"in_channels":1,"num_classes":3}"#,
-        )
-        .unwrap();
+        let spec: ModelSpec =
+            serde_json::from_str(r#"{"arch":"vgg-custom","plan":[8,"M",16,"M"],"in_channels":1,"num_classes":3}"#)
+                .unwrap();
         let net = spec.init(&Device::default()).unwrap();
         // 9*1*8 + 2*8 + 9*8*16 + 2*16 + 16*3 + 3
         assert_eq!(trainable_params(&net), 72 + 16 + 1152 + 32 + 48 + 3);

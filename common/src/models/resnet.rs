@@ -55,10 +55,7 @@ impl BasicBlock {
     fn new(c_in: usize, c_out: usize, stride: usize, shortcut: Shortcut, device: &Device) -> Self {
         let reshaped = stride != 1 || c_in != c_out;
         let downsample = if reshaped && shortcut == Shortcut::Conv {
-            vec![
-                DownsamplePart::Conv(conv(c_in, c_out, 1, stride, 1, device)),
-                DownsamplePart::Norm(bn(c_out, device)),
-            ]
+            vec![DownsamplePart::Conv(conv(c_in, c_out, 1, stride, 1, device)), DownsamplePart::Norm(bn(c_out, device))]
         } else {
             Vec::new()
         };
@@ -96,10 +93,7 @@ impl BasicBlock {
         let before = self.pad_channels / 2;
         let after = self.pad_channels - before;
         let device = x.device();
-        Tensor::cat(
-            vec![Tensor::zeros([b, before, h, w], &device), x, Tensor::zeros([b, after, h, w], &device)],
-            1,
-        )
+        Tensor::cat(vec![Tensor::zeros([b, before, h, w], &device), x, Tensor::zeros([b, after, h, w], &device)], 1)
     }
 }
 

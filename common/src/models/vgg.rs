@@ -39,12 +39,12 @@ pub fn standard_plan(depth: usize) -> Option<Vec<PlanItem>> {
         11 => &[64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M],
         13 => &[64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M],
         16 => &[64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M],
-        19 => &[
-            64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M,
-        ],
+        19 => &[64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M],
         _ => return None,
     };
-    Some(plan.iter().map(|&c| if c == M { PlanItem::Pool(PoolMarker::M) } else { PlanItem::Conv(c as usize) }).collect())
+    Some(
+        plan.iter().map(|&c| if c == M { PlanItem::Pool(PoolMarker::M) } else { PlanItem::Conv(c as usize) }).collect(),
+    )
 }
 
 /// One element of `features`: a conv + BN + ReLU, or a max pool.

@@ -50,7 +50,8 @@ pub fn predict(
         let batch = batch.map_err(|e| Error::InvalidConfig(e.to_string()))?;
         let images = images_tensor(&batch, device);
         let logits = logits_to_host(network.forward(images.clone()))?;
-        let reference_logits = if references.is_empty() { None } else { Some(logits_to_host(ensemble_logits(&references, images))?) };
+        let reference_logits =
+            if references.is_empty() { None } else { Some(logits_to_host(ensemble_logits(&references, images))?) };
         on_batch(&batch, &logits, reference_logits.as_deref())?;
         bar.inc(1);
     }
@@ -59,7 +60,12 @@ pub fn predict(
 }
 
 /// Top-1/top-5/NLL/ECE (and agreement/KL to `references`) of `network` on `loader`.
-pub fn evaluate(network: &Network, references: &[Network], loader: &BatchLoader, device: &Device) -> Result<EvalReport> {
+pub fn evaluate(
+    network: &Network,
+    references: &[Network],
+    loader: &BatchLoader,
+    device: &Device,
+) -> Result<EvalReport> {
     let mut accumulator = EvalAccumulator::new(loader.dataset().num_classes());
     predict(network, references, loader, device, |batch, logits, reference| {
         accumulator.add_batch(logits, &batch.labels, reference);

@@ -37,10 +37,17 @@ impl OptimizerConfig {
         let clipping = clip_norm.map(GradientClippingConfig::Norm);
         match self {
             Self::Sgd { momentum, nesterov, weight_decay } => {
-                let momentum = (*momentum > 0.0)
-                    .then(|| MomentumConfig { momentum: *momentum, dampening: 0.0, nesterov: *nesterov });
+                let momentum = (*momentum > 0.0).then(|| MomentumConfig {
+                    momentum: *momentum,
+                    dampening: 0.0,
+                    nesterov: *nesterov,
+                });
                 let decay = (*weight_decay > 0.0).then(|| WeightDecayConfig { penalty: *weight_decay });
-                SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).with_gradient_clipping(clipping).init()
+                SgdConfig::new()
+                    .with_momentum(momentum)
+                    .with_weight_decay(decay)
+                    .with_gradient_clipping(clipping)
+                    .init()
             }
             Self::Adamw { betas, eps, weight_decay } => AdamWConfig::new()
                 .with_beta_1(betas[0])

@@ -72,7 +72,8 @@ mod tests {
 
     #[test]
     fn step_decay_at_milestones() {
-        let s = ScheduleConfig { lr: 0.1, warmup_epochs: 0.0, decay: Decay::Step { milestones: vec![2, 4], gamma: 0.2 } };
+        let s =
+            ScheduleConfig { lr: 0.1, warmup_epochs: 0.0, decay: Decay::Step { milestones: vec![2, 4], gamma: 0.2 } };
         assert!((s.lr_at(19, 10, 60) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(20, 10, 60) - 0.02).abs() < 1e-12);
         assert!((s.lr_at(45, 10, 60) - 0.004).abs() < 1e-12);

@@ -91,13 +91,19 @@ impl StateDir {
     }
 
     /// Restores the model and optimizer saved with `progress`.
-    pub fn restore<M: Module>(&self, model: M, optim: ModuleOptimizer, progress: &Progress) -> Result<(M, ModuleOptimizer)> {
+    pub fn restore<M: Module>(
+        &self,
+        model: M,
+        optim: ModuleOptimizer,
+        progress: &Progress,
+    ) -> Result<(M, ModuleOptimizer)> {
         let epoch = progress.epochs_done;
         let (model_path, optim_path) = (self.model_path(epoch), self.optim_path(epoch));
         let model = model
             .try_load_file(&model_path)
             .map_err(|e| Error::Checkpoint { path: model_path.clone(), message: e.to_string() })?;
-        let optim = optim.load(&optim_path).map_err(|e| Error::Checkpoint { path: optim_path, message: e.to_string() })?;
+        let optim =
+            optim.load(&optim_path).map_err(|e| Error::Checkpoint { path: optim_path, message: e.to_string() })?;
         Ok((model, optim))
     }
 
@@ -105,7 +111,8 @@ impl StateDir {
     pub fn save<M: Module>(&self, model: &M, optim: &ModuleOptimizer, progress: &Progress) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let epoch = progress.epochs_done;
-        let record_error = |path: &Path, e: burn::store::RecordError| Error::Checkpoint { path: path.into(), message: e.to_string() };
+        let record_error =
+            |path: &Path, e: burn::store::RecordError| Error::Checkpoint { path: path.into(), message: e.to_string() };
         let model_path = self.model_path(epoch);
         let bytes = model.clone().into_record().into_bytes().map_err(|e| record_error(&model_path, e))?;
         atomic::write_bytes(&model_path, &bytes)?;
@@ -128,7 +135,8 @@ impl StateDir {
 
 /// Writes `metrics.csv` from the rows (atomically, so a resumed run's file stays consistent).
 pub fn write_metrics_csv(path: &Path, rows: &[EpochRow]) -> Result<()> {
-    let extra_names: Vec<String> = rows.first().map(|r| r.extra.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
+    let extra_names: Vec<String> =
+        rows.first().map(|r| r.extra.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
     let mut text = String::from("epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,images_per_s,seconds");
     for name in &extra_names {
         text.push(',');
@@ -139,7 +147,15 @@ pub fn write_metrics_csv(path: &Path, rows: &[EpochRow]) -> Result<()> {
     for r in rows {
         text.push_str(&format!(
             "{},{:.6},{:.5},{:.3},{},{},{},{:.1},{:.1}",
-            r.epoch, r.lr, r.train_loss, r.train_top1, opt(r.val_loss), opt(r.val_top1), opt(r.val_top5), r.images_per_s, r.seconds
+            r.epoch,
+            r.lr,
+            r.train_loss,
+            r.train_top1,
+            opt(r.val_loss),
+            opt(r.val_top1),
+            opt(r.val_top5),
+            r.images_per_s,
+            r.seconds
         ));
         for (_, value) in &r.extra {
             text.push_str(&format!(",{value:.4}"));

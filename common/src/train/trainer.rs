@@ -118,7 +118,10 @@ pub fn fit_phases<M: Module, O: Objective<M>>(
     }
     let planned: usize = phases.iter().map(|p| p.passes * p.epochs_per_pass).sum();
     if planned != config.epochs {
-        return Err(Error::InvalidConfig(format!("the training phases cover {planned} epochs, the configuration {}", config.epochs)));
+        return Err(Error::InvalidConfig(format!(
+            "the training phases cover {planned} epochs, the configuration {}",
+            config.epochs
+        )));
     }
     // (loader, epochs counted, epochs reached) per pass.
     let mut passes = Vec::new();
@@ -206,7 +209,11 @@ pub fn fit_phases<M: Module, O: Objective<M>>(
             val_top5: report.as_ref().map(|r| r.top5),
             images_per_s: images_seen as f64 / train_seconds,
             seconds: started.elapsed().as_secs_f64(),
-            extra: report.as_ref().and_then(|r| r.agreement).map(|a| vec![("val_agreement".to_string(), a)]).unwrap_or_default(),
+            extra: report
+                .as_ref()
+                .and_then(|r| r.agreement)
+                .map(|a| vec![("val_agreement".to_string(), a)])
+                .unwrap_or_default(),
         };
         tracing::info!(
             "epoch {}/{}: train loss {:.4} top-1 {:.2}%{}{} | {:.0} images/s, {:.1} s",
@@ -215,7 +222,11 @@ pub fn fit_phases<M: Module, O: Objective<M>>(
             row.train_loss,
             row.train_top1,
             report.as_ref().map(|r| format!(", val top-1 {:.2}% nll {:.4}", r.top1, r.nll)).unwrap_or_default(),
-            report.as_ref().and_then(|r| r.agreement).map(|a| format!(", agreement with the teacher {a:.2}%")).unwrap_or_default(),
+            report
+                .as_ref()
+                .and_then(|r| r.agreement)
+                .map(|a| format!(", agreement with the teacher {a:.2}%"))
+                .unwrap_or_default(),
             row.images_per_s,
             row.seconds
         );

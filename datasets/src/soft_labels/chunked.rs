@@ -35,7 +35,11 @@ impl ChunkedLabels {
 
     fn chunk(&self, index: usize) -> Result<(Arc<RegionLabels>, usize)> {
         if index >= self.meta.num_images {
-            return Err(DataError::Invalid(format!("{}: image {index} is beyond its {} images", self.path.display(), self.meta.num_images)));
+            return Err(DataError::Invalid(format!(
+                "{}: image {index} is beyond its {} images",
+                self.path.display(),
+                self.meta.num_images
+            )));
         }
         let c = index / self.chunk_images;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,7 +55,8 @@ impl ChunkedLabels {
             let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
             read_range(&file, &self.path, &self.meta, start, end)?
         };
-        let meta = LabelMeta { num_images: end - start, image_offset: self.meta.image_offset + start, ..self.meta.clone() };
+        let meta =
+            LabelMeta { num_images: end - start, image_offset: self.meta.image_offset + start, ..self.meta.clone() };
         let labels = Arc::new(RegionLabels::from_block(meta, block, &self.path)?);
         if cache.len() >= self.capacity {
             cache.remove(0);
@@ -93,7 +98,8 @@ impl LabelReader {
             return Ok(Self::Memory(RegionLabels::open(path)?));
         }
         // Chunks of about 4 MiB, 64 of them kept.
-        let per_image = (meta.crops_per_image as u64 * (9 + 4 * meta.k_indices() as u64 + 2 * meta.k_probs() as u64)).max(1);
+        let per_image =
+            (meta.crops_per_image as u64 * (9 + 4 * meta.k_indices() as u64 + 2 * meta.k_probs() as u64)).max(1);
         let chunk_images = ((4 << 20) / per_image).max(1) as usize;
         Ok(Self::Chunked(ChunkedLabels::open(path, chunk_images, 64)?))
     }

@@ -73,7 +73,11 @@ impl FromStr for LabelType {
         [Self::Hard, Self::Smoothing, Self::MarginalSmoothing, Self::MarginalRenorm, Self::Full]
             .into_iter()
             .find(|t| t.name() == text)
-            .ok_or_else(|| DataError::Invalid(format!("unknown label type `{text}`; known: hard, smoothing, marginal-smoothing, marginal-renorm, full")))
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "unknown label type `{text}`; known: hard, smoothing, marginal-smoothing, marginal-renorm, full"
+                ))
+            })
     }
 }
 
@@ -176,7 +180,12 @@ impl Compression {
     pub fn validate(&self, classes: usize) -> Result<()> {
         let needs_k = matches!(self.label_type, LabelType::MarginalSmoothing | LabelType::MarginalRenorm);
         if needs_k && (self.k == 0 || self.k >= classes) {
-            return Err(DataError::Invalid(format!("top-K must be between 1 and {} for {} classes, got {}", classes - 1, classes, self.k)));
+            return Err(DataError::Invalid(format!(
+                "top-K must be between 1 and {} for {} classes, got {}",
+                classes - 1,
+                classes,
+                self.k
+            )));
         }
         Ok(())
     }
@@ -185,7 +194,9 @@ impl Compression {
     pub fn encode(&self, p: &[f32]) -> Encoded {
         let n = self.label_type.stored_indices(self.k);
         match self.label_type {
-            LabelType::Full => Encoded { indices: Vec::new(), probs: p.iter().map(|&v| self.encoding.encode(v)).collect() },
+            LabelType::Full => {
+                Encoded { indices: Vec::new(), probs: p.iter().map(|&v| self.encoding.encode(v)).collect() }
+            }
             LabelType::Hard => Encoded { indices: top_k(p, 1), probs: Vec::new() },
             _ => {
                 let indices = top_k(p, n);

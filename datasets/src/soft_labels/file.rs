@@ -115,17 +115,33 @@ impl LabelMeta {
         if m.num_classes != classes {
             problems.push(format!("{} classes, the dataset has {classes}", m.num_classes));
         }
-        if m.dataset.count != dataset.count || m.dataset.list_hash != dataset.list_hash || m.dataset.name != dataset.name {
+        if m.dataset.count != dataset.count
+            || m.dataset.list_hash != dataset.list_hash
+            || m.dataset.name != dataset.name
+        {
             problems.push(format!(
                 "made for {} {} ({} images, list hash {}), not {} {} ({} images, list hash {})",
-                m.dataset.name, m.dataset.split, m.dataset.count, &m.dataset.list_hash[..12.min(m.dataset.list_hash.len())],
-                dataset.name, dataset.split, dataset.count, &dataset.list_hash[..12.min(dataset.list_hash.len())]
+                m.dataset.name,
+                m.dataset.split,
+                m.dataset.count,
+                &m.dataset.list_hash[..12.min(m.dataset.list_hash.len())],
+                dataset.name,
+                dataset.split,
+                dataset.count,
+                &dataset.list_hash[..12.min(dataset.list_hash.len())]
             ));
         }
         if m.shard.is_some() {
             problems.push("it is a single shard; merge the shards first (kd-pack-labels merge)".into());
         }
-        if problems.is_empty() { Ok(()) } else { Err(DataError::Inconsistent { path: path.into(), message: format!("label file does not match: {}", problems.join("; ")) }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DataError::Inconsistent {
+                path: path.into(),
+                message: format!("label file does not match: {}", problems.join("; ")),
+            })
+        }
     }
 
     /// The same file apart from creation time (for resume checks).
@@ -203,7 +219,14 @@ impl LabelWriter {
         let chunk = (256 * 1024 / per_image).clamp(1, n.max(1));
         macro_rules! dataset {
             ($t:ty, $name:expr, $shape:expr, $chunk:expr) => {
-                file.new_dataset::<$t>().chunk($chunk).shuffle().deflate(4).fletcher32().shape($shape).create($name).map_err(&err)?
+                file.new_dataset::<$t>()
+                    .chunk($chunk)
+                    .shuffle()
+                    .deflate(4)
+                    .fletcher32()
+                    .shape($shape)
+                    .create($name)
+                    .map_err(&err)?
             };
         }
         if meta.geometry == Geometry::Stored {
@@ -260,9 +283,20 @@ impl LabelWriter {
             let sel = s![start..end, .., ..];
             let shape = (n, m, ki);
             match self.meta.index_bytes() {
-                1 => ds.write_slice(&ndarray::Array3::from_shape_vec(shape, block.indices.iter().map(|&v| v as u8).collect()).map_err(|_| shape_err("indices"))?, sel),
-                2 => ds.write_slice(&ndarray::Array3::from_shape_vec(shape, block.indices.iter().map(|&v| v as u16).collect()).map_err(|_| shape_err("indices"))?, sel),
-                _ => ds.write_slice(ndarray::ArrayView3::from_shape(shape, &block.indices).map_err(|_| shape_err("indices"))?, sel),
+                1 => ds.write_slice(
+                    &ndarray::Array3::from_shape_vec(shape, block.indices.iter().map(|&v| v as u8).collect())
+                        .map_err(|_| shape_err("indices"))?,
+                    sel,
+                ),
+                2 => ds.write_slice(
+                    &ndarray::Array3::from_shape_vec(shape, block.indices.iter().map(|&v| v as u16).collect())
+                        .map_err(|_| shape_err("indices"))?,
+                    sel,
+                ),
+                _ => ds.write_slice(
+                    ndarray::ArrayView3::from_shape(shape, &block.indices).map_err(|_| shape_err("indices"))?,
+                    sel,
+                ),
             }
             .map_err(&err)?;
         }
@@ -272,8 +306,19 @@ impl LabelWriter {
             let sel = s![start..end, .., ..];
             let shape = (n, m, kp);
             match self.meta.compression.encoding {
-                ProbEncoding::U8 => ds.write_slice(&ndarray::Array3::from_shape_vec(shape, block.probs.iter().map(|&v| v as u8).collect()).map_err(|_| shape_err("probs"))?, sel),
-                ProbEncoding::F16 => ds.write_slice(&ndarray::Array3::from_shape_vec(shape, block.probs.iter().map(|&v| half::f16::from_bits(v)).collect()).map_err(|_| shape_err("probs"))?, sel),
+                ProbEncoding::U8 => ds.write_slice(
+                    &ndarray::Array3::from_shape_vec(shape, block.probs.iter().map(|&v| v as u8).collect())
+                        .map_err(|_| shape_err("probs"))?,
+                    sel,
+                ),
+                ProbEncoding::F16 => ds.write_slice(
+                    &ndarray::Array3::from_shape_vec(
+                        shape,
+                        block.probs.iter().map(|&v| half::f16::from_bits(v)).collect(),
+                    )
+                    .map_err(|_| shape_err("probs"))?,
+                    sel,
+                ),
             }
             .map_err(&err)?;
         }
@@ -300,7 +345,13 @@ fn explain_write_error(path: &Path, error: DataError) -> DataError {
         .is_err_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
     let _ = std::fs::remove_file(&probe);
     if full {
-        DataError::io(path, std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device while writing labels; free space and run the same command again to resume"))
+        DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device while writing labels; free space and run the same command again to resume",
+            ),
+        )
     } else {
         error
     }
@@ -344,10 +395,18 @@ fn read_meta(file: &hdf5::File, path: &Path) -> Result<LabelMeta> {
         message: "not a kdkit region-label file (no format_version attribute)".into(),
     })?;
     if version != FORMAT_VERSION {
-        return Err(DataError::Format { path: path.into(), offset: 0, message: format!("format version {version} is not supported (this kdkit reads {FORMAT_VERSION})") });
+        return Err(DataError::Format {
+            path: path.into(),
+            offset: 0,
+            message: format!("format version {version} is not supported (this kdkit reads {FORMAT_VERSION})"),
+        });
     }
     let json: VarLenUnicode = file.attr("metadata_json").and_then(|a| a.read_scalar()).map_err(&err)?;
-    serde_json::from_str(json.as_str()).map_err(|e| DataError::Format { path: path.into(), offset: 0, message: format!("metadata_json: {e}") })
+    serde_json::from_str(json.as_str()).map_err(|e| DataError::Format {
+        path: path.into(),
+        offset: 0,
+        message: format!("metadata_json: {e}"),
+    })
 }
 
 /// Opens a file's metadata and completion state without loading the labels.
@@ -367,7 +426,11 @@ pub fn open_complete(path: &Path) -> Result<(hdf5::File, LabelMeta)> {
     let complete: u8 = file.attr("complete").and_then(|a| a.read_scalar()).map_err(&err)?;
     if complete != 1 {
         let done: u64 = file.attr("images_done").and_then(|a| a.read_scalar()).unwrap_or(0);
-        return Err(DataError::Format { path: path.into(), offset: 0, message: format!("incomplete label file ({done} of {} images written)", meta.num_images) });
+        return Err(DataError::Format {
+            path: path.into(),
+            offset: 0,
+            message: format!("incomplete label file ({done} of {} images written)", meta.num_images),
+        });
     }
     Ok((file, meta))
 }
@@ -395,14 +458,33 @@ pub fn read_range(file: &hdf5::File, path: &Path, meta: &LabelMeta, start: usize
         let ds = read3("probs")?;
         let sel = s![start..end, .., ..];
         match meta.compression.encoding {
-            ProbEncoding::U8 => ds.read_slice::<u8, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(u16::from).collect(),
-            ProbEncoding::F16 => ds.read_slice::<half::f16, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(|v| v.to_bits()).collect(),
+            ProbEncoding::U8 => {
+                ds.read_slice::<u8, _, ndarray::Ix3>(sel).map_err(&err)?.into_iter().map(u16::from).collect()
+            }
+            ProbEncoding::F16 => ds
+                .read_slice::<half::f16, _, ndarray::Ix3>(sel)
+                .map_err(&err)?
+                .into_iter()
+                .map(|v| v.to_bits())
+                .collect(),
         }
     };
     Ok(LabelBlock {
         images: end - start,
-        boxes: if stored { read3("boxes")?.read_slice::<u16, _, ndarray::Ix3>(s![start..end, .., ..]).map_err(&err)?.into_iter().collect() } else { Vec::new() },
-        flips: if stored { read3("flips")?.read_slice::<u8, _, ndarray::Ix2>(s![start..end, ..]).map_err(&err)?.into_iter().collect() } else { Vec::new() },
+        boxes: if stored {
+            read3("boxes")?
+                .read_slice::<u16, _, ndarray::Ix3>(s![start..end, .., ..])
+                .map_err(&err)?
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        },
+        flips: if stored {
+            read3("flips")?.read_slice::<u8, _, ndarray::Ix2>(s![start..end, ..]).map_err(&err)?.into_iter().collect()
+        } else {
+            Vec::new()
+        },
         seeds: read3("seeds")?.read_slice_1d::<u64, _>(s![start..end]).map_err(&err)?.into_iter().collect(),
         indices,
         probs,
@@ -441,7 +523,14 @@ impl RegionLabels {
 
     /// Wraps arrays read from `path`, checking their shapes and class indices.
     pub fn from_block(meta: LabelMeta, block: LabelBlock, path: &Path) -> Result<Self> {
-        let labels = Self { meta, boxes: block.boxes, flips: block.flips, seeds: block.seeds, indices: block.indices, probs: block.probs };
+        let labels = Self {
+            meta,
+            boxes: block.boxes,
+            flips: block.flips,
+            seeds: block.seeds,
+            indices: block.indices,
+            probs: block.probs,
+        };
         labels.validate(path)?;
         Ok(labels)
     }
@@ -450,14 +539,20 @@ impl RegionLabels {
         let m = &self.meta;
         let crops = m.num_images * m.crops_per_image;
         let bad = |message: String| Err(DataError::Format { path: path.into(), offset: 0, message });
-        if self.seeds.len() != m.num_images || self.indices.len() != crops * m.k_indices() || self.probs.len() != crops * m.k_probs() {
+        if self.seeds.len() != m.num_images
+            || self.indices.len() != crops * m.k_indices()
+            || self.probs.len() != crops * m.k_probs()
+        {
             return bad("dataset shapes disagree with the attributes".into());
         }
         if m.geometry == Geometry::Stored && (self.boxes.len() != crops * 4 || self.flips.len() != crops) {
             return bad("box or flip dataset has the wrong shape".into());
         }
         if let Some(i) = self.indices.iter().position(|&c| c as usize >= m.num_classes) {
-            return bad(format!("class index {} of crop entry {i} is out of range 0..{}", self.indices[i], m.num_classes));
+            return bad(format!(
+                "class index {} of crop entry {i} is out of range 0..{}",
+                self.indices[i], m.num_classes
+            ));
         }
         Ok(())
     }
@@ -489,7 +584,12 @@ impl RegionLabels {
     pub fn distribution_into(&self, image: usize, crop: usize, out: &mut Vec<f32>) {
         let at = image * self.meta.crops_per_image + crop;
         let (ki, kp) = (self.meta.k_indices(), self.meta.k_probs());
-        self.meta.compression.decode_into(&self.indices[at * ki..(at + 1) * ki], &self.probs[at * kp..(at + 1) * kp], self.meta.num_classes, out);
+        self.meta.compression.decode_into(
+            &self.indices[at * ki..(at + 1) * ki],
+            &self.probs[at * kp..(at + 1) * kp],
+            self.meta.num_classes,
+            out,
+        );
     }
 
     /// Raw stored class indices and encoded probabilities of one crop.

@@ -46,7 +46,13 @@ pub fn image_seed(seed: u64, index: u64) -> u64 {
 
 /// The `crops` (box, flip) pairs of an image of size `h x w` drawn from `image_seed`: a
 /// platform-independent ChaCha8 stream and `libm` arithmetic, so any machine regenerates them.
-pub fn crops_from_seed(image_seed: u64, crops: usize, h: usize, w: usize, params: &CropParams) -> Vec<([u16; 4], bool)> {
+pub fn crops_from_seed(
+    image_seed: u64,
+    crops: usize,
+    h: usize,
+    w: usize,
+    params: &CropParams,
+) -> Vec<([u16; 4], bool)> {
     let mut rng = stream(image_seed, 0, 0);
     (0..crops)
         .map(|_| {

@@ -214,7 +214,10 @@ fn default_method(args: &MethodArgs, profile: Profile) -> Method {
             teachers: vec![],
             labels: None,
             crops: default_crops(profile),
-            discriminator: Some(DiscriminatorConfig { input: if a.labels.is_some() { DiscriminatorInput::Probs } else { DiscriminatorInput::Logits }, final_relu: false }),
+            discriminator: Some(DiscriminatorConfig {
+                input: if a.labels.is_some() { DiscriminatorInput::Probs } else { DiscriminatorInput::Logits },
+                final_relu: false,
+            }),
         },
         MethodArgs::Ssld(_) => Method::Ssld {
             teachers: vec![],
@@ -340,7 +343,10 @@ fn apply_method_flags(args: &MethodArgs, config: &mut DistillConfig) {
                 d.final_relu |= a.disc_final_relu;
             }
         }
-        (MethodArgs::Ssld(a), Method::Ssld { teachers, divergence, unlabeled, select_per_class, finetune_epochs, finetune_lr_scale }) => {
+        (
+            MethodArgs::Ssld(a),
+            Method::Ssld { teachers, divergence, unlabeled, select_per_class, finetune_epochs, finetune_lr_scale },
+        ) => {
             if !a.teachers.is_empty() {
                 *teachers = a.teachers.clone();
             }

@@ -131,9 +131,14 @@ impl std::str::FromStr for UnlabeledSource {
 
     /// `train-holdout:N`, `folder:PATH`, or `DATASET:SPLIT[:DIR]` (for example `cifar10:train`).
     fn from_str(text: &str) -> Result<Self, String> {
-        let (head, rest) = text.split_once(':').ok_or_else(|| format!("`{text}`: expected train-holdout:N, folder:PATH or DATASET:SPLIT[:DIR]"))?;
+        let (head, rest) = text
+            .split_once(':')
+            .ok_or_else(|| format!("`{text}`: expected train-holdout:N, folder:PATH or DATASET:SPLIT[:DIR]"))?;
         match head {
-            "train-holdout" => rest.parse().map(|count| Self::TrainHoldout { count }).map_err(|_| format!("`{rest}` is not an image count")),
+            "train-holdout" => rest
+                .parse()
+                .map(|count| Self::TrainHoldout { count })
+                .map_err(|_| format!("`{rest}` is not an image count")),
             "folder" => Ok(Self::Folder { path: rest.into() }),
             dataset => {
                 let dataset: DatasetKind = dataset.parse().map_err(|e: kd_datasets::DataError| e.to_string())?;
@@ -182,7 +187,9 @@ impl Method {
 
     /// Checks values that the types allow but the methods do not.
     pub fn validate(&self, epochs: usize) -> Result<(), String> {
-        let positive_t = |t: f32| if t > 0.0 && t.is_finite() { Ok(()) } else { Err(format!("temperature must be positive, got {t}")) };
+        let positive_t = |t: f32| {
+            if t > 0.0 && t.is_finite() { Ok(()) } else { Err(format!("temperature must be positive, got {t}")) }
+        };
         match self {
             Self::Kd { teachers, alpha, temperature } => {
                 if teachers.is_empty() {
@@ -204,7 +211,9 @@ impl Method {
                 if labels.is_some() {
                     crops.validate(epochs)?;
                     if discriminator.is_some_and(|d| d.input == DiscriminatorInput::Logits) {
-                        return Err("packed labels hold probabilities, not logits: use --disc-input probs with --labels".into());
+                        return Err(
+                            "packed labels hold probabilities, not logits: use --disc-input probs with --labels".into(),
+                        );
                     }
                 }
                 Ok(())
@@ -239,7 +248,10 @@ impl RegionCrops {
             return Err("--num-crops must be at least 1".into());
         }
         if self.final_single_crop_epochs > epochs {
-            return Err(format!("{} final single-crop epochs exceed the {epochs} epochs", self.final_single_crop_epochs));
+            return Err(format!(
+                "{} final single-crop epochs exceed the {epochs} epochs",
+                self.final_single_crop_epochs
+            ));
         }
         Ok(())
     }
@@ -267,7 +279,11 @@ mod tests {
         assert_eq!("folder:/x/y".parse(), Ok(UnlabeledSource::Folder { path: "/x/y".into() }));
         assert_eq!(
             "cifar10:test:/d".parse(),
-            Ok(UnlabeledSource::Dataset { dataset: DatasetKind::Cifar10, split: Split::Test, data_dir: Some("/d".into()) })
+            Ok(UnlabeledSource::Dataset {
+                dataset: DatasetKind::Cifar10,
+                split: Split::Test,
+                data_dir: Some("/d".into())
+            })
         );
         assert!("cifar10:dev".parse::<UnlabeledSource>().unwrap_err().contains("unknown split"));
         assert!("nothing".parse::<UnlabeledSource>().is_err());
@@ -275,9 +291,13 @@ mod tests {
 
     #[test]
     fn config_files_reject_unknown_fields() {
-        let ok: Method = serde_json::from_str(r#"{"kind": "kd", "teachers": ["t"], "alpha": 0.9, "temperature": 4}"#).unwrap();
+        let ok: Method =
+            serde_json::from_str(r#"{"kind": "kd", "teachers": ["t"], "alpha": 0.9, "temperature": 4}"#).unwrap();
         assert_eq!(ok.name(), "kd");
-        let err = serde_json::from_str::<Method>(r#"{"kind": "kd", "teachers": [], "alpha": 0.9, "temperature": 4, "beta": 1}"#).unwrap_err();
+        let err = serde_json::from_str::<Method>(
+            r#"{"kind": "kd", "teachers": [], "alpha": 0.9, "temperature": 4, "beta": 1}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unknown field `beta`"), "{err}");
     }
 }

@@ -34,10 +34,12 @@ pub fn run(args: Args) -> Result<()> {
     let device = device::resolve(&config.device)?;
     tracing::info!("{} on {}", config.method.name(), device.description);
 
-    let splits = open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
+    let splits =
+        open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
     let input = input_spec(config.dataset, &splits.train, config.image_size)?;
     let classes = splits.train.num_classes();
-    let teacher_paths = if config.method.teachers().is_empty() { &config.references } else { &config.method.teachers().to_vec() };
+    let teacher_paths =
+        if config.method.teachers().is_empty() { &config.references } else { &config.method.teachers().to_vec() };
     let teachers = Teachers::load(teacher_paths, &device.device)?;
     for (path, meta) in teacher_paths.iter().zip(&teachers.metas) {
         ensure!(
@@ -47,9 +49,21 @@ pub fn run(args: Args) -> Result<()> {
             meta.model.num_classes,
             config.dataset
         );
-        ensure!(meta.input == input, "teacher {} expects {}x{}x{} inputs normalised with mean {:?} / std {:?}, the student {}x{}x{} with {:?} / {:?}",
-            path.display(), meta.input.channels, meta.input.height, meta.input.width, meta.input.mean, meta.input.std,
-            input.channels, input.height, input.width, input.mean, input.std);
+        ensure!(
+            meta.input == input,
+            "teacher {} expects {}x{}x{} inputs normalised with mean {:?} / std {:?}, the student {}x{}x{} with {:?} / {:?}",
+            path.display(),
+            meta.input.channels,
+            meta.input.height,
+            meta.input.width,
+            meta.input.mean,
+            meta.input.std,
+            input.channels,
+            input.height,
+            input.width,
+            input.mean,
+            input.std
+        );
     }
     if let Method::Fkd { labels, .. } = &config.method {
         ensure!(!labels.as_os_str().is_empty(), "fkd needs --labels (a kd-pack-labels file)");
@@ -60,7 +74,8 @@ pub fn run(args: Args) -> Result<()> {
     let (network, spec) = student_network(&config, &input, classes, &ad_device)?;
     if config.init.is_some() {
         // Record the architecture the initial checkpoint brought.
-        config.model = ModelChoice { arch: spec.arch, width: spec.width, shortcut: spec.shortcut, plan: spec.plan.clone() };
+        config.model =
+            ModelChoice { arch: spec.arch, width: spec.width, shortcut: spec.shortcut, plan: spec.plan.clone() };
     }
     kd_common::atomic::ensure_writable_dir(&out).with_context(|| format!("output directory {}", out.display()))?;
     kd_common::atomic::write_json(&out.join("config.json"), &config)?;
@@ -69,7 +84,11 @@ pub fn run(args: Args) -> Result<()> {
         spec.arch,
         kd_common::models::trainable_params(&network) as f64 / 1e6,
         config.init.as_ref().map(|p| format!(" from {}", p.display())).unwrap_or_default(),
-        if teacher_paths.is_empty() { "none".to_string() } else { teacher_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") }
+        if teacher_paths.is_empty() {
+            "none".to_string()
+        } else {
+            teacher_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        }
     );
 
     let val_loader = match &splits.val {
@@ -107,7 +126,12 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The student: a fresh network of the configured architecture, or the `init` checkpoint.
-fn student_network(config: &DistillConfig, input: &InputSpec, classes: usize, device: &burn::tensor::Device) -> Result<(Network, ModelSpec)> {
+fn student_network(
+    config: &DistillConfig,
+    input: &InputSpec,
+    classes: usize,
+    device: &burn::tensor::Device,
+) -> Result<(Network, ModelSpec)> {
     let Some(init) = &config.init else {
         let mut spec = ModelSpec::new(config.model.arch, input.channels, classes);
         spec.width = config.model.width;
@@ -117,9 +141,19 @@ fn student_network(config: &DistillConfig, input: &InputSpec, classes: usize, de
         }
         return Ok((spec.init(device)?, spec));
     };
-    let (network, meta) = checkpoint::load(init, device).with_context(|| format!("loading the initial student {}", init.display()))?;
-    ensure!(meta.model.num_classes == classes, "initial student {} has {} classes, the dataset {classes}", init.display(), meta.model.num_classes);
-    ensure!(&meta.input == input, "initial student {} expects another input (size or normalisation) than the dataset gives", init.display());
+    let (network, meta) =
+        checkpoint::load(init, device).with_context(|| format!("loading the initial student {}", init.display()))?;
+    ensure!(
+        meta.model.num_classes == classes,
+        "initial student {} has {} classes, the dataset {classes}",
+        init.display(),
+        meta.model.num_classes
+    );
+    ensure!(
+        &meta.input == input,
+        "initial student {} expects another input (size or normalisation) than the dataset gives",
+        init.display()
+    );
     Ok((network, meta.model))
 }
 
@@ -154,56 +188,155 @@ fn train_method(
         loss,
         discriminator_input: DiscriminatorInput::Logits,
     };
-    let plain_loader = || loader(splits.train.clone(), train_transform(input, config.augment.clone()), config.train.batch_size, true, config.workers, config.seed);
+    let plain_loader = || {
+        loader(
+            splits.train.clone(),
+            train_transform(input, config.augment.clone()),
+            config.train.batch_size,
+            true,
+            config.workers,
+            config.seed,
+        )
+    };
     let student = |discriminator: Option<Discriminator>| Student { network: network.clone(), discriminator };
     match &config.method {
         Method::Kd { alpha, temperature, .. } => {
             let hash = config.run_hash(&inputs_identity(&teachers, None))?;
             let mut objective = online(Loss::Kd { alpha: *alpha, temperature: *temperature }, *temperature, teachers);
-            let outcome = train::fit(student(None), &mut objective, &config.train, &plain_loader()?, val, device, out, &hash)?;
-            Ok(Trained { network: outcome.model.network, rows: outcome.rows, resumed_after: outcome.resumed_after, references: objective.teachers.networks, data: None })
+            let outcome =
+                train::fit(student(None), &mut objective, &config.train, &plain_loader()?, val, device, out, &hash)?;
+            Ok(Trained {
+                network: outcome.model.network,
+                rows: outcome.rows,
+                resumed_after: outcome.resumed_after,
+                references: objective.teachers.networks,
+                data: None,
+            })
         }
         Method::Fkd { labels, crops, temperature } => {
-            let regions = regions::region_loaders(labels, crops, splits, input, config.train.epochs, config.train.batch_size, config.workers, config.seed)?;
+            let regions = regions::region_loaders(
+                labels,
+                crops,
+                splits,
+                input,
+                config.train.epochs,
+                config.train.batch_size,
+                config.workers,
+                config.seed,
+            )?;
             let hash = config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
-            let mut objective = DistillObjective { teachers, targets: Targets::Packed, loss: Loss::SoftCrossEntropy { temperature: *temperature }, discriminator_input: DiscriminatorInput::Probs };
-            let outcome = train::fit_phases(student(None), &mut objective, &config.train, &regions.phases(), val, device, out, &hash)?;
+            let mut objective = DistillObjective {
+                teachers,
+                targets: Targets::Packed,
+                loss: Loss::SoftCrossEntropy { temperature: *temperature },
+                discriminator_input: DiscriminatorInput::Probs,
+            };
+            let outcome = train::fit_phases(
+                student(None),
+                &mut objective,
+                &config.train,
+                &regions.phases(),
+                val,
+                device,
+                out,
+                &hash,
+            )?;
             let data = json!({"label_file": labels, "crops_per_image_stored": regions.meta.crops_per_image, "teachers": regions.meta.teachers});
-            Ok(Trained { network: outcome.model.network, rows: outcome.rows, resumed_after: outcome.resumed_after, references: objective.teachers.networks, data: Some(data) })
+            Ok(Trained {
+                network: outcome.model.network,
+                rows: outcome.rows,
+                resumed_after: outcome.resumed_after,
+                references: objective.teachers.networks,
+                data: Some(data),
+            })
         }
         Method::MealV2 { labels, crops, discriminator, .. } => {
             let classes = splits.train.num_classes();
-            let disc = discriminator.map(|d| Discriminator::new(classes, d.final_relu, &device.device.clone().autodiff()));
+            let disc =
+                discriminator.map(|d| Discriminator::new(classes, d.final_relu, &device.device.clone().autodiff()));
             let disc_input = discriminator.map_or(DiscriminatorInput::Probs, |d| d.input);
             let loss = Loss::SoftCrossEntropy { temperature: 1.0 };
             let outcome = match labels {
                 None => {
                     let hash = config.run_hash(&inputs_identity(&teachers, None))?;
-                    let mut objective = DistillObjective { discriminator_input: disc_input, ..online(loss, 1.0, teachers) };
-                    let outcome = train::fit(student(disc), &mut objective, &config.train, &plain_loader()?, val, device, out, &hash)?;
+                    let mut objective =
+                        DistillObjective { discriminator_input: disc_input, ..online(loss, 1.0, teachers) };
+                    let outcome = train::fit(
+                        student(disc),
+                        &mut objective,
+                        &config.train,
+                        &plain_loader()?,
+                        val,
+                        device,
+                        out,
+                        &hash,
+                    )?;
                     (outcome, objective.teachers.networks)
                 }
                 Some(path) => {
-                    let regions = regions::region_loaders(path, crops, splits, input, config.train.epochs, config.train.batch_size, config.workers, config.seed)?;
-                    let hash = config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
-                    let mut objective = DistillObjective { teachers, targets: Targets::Packed, loss, discriminator_input: disc_input };
-                    let outcome = train::fit_phases(student(disc), &mut objective, &config.train, &regions.phases(), val, device, out, &hash)?;
+                    let regions = regions::region_loaders(
+                        path,
+                        crops,
+                        splits,
+                        input,
+                        config.train.epochs,
+                        config.train.batch_size,
+                        config.workers,
+                        config.seed,
+                    )?;
+                    let hash =
+                        config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
+                    let mut objective =
+                        DistillObjective { teachers, targets: Targets::Packed, loss, discriminator_input: disc_input };
+                    let outcome = train::fit_phases(
+                        student(disc),
+                        &mut objective,
+                        &config.train,
+                        &regions.phases(),
+                        val,
+                        device,
+                        out,
+                        &hash,
+                    )?;
                     (outcome, objective.teachers.networks)
                 }
             };
             let (outcome, references) = outcome;
-            Ok(Trained { network: outcome.model.network, rows: outcome.rows, resumed_after: outcome.resumed_after, references, data: None })
+            Ok(Trained {
+                network: outcome.model.network,
+                rows: outcome.rows,
+                resumed_after: outcome.resumed_after,
+                references,
+                data: None,
+            })
         }
         Method::Ssld { divergence, unlabeled, select_per_class, finetune_epochs, finetune_lr_scale, .. } => {
-            let data = ssld::assemble(&splits.train, unlabeled.as_ref(), *select_per_class, &teachers, input, config.workers, config.seed, &device.device)?;
+            let data = ssld::assemble(
+                &splits.train,
+                unlabeled.as_ref(),
+                *select_per_class,
+                &teachers,
+                input,
+                config.workers,
+                config.seed,
+                &device.device,
+            )?;
             let hash = config.run_hash(&inputs_identity(&teachers, None))?;
             let loss = match divergence {
                 Divergence::SymmetricKl => Loss::SymmetricKl,
                 Divergence::JensenShannon => Loss::JensenShannon,
             };
             let mut objective = online(loss, 1.0, teachers);
-            let distill_loader = loader(data.distill.clone(), train_transform(input, config.augment.clone()), config.train.batch_size, true, config.workers, config.seed)?;
-            let outcome = train::fit(student(None), &mut objective, &config.train, &distill_loader, val, device, out, &hash)?;
+            let distill_loader = loader(
+                data.distill.clone(),
+                train_transform(input, config.augment.clone()),
+                config.train.batch_size,
+                true,
+                config.workers,
+                config.seed,
+            )?;
+            let outcome =
+                train::fit(student(None), &mut objective, &config.train, &distill_loader, val, device, out, &hash)?;
             let mut rows = outcome.rows;
             let mut network = outcome.model.network;
             if *finetune_epochs > 0 {
@@ -211,17 +344,43 @@ fn train_method(
                 // the labeled distribution (PaddleClas SSLD; anchors §A4.1).
                 let finetune = TrainConfig {
                     epochs: *finetune_epochs,
-                    schedule: ScheduleConfig { lr: config.train.schedule.lr * finetune_lr_scale, warmup_epochs: 0.0, decay: Decay::Cosine },
+                    schedule: ScheduleConfig {
+                        lr: config.train.schedule.lr * finetune_lr_scale,
+                        warmup_epochs: 0.0,
+                        decay: Decay::Cosine,
+                    },
                     ..config.train.clone()
                 };
-                let labeled_loader = loader(data.labeled.clone(), train_transform(input, config.augment.clone()), config.train.batch_size, true, config.workers, config.seed)?;
+                let labeled_loader = loader(
+                    data.labeled.clone(),
+                    train_transform(input, config.augment.clone()),
+                    config.train.batch_size,
+                    true,
+                    config.workers,
+                    config.seed,
+                )?;
                 let stage_dir = out.join("finetune");
-                let outcome = train::fit(network, &mut CrossEntropy { label_smoothing: 0.0 }, &finetune, &labeled_loader, val, device, &stage_dir, &format!("{hash}-finetune"))?;
+                let outcome = train::fit(
+                    network,
+                    &mut CrossEntropy { label_smoothing: 0.0 },
+                    &finetune,
+                    &labeled_loader,
+                    val,
+                    device,
+                    &stage_dir,
+                    &format!("{hash}-finetune"),
+                )?;
                 let offset = rows.last().map_or(0, |r| r.epoch);
                 rows.extend(outcome.rows.into_iter().map(|r| EpochRow { epoch: r.epoch + offset, ..r }));
                 network = outcome.model;
             }
-            Ok(Trained { network, rows, resumed_after: outcome.resumed_after, references: objective.teachers.networks, data: Some(data.summary) })
+            Ok(Trained {
+                network,
+                rows,
+                resumed_after: outcome.resumed_after,
+                references: objective.teachers.networks,
+                data: Some(data.summary),
+            })
         }
     }
 }

@@ -67,7 +67,13 @@ pub struct DistillObjective {
 }
 
 impl Objective<Student> for DistillObjective {
-    fn step(&mut self, model: &Student, images: Tensor<4>, labels: Tensor<1, Int>, batch: &Batch) -> kd_common::Result<StepOutput> {
+    fn step(
+        &mut self,
+        model: &Student,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        batch: &Batch,
+    ) -> kd_common::Result<StepOutput> {
         let device = images.device();
         let logits = model.network.forward(images.clone());
         let (teacher_probs, teacher_logits) = match self.targets {
@@ -78,14 +84,21 @@ impl Objective<Student> for DistillObjective {
             Targets::Packed => {
                 let [n, classes] = logits.dims();
                 if batch.soft_targets.len() != n * classes {
-                    return Err(kd_common::Error::Shape(format!("{} soft-label values for a batch of {n} x {classes}", batch.soft_targets.len())));
+                    return Err(kd_common::Error::Shape(format!(
+                        "{} soft-label values for a batch of {n} x {classes}",
+                        batch.soft_targets.len()
+                    )));
                 }
                 (Tensor::from_data(TensorData::new(batch.soft_targets.clone(), [n, classes]), &device), None)
             }
         };
         let mut loss = match self.loss {
-            Loss::Kd { alpha, temperature } => kd_loss(logits.clone(), teacher_probs.clone(), labels, alpha, temperature),
-            Loss::SoftCrossEntropy { temperature } => soft_cross_entropy(logits.clone(), teacher_probs.clone(), temperature),
+            Loss::Kd { alpha, temperature } => {
+                kd_loss(logits.clone(), teacher_probs.clone(), labels, alpha, temperature)
+            }
+            Loss::SoftCrossEntropy { temperature } => {
+                soft_cross_entropy(logits.clone(), teacher_probs.clone(), temperature)
+            }
             Loss::SymmetricKl => symmetric_kl(logits.clone(), teacher_probs.clone()),
             Loss::JensenShannon => jensen_shannon(logits.clone(), teacher_probs.clone()),
         };
@@ -93,7 +106,9 @@ impl Objective<Student> for DistillObjective {
             let (student_side, teacher_side) = match (self.discriminator_input, teacher_logits) {
                 (DiscriminatorInput::Logits, Some(teacher_logits)) => (logits.clone(), teacher_logits),
                 (DiscriminatorInput::Logits, None) => {
-                    return Err(kd_common::Error::InvalidConfig("the discriminator needs teacher logits, which packed labels do not hold".into()));
+                    return Err(kd_common::Error::InvalidConfig(
+                        "the discriminator needs teacher logits, which packed labels do not hold".into(),
+                    ));
                 }
                 (DiscriminatorInput::Probs, _) => (softmax(logits.clone(), 1), teacher_probs),
             };
@@ -146,7 +161,13 @@ mod tests {
             soft_targets[row * classes + row % classes] = 0.7;
             soft_targets[row * classes + (row + 1) % classes] = 0.3;
         }
-        Batch { images: (0..n * 64).map(|i| (i % 7) as f32 / 7.0).collect(), shape: [n, 1, 8, 8], labels: vec![0; n], indices: (0..n).collect(), soft_targets }
+        Batch {
+            images: (0..n * 64).map(|i| (i % 7) as f32 / 7.0).collect(),
+            shape: [n, 1, 8, 8],
+            labels: vec![0; n],
+            indices: (0..n).collect(),
+            soft_targets,
+        }
     }
 
     /// MEAL V2 trains the discriminator with the student in one loss: after one backward pass
@@ -156,7 +177,8 @@ mod tests {
         let device = Device::flex();
         let ad = device.clone().autodiff();
         let spec = ModelSpec { width: 0.25, ..ModelSpec::new(Arch::SmallCnn, 1, 3) };
-        let student = Student { network: spec.init(&ad).unwrap(), discriminator: Some(Discriminator::new(3, false, &ad)) };
+        let student =
+            Student { network: spec.init(&ad).unwrap(), discriminator: Some(Discriminator::new(3, false, &ad)) };
         let mut objective = DistillObjective {
             teachers: Teachers { networks: vec![], metas: vec![] },
             targets: Targets::Packed,
@@ -170,7 +192,12 @@ mod tests {
         let grads = GradientsParams::from_grads(output.loss.backward(), &student);
         let mut visitor = WithGradient { grads: &grads, found: 0, total: 0 };
         student.visit(&mut visitor);
-        assert!(visitor.total > 6 && visitor.found == visitor.total, "{} of {} parameters have a gradient", visitor.found, visitor.total);
+        assert!(
+            visitor.total > 6 && visitor.found == visitor.total,
+            "{} of {} parameters have a gradient",
+            visitor.found,
+            visitor.total
+        );
 
         // Without the discriminator the loss is the soft cross-entropy alone, and it is smaller
         // by the (positive) discriminator BCE.

@@ -24,26 +24,54 @@ pub struct RegionLoaders {
 impl RegionLoaders {
     /// The phases for `kd_common::train::fit_phases`.
     pub fn phases(&self) -> Vec<Phase<'_>> {
-        self.phases.iter().map(|(loader, passes, epochs_per_pass)| Phase { loader, passes: *passes, epochs_per_pass: *epochs_per_pass }).collect()
+        self.phases
+            .iter()
+            .map(|(loader, passes, epochs_per_pass)| Phase {
+                loader,
+                passes: *passes,
+                epochs_per_pass: *epochs_per_pass,
+            })
+            .collect()
     }
 }
 
 /// Opens `path`, checks it was packed for `splits.full_train`, and builds the loaders of
 /// `epochs` epochs at `batch_size` crops per step.
-pub fn region_loaders(path: &Path, crops: &RegionCrops, splits: &Splits, input: &InputSpec, epochs: usize, batch_size: usize, workers: usize, seed: u64) -> Result<RegionLoaders> {
-    let reader = LabelReader::open(path, crops.memory_budget_mib << 20).with_context(|| format!("opening label file {}", path.display()))?;
+pub fn region_loaders(
+    path: &Path,
+    crops: &RegionCrops,
+    splits: &Splits,
+    input: &InputSpec,
+    epochs: usize,
+    batch_size: usize,
+    workers: usize,
+    seed: u64,
+) -> Result<RegionLoaders> {
+    let reader = LabelReader::open(path, crops.memory_budget_mib << 20)
+        .with_context(|| format!("opening label file {}", path.display()))?;
     reader.check_matches(path, &splits.full_train.identity(), splits.train.num_classes())?;
     let meta = reader.meta().clone();
     let reader = Arc::new(reader);
     let (passes, single) = crops.plan(epochs);
     let mut phases = Vec::new();
-    let mut add = |crops_per_visit: usize, images_per_batch: usize, count: usize, epochs_per_pass: usize| -> Result<()> {
+    let mut add = |crops_per_visit: usize,
+                   images_per_batch: usize,
+                   count: usize,
+                   epochs_per_pass: usize|
+     -> Result<()> {
         if count == 0 {
             return Ok(());
         }
-        let sampling = RegionSampling::new(reader.clone(), crops_per_visit, splits.train_positions.clone(), &splits.train).with_context(|| format!("label file {}", path.display()))?;
-        let config = LoaderConfig { batch_size: images_per_batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed };
-        phases.push((BatchLoader::with_regions(splits.train.clone(), eval_transform(input), config, sampling)?, count, epochs_per_pass));
+        let sampling =
+            RegionSampling::new(reader.clone(), crops_per_visit, splits.train_positions.clone(), &splits.train)
+                .with_context(|| format!("label file {}", path.display()))?;
+        let config =
+            LoaderConfig { batch_size: images_per_batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed };
+        phases.push((
+            BatchLoader::with_regions(splits.train.clone(), eval_transform(input), config, sampling)?,
+            count,
+            epochs_per_pass,
+        ));
         Ok(())
     };
     add(crops.num_crops, batch_size.div_ceil(crops.num_crops), passes, crops.num_crops)?;

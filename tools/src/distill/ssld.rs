@@ -11,7 +11,7 @@ use crate::teachers::Teachers;
 use anyhow::{Context, Result, ensure};
 use kd_common::checkpoint::InputSpec;
 use kd_common::train::images_tensor;
-use kd_datasets::{Dataset, LoaderConfig, BatchLoader, loader::permutation};
+use kd_datasets::{BatchLoader, Dataset, LoaderConfig, loader::permutation};
 use serde_json::{Value, json};
 
 /// The two training sets of SSLD.
@@ -28,27 +28,48 @@ pub struct SsldData {
 fn pool(train: &Dataset, source: &UnlabeledSource, seed: u64) -> Result<(Dataset, Dataset)> {
     match source {
         UnlabeledSource::TrainHoldout { count } => {
-            ensure!(*count > 0 && *count < train.len(), "the unlabeled hold-out must be between 1 and {} images, got {count}", train.len() - 1);
+            ensure!(
+                *count > 0 && *count < train.len(),
+                "the unlabeled hold-out must be between 1 and {} images, got {count}",
+                train.len() - 1
+            );
             let order = permutation(train.len(), seed, u64::MAX - 2);
             let (mut unlabeled, mut labeled) = (order[..*count].to_vec(), order[*count..].to_vec());
             unlabeled.sort_unstable();
             labeled.sort_unstable();
-            Ok((train.subset(&labeled, &format!("{}[labeled]", train.split)), train.subset(&unlabeled, &format!("{}[unlabeled:{count}]", train.split))))
+            Ok((
+                train.subset(&labeled, &format!("{}[labeled]", train.split)),
+                train.subset(&unlabeled, &format!("{}[unlabeled:{count}]", train.split)),
+            ))
         }
         UnlabeledSource::Folder { path } => {
-            let pool = kd_datasets::folder::open_unlabeled(path, train.channels()).with_context(|| format!("unlabeled folder {}", path.display()))?;
+            let pool = kd_datasets::folder::open_unlabeled(path, train.channels())
+                .with_context(|| format!("unlabeled folder {}", path.display()))?;
             Ok((train.clone(), pool))
         }
         UnlabeledSource::Dataset { dataset, split, data_dir } => {
-            let pool = dataset.open(data_dir.as_deref(), *split, train.channels(), 0.1, seed).with_context(|| format!("unlabeled dataset {dataset}"))?;
-            ensure!(pool.channels() == train.channels(), "unlabeled {dataset} images have {} channel(s), the labeled ones {}", pool.channels(), train.channels());
+            let pool = dataset
+                .open(data_dir.as_deref(), *split, train.channels(), 0.1, seed)
+                .with_context(|| format!("unlabeled dataset {dataset}"))?;
+            ensure!(
+                pool.channels() == train.channels(),
+                "unlabeled {dataset} images have {} channel(s), the labeled ones {}",
+                pool.channels(),
+                train.channels()
+            );
             Ok((train.clone(), pool))
         }
     }
 }
 
 /// Teacher ensemble probabilities `[n, C]` (row-major) of every image of `dataset`.
-fn teacher_scores(teachers: &Teachers, dataset: &Dataset, input: &InputSpec, workers: usize, device: &burn::tensor::Device) -> Result<Vec<f32>> {
+fn teacher_scores(
+    teachers: &Teachers,
+    dataset: &Dataset,
+    input: &InputSpec,
+    workers: usize,
+    device: &burn::tensor::Device,
+) -> Result<Vec<f32>> {
     let config = LoaderConfig { batch_size: 256, shuffle: false, drop_last: false, workers, prefetch: 2, seed: 0 };
     let loader = BatchLoader::new(dataset.clone(), eval_transform(input), config)?;
     let bar = kd_common::progress::bar(loader.batches_per_epoch() as u64, "scoring unlabeled images");
@@ -56,7 +77,9 @@ fn teacher_scores(teachers: &Teachers, dataset: &Dataset, input: &InputSpec, wor
     for batch in loader.epoch(0) {
         let batch = batch?;
         let probs = teachers.ensemble(images_tensor(&batch, device), 1.0).probs;
-        scores.extend(probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))?);
+        scores.extend(
+            probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))?,
+        );
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -80,10 +103,23 @@ pub fn top_k_per_class(scores: &[f32], classes: usize, k: usize) -> Vec<usize> {
 
 /// Builds SSLD's data from the training split and the configured unlabeled source.
 #[allow(clippy::too_many_arguments)]
-pub fn assemble(train: &Dataset, source: Option<&UnlabeledSource>, select_per_class: Option<usize>, teachers: &Teachers, input: &InputSpec, workers: usize, seed: u64, device: &burn::tensor::Device) -> Result<SsldData> {
+pub fn assemble(
+    train: &Dataset,
+    source: Option<&UnlabeledSource>,
+    select_per_class: Option<usize>,
+    teachers: &Teachers,
+    input: &InputSpec,
+    workers: usize,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<SsldData> {
     let Some(source) = source else {
         ensure!(select_per_class.is_none(), "--select-per-class needs --unlabeled");
-        return Ok(SsldData { labeled: train.clone(), distill: train.clone(), summary: json!({"labeled": train.len(), "unlabeled_pool": 0, "unlabeled_used": 0}) });
+        return Ok(SsldData {
+            labeled: train.clone(),
+            distill: train.clone(),
+            summary: json!({"labeled": train.len(), "unlabeled_pool": 0, "unlabeled_used": 0}),
+        });
     };
     let (labeled, pool) = pool(train, source, seed)?;
     let classes = train.num_classes();
@@ -104,7 +140,8 @@ pub fn assemble(train: &Dataset, source: Option<&UnlabeledSource>, select_per_cl
     for &c in &pseudo {
         per_class[c] += 1;
     }
-    let unlabeled = pool.subset(&selected, &format!("{}[selected]", pool.split)).relabel(&pseudo, train.classes.clone())?;
+    let unlabeled =
+        pool.subset(&selected, &format!("{}[selected]", pool.split)).relabel(&pseudo, train.classes.clone())?;
     let distill = labeled.join(&unlabeled, &format!("{}+unlabeled", labeled.split))?;
     tracing::info!("SSLD: {} labeled + {} of {} unlabeled images", labeled.len(), unlabeled.len(), pool.len());
     let summary = json!({
