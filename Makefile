@@ -7,6 +7,7 @@
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
 #   make test               the test suite (CI runs this)
+#   make lint               rustfmt and clippy, as CI checks them
 #   make bench              throughput table
 #
 # Binaries are built with the workspace's dev profile, whose hot numeric crates are optimised
@@ -20,7 +21,7 @@ FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda)
 CARGO_FEATURES = $(if $(FEATURES),--features $(FEATURES))
 CUDA_ENV = $(if $(findstring cuda,$(FEATURES)),XDG_DATA_HOME=$(CURDIR)/target/llvm-shim)
 BIN      = target/debug
-TOOLS    = $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill
+TOOLS    = $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
 # Random-resized-crop area range of the labels. FKD's 0.08-1 assumes a teacher trained on such
@@ -48,7 +49,7 @@ evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.js
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all build test test-cuda check-cuda bench clean-runs
+.PHONY: all build test lint pytorch-fixtures test-cuda check-cuda bench clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete.
 .SECONDARY:
@@ -104,9 +105,22 @@ $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
 $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
 	$(BIN)/kd-pack-labels stats $< > $@.tmp && mv $@.tmp $@
 
+# The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
+# plain `cargo test` reports those as ignored.
 test:
 	@mkdir -p $(XDG_RUNTIME_DIR)
 	cargo test --workspace
+	cargo test -p kd-tools --test e2e -- --ignored
+
+# Formatting and lints, as CI checks them.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# With PyTorch installed (Debian: python3-torch): regenerate the import fixtures, or check that
+# a kdkit checkpoint loads into the PyTorch model with strict key matching.
+pytorch-fixtures:
+	cd tests/fixtures/import && python3 make_fixtures.py
 
 # Compile-check of the CUDA backend (needs scripts/setup.sh --cuda first).
 check-cuda:

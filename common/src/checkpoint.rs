@@ -4,7 +4,12 @@
 //! final metrics, a hash of the weights). Both files are written atomically; the sidecar is
 //! written last and names the weights' SHA-256, so a torn pair is detected on load.
 //!
-//! `model.safetensors` loads in PyTorch with `safetensors.torch.load_file`.
+//! `model.safetensors` loads in PyTorch with `safetensors.torch.load_file` and, for the zoo's
+//! architectures, `load_state_dict(strict=True)` into the unpruned PyTorch model: pruning masks
+//! live in a file of their own (`model.masks.safetensors`), never among the weights.
+//!
+//! The sidecar evolves: readers accept every older `format_version` (migrating on read) and
+//! keep fields they do not know, and refuse only a newer version, saying to upgrade.
 
 use crate::atomic;
 use crate::error::{Error, Result};
@@ -14,8 +19,9 @@ use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// Version of the sidecar schema; bumped on incompatible changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the sidecar schema. 1: kdkit 0.1. 2: channel plans and heads in `model`,
+/// `pruning`, `imported_from`; unknown fields kept.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Shape and normalisation of the images a model expects.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -33,9 +39,48 @@ pub struct InputSpec {
     pub std: Vec<f32>,
 }
 
+/// Sparsity of one pruned layer.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerSparsity {
+    /// Tensor name (`layer1.0.conv1.weight`).
+    pub name: String,
+    /// Weights in the layer.
+    pub weights: usize,
+    /// Weights that are not zero.
+    pub nonzero: usize,
+}
+
+/// What pruning left of a checkpoint: the masks file and the sparsity it gives.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PruningRecord {
+    /// The masks file, relative to the weights (`model.masks.safetensors`).
+    pub masks_file: String,
+    /// SHA-256 of the masks file.
+    pub masks_sha256: String,
+    /// Fraction of prunable weights that are zero, over all pruned layers.
+    pub global_sparsity: f64,
+    /// Per pruned layer.
+    pub layers: Vec<LayerSparsity>,
+    /// Pruning rounds that produced the masks.
+    #[serde(default)]
+    pub rounds: usize,
+}
+
+/// Where an imported checkpoint came from (`kd-import`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImportRecord {
+    /// The foreign file.
+    pub source: PathBuf,
+    /// Its SHA-256.
+    pub source_sha256: String,
+    /// Its format (`pytorch` or `safetensors`).
+    pub format: String,
+    /// Key renames applied, as `(from regex, to)`.
+    pub key_remapping: Vec<(String, String)>,
+}
+
 /// The JSON sidecar next to `*.safetensors`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CheckpointMeta {
     /// [`FORMAT_VERSION`] of the writer.
     pub format_version: u32,
@@ -55,6 +100,46 @@ pub struct CheckpointMeta {
     pub weights_sha256: String,
     /// Tool and version that wrote the checkpoint.
     pub written_by: String,
+    /// Pruning masks and sparsity (pruned checkpoints only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruning: Option<PruningRecord>,
+    /// The foreign file an imported checkpoint came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<ImportRecord>,
+    /// Fields this version does not know (written by a newer minor version or another tool);
+    /// kept and written back unchanged.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Parses a sidecar of any supported version: versions up to [`FORMAT_VERSION`] are migrated,
+/// newer ones refused with a message that says to upgrade.
+pub fn parse_meta(text: &str, sidecar: &Path) -> Result<CheckpointMeta> {
+    let parse = |message: String| Error::Parse { path: sidecar.into(), message };
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| parse(e.to_string()))?;
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| parse("no `format_version`: not a kdkit checkpoint sidecar".into()))?;
+    if version > FORMAT_VERSION as u64 {
+        return Err(Error::CheckpointMismatch {
+            path: sidecar.into(),
+            message: format!(
+                "written by a newer kdkit (format version {version}; this kdkit {} reads up to {FORMAT_VERSION}); upgrade kdkit to read it",
+                env!("CARGO_PKG_VERSION")
+            ),
+        });
+    }
+    if version == 0 {
+        return Err(parse("format version 0 does not exist".into()));
+    }
+    // 1 -> 2: no field was renamed; the new fields default to "absent".
+    if version < 2
+        && let Some(object) = value.as_object_mut()
+    {
+        object.insert("format_version".into(), serde_json::Value::from(2));
+    }
+    serde_json::from_value(value).map_err(|e| parse(e.to_string()))
 }
 
 impl CheckpointMeta {
@@ -105,17 +190,20 @@ pub fn save(network: &Network, meta: &CheckpointMeta, weights: &Path) -> Result<
 pub fn read_meta(weights: &Path) -> Result<CheckpointMeta> {
     let sidecar = sidecar_path(weights);
     if !weights.exists() {
-        return Err(Error::io(weights, std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found")));
+        return Err(Error::io(weights, std::io::Error::new(std::io::ErrorKind::NotFound, "not found")));
+    }
+    if !sidecar.exists() {
+        return Err(Error::io(
+            &sidecar,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not found (every kdkit checkpoint has this sidecar; import foreign weights with kd-import)",
+            ),
+        ));
     }
     let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
-    let meta: CheckpointMeta =
-        serde_json::from_str(&text).map_err(|e| Error::Parse { path: sidecar.clone(), message: e.to_string() })?;
-    if meta.format_version != FORMAT_VERSION {
-        return Err(Error::CheckpointMismatch {
-            path: sidecar,
-            message: format!("format version {} is not supported (expected {FORMAT_VERSION})", meta.format_version),
-        });
-    }
+    let meta = parse_meta(&text, &sidecar)?;
+    meta.model.validate().map_err(|e| Error::Parse { path: sidecar.clone(), message: e.to_string() })?;
     Ok(meta)
 }
 
@@ -192,6 +280,7 @@ mod tests {
     use crate::models::Arch;
     use burn::module::Module;
     use burn::tensor::Tensor;
+    use proptest::prelude::Strategy;
 
     fn meta(spec: ModelSpec) -> CheckpointMeta {
         CheckpointMeta {
@@ -204,7 +293,39 @@ mod tests {
             metrics: serde_json::json!({}),
             weights_sha256: String::new(),
             written_by: "test".into(),
+            pruning: None,
+            imported_from: None,
+            other: Default::default(),
         }
+    }
+
+    /// A checkpoint written by kdkit 0.1 (format version 1) before this format existed:
+    /// `tests/fixtures/v1/model.{safetensors,json}`, made by kd-pretrain at commit e4f57dd
+    /// (small-cnn, width 0.25, 1 epoch of Fashion-MNIST). It must load and predict.
+    #[test]
+    fn a_version_1_checkpoint_still_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v1/model.safetensors");
+        let device = Device::default();
+        let (network, meta) = load(&path, &device).unwrap();
+        assert_eq!(meta.format_version, 2);
+        assert_eq!(meta.model.arch, Arch::SmallCnn);
+        assert_eq!(meta.classes.len(), 10);
+        let logits = network.forward(Tensor::<4>::zeros([1, 1, 28, 28], &device));
+        assert_eq!(logits.dims(), [1, 10]);
+    }
+
+    /// Unknown fields survive a read-write cycle; a newer version is refused with advice.
+    #[test]
+    fn newer_versions_are_refused_and_unknown_fields_kept() {
+        let mut value = serde_json::to_value(meta(ModelSpec::new(Arch::SmallCnn, 1, 3))).unwrap();
+        value["format_version"] = serde_json::json!(2);
+        value["future_field"] = serde_json::json!({"x": 1});
+        let parsed = parse_meta(&value.to_string(), Path::new("m.json")).unwrap();
+        assert_eq!(parsed.other["future_field"], serde_json::json!({"x": 1}));
+        assert_eq!(serde_json::to_value(&parsed).unwrap()["future_field"], serde_json::json!({"x": 1}));
+        value["format_version"] = serde_json::json!(FORMAT_VERSION + 1);
+        let err = parse_meta(&value.to_string(), Path::new("m.json")).unwrap_err().to_string();
+        assert!(err.contains("newer kdkit") && err.contains("upgrade"), "{err}");
     }
 
     #[test]
@@ -288,5 +409,67 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let err = load(&path, &device).unwrap_err().to_string();
         assert!(err.contains("hash"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// A sidecar with any field replaced by a hostile value (wrong types, huge sizes,
+        /// unknown architectures, zero widths): an error naming the file or a checkpoint that
+        /// builds, never a panic.
+        #[test]
+        fn hostile_sidecars_never_panic(
+            field in proptest::sample::select(vec!["arch", "width", "in_channels", "num_classes", "channels", "plan", "head", "format_version", "input", "classes"]),
+            value in proptest::prop_oneof![
+                proptest::prelude::Just(serde_json::json!(null)),
+                proptest::prelude::Just(serde_json::json!(0)),
+                proptest::prelude::Just(serde_json::json!(-1)),
+                proptest::prelude::Just(serde_json::json!(1e300)),
+                proptest::prelude::Just(serde_json::json!(u64::MAX)),
+                proptest::prelude::Just(serde_json::json!("resnet99999998")),
+                proptest::prelude::Just(serde_json::json!([0, 4096, 1])),
+                proptest::prelude::Just(serde_json::json!([3, "M", 0])),
+                proptest::prelude::Just(serde_json::json!({"kind": "projection", "hidden": 0, "out": 7})),
+                proptest::prelude::Just(serde_json::json!({"channels": 0, "height": 8, "width": 8, "mean": [], "std": []})),
+                (0u32..5000).prop_map(|v| serde_json::json!(v)),
+            ],
+        ) {
+            let mut meta_value = serde_json::to_value(meta(ModelSpec::new(Arch::SmallCnn, 1, 3))).unwrap();
+            meta_value["format_version"] = serde_json::json!(1);
+            match field {
+                "format_version" | "input" | "classes" => meta_value[field] = value.clone(),
+                model_field => meta_value["model"][model_field] = value.clone(),
+            }
+            let sidecar = Path::new("m.json");
+            if let Ok(parsed) = parse_meta(&meta_value.to_string(), sidecar)
+                && parsed.model.validate().is_ok()
+            {
+                proptest::prop_assert!(parsed.model.init(&Device::default()).is_ok());
+            }
+        }
+
+        /// Weights files with bytes overwritten or cut: an error naming the file, never a panic.
+        #[test]
+        fn mutated_weights_never_panic(
+            edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..6),
+            keep in 0usize..4096,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("m.safetensors");
+            let mut spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
+            spec.channels = Some(vec![2, 3, 4]);
+            save(&spec.init(&Device::default()).unwrap(), &meta(spec.clone()), &path).unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, value) in edits {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+            bytes.truncate(keep.min(bytes.len()));
+            std::fs::write(&path, &bytes).unwrap();
+            let mut network = spec.init(&Device::default()).unwrap();
+            if let Err(e) = apply_weights(&mut network, &path) {
+                proptest::prop_assert!(e.to_string().contains("m.safetensors"), "{}", e);
+            }
+        }
     }
 }

@@ -101,15 +101,31 @@ pub fn resolve(spec: &DeviceSpec) -> Result<ResolvedDevice> {
             if cfg!(feature = "cuda") && cuda_driver_device_count().is_ok_and(|n| n > 0) {
                 return cuda(0);
             }
-            if cfg!(feature = "wgpu") {
-                // Software adapters are accepted only when no CPU backend is compiled in.
-                if let Ok(device) = wgpu(None, !cfg!(feature = "flex")) {
-                    return Ok(device);
-                }
+            // Software adapters are accepted only when no CPU backend is compiled in. With Flex
+            // compiled in, wgpu is probed only where a GPU can be: enumerating adapters starts
+            // the Vulkan loader and its software driver, which costs time and prints warnings
+            // on machines that have no GPU at all.
+            if cfg!(feature = "wgpu")
+                && (!cfg!(feature = "flex") || gpu_device_nodes_present())
+                && let Ok(device) = wgpu(None, !cfg!(feature = "flex"))
+            {
+                return Ok(device);
             }
             cpu()
         }
     }
+}
+
+/// Whether this machine exposes a GPU to user space: on Linux a DRM render node or an NVIDIA
+/// device file (a hardware Vulkan driver needs one of them); elsewhere assumed.
+fn gpu_device_nodes_present() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let render_node = std::fs::read_dir("/dev/dri")
+        .map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("renderD")))
+        .unwrap_or(false);
+    render_node || std::path::Path::new("/dev/nvidia0").exists()
 }
 
 #[cfg(feature = "flex")]

@@ -40,8 +40,11 @@ pub enum Error {
     #[error("invalid training configuration: {0}")]
     InvalidConfig(String),
     /// The loss became NaN or infinite.
-    #[error("training diverged: loss is {value} at epoch {epoch}, step {step}; the last good checkpoint is kept")]
-    Diverged { value: f32, epoch: usize, step: usize },
+    #[error("training diverged: loss is {value} in pass {pass}, step {step}; the last good state is kept")]
+    Diverged { value: f32, pass: usize, step: usize },
+    /// A dataset or label file could not be read or is malformed.
+    #[error(transparent)]
+    Data(#[from] kd_datasets::DataError),
     /// An input tensor had the wrong shape.
     #[error("shape mismatch: {0}")]
     Shape(String),

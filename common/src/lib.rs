@@ -5,12 +5,14 @@ pub mod atomic;
 pub mod checkpoint;
 mod cuda_probe;
 pub mod device;
+pub mod ensemble;
 pub mod error;
 pub mod logging;
 pub mod losses;
 pub mod metrics;
 pub mod models;
 pub mod progress;
+pub mod sparsity;
 pub mod train;
 
 pub use error::{Error, Result};

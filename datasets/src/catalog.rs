@@ -71,6 +71,28 @@ const CIFAR10_CLASSES: [&str; 10] =
 
 /// Per-dataset facts.
 impl DatasetKind {
+    /// `(channels, side, classes)` of the fixed-size datasets (not folders).
+    pub fn known_shape(self) -> Option<(usize, usize, usize)> {
+        match self {
+            Self::FashionMnist | Self::Mnist => Some((1, 28, 10)),
+            Self::Cifar10 => Some((3, 32, 10)),
+            Self::Cifar100 => Some((3, 32, 100)),
+            Self::Folder => None,
+        }
+    }
+
+    /// Class names known without reading the data (CIFAR-100: the class indices).
+    pub fn class_names(self) -> Option<Vec<String>> {
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        match self {
+            Self::FashionMnist => Some(owned(&FASHION_CLASSES)),
+            Self::Cifar10 => Some(owned(&CIFAR10_CLASSES)),
+            Self::Mnist => Some((0..10).map(|c| c.to_string()).collect()),
+            Self::Cifar100 => Some((0..100).map(|c| c.to_string()).collect()),
+            Self::Folder => None,
+        }
+    }
+
     /// Where the data is looked for when `--data-dir` is not given.
     pub fn default_root(self) -> Option<PathBuf> {
         match self {

@@ -49,43 +49,50 @@ impl Cifar {
 
 /// Reads a split: HWC pixels (32x32x3 per image) and labels.
 pub fn read_split(dir: &Path, which: Cifar, train: bool) -> Result<(Vec<u8>, Vec<u8>)> {
-    let record = which.label_bytes() + PIXELS;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for name in which.files(train) {
         let path = dir.join(&name);
         let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
-        if bytes.is_empty() || bytes.len() % record != 0 {
-            return Err(DataError::Format {
-                path,
-                offset: (bytes.len() / record * record) as u64,
-                message: format!(
-                    "size {} is not a whole number of {record}-byte records (truncated or not a CIFAR-{} binary batch)",
-                    bytes.len(),
-                    which.classes()
-                ),
-            });
-        }
-        for (i, chunk) in bytes.chunks_exact(record).enumerate() {
-            let label = chunk[which.label_bytes() - 1];
-            if label as usize >= which.classes() {
-                return Err(DataError::LabelOutOfRange {
-                    path,
-                    index: i,
-                    label: label as i64,
-                    classes: which.classes(),
-                    offset: (i * record + which.label_bytes() - 1) as u64,
-                });
-            }
-            labels.push(label);
-            let planes = &chunk[which.label_bytes()..];
-            // CHW planes -> HWC.
-            for p in 0..1024 {
-                pixels.extend_from_slice(&[planes[p], planes[1024 + p], planes[2048 + p]]);
-            }
-        }
+        parse_file(&path, &bytes, which, &mut pixels, &mut labels)?;
     }
     Ok((pixels, labels))
+}
+
+/// Parses one binary batch file's bytes, appending HWC pixels and labels; `path` names it in
+/// errors.
+pub fn parse_file(path: &Path, bytes: &[u8], which: Cifar, pixels: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+    let record = which.label_bytes() + PIXELS;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
+        return Err(DataError::Format {
+            path: path.into(),
+            offset: (bytes.len() / record * record) as u64,
+            message: format!(
+                "size {} is not a whole number of {record}-byte records (truncated or not a CIFAR-{} binary batch)",
+                bytes.len(),
+                which.classes()
+            ),
+        });
+    }
+    for (i, chunk) in bytes.chunks_exact(record).enumerate() {
+        let label = chunk[which.label_bytes() - 1];
+        if label as usize >= which.classes() {
+            return Err(DataError::LabelOutOfRange {
+                path: path.into(),
+                index: i,
+                label: label as i64,
+                classes: which.classes(),
+                offset: (i * record + which.label_bytes() - 1) as u64,
+            });
+        }
+        labels.push(label);
+        let planes = &chunk[which.label_bytes()..];
+        // CHW planes -> HWC.
+        for p in 0..1024 {
+            pixels.extend_from_slice(&[planes[p], planes[1024 + p], planes[2048 + p]]);
+        }
+    }
+    Ok(())
 }
 
 /// Writes a CIFAR binary file from HWC images (used by tests to make small files).
@@ -131,5 +138,26 @@ mod tests {
         write_file(&dir.path().join("test_batch.bin"), Cifar::Ten, &pixels, &[10]).unwrap();
         let err = read_split(dir.path(), Cifar::Ten, false).unwrap_err().to_string();
         assert!(err.contains("label 10 of image 0 is out of range 0..10"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Records with arbitrary label bytes and sizes around whole records: images or an
+        /// error naming the file, never a panic.
+        #[test]
+        fn arbitrary_batches_never_panic(
+            len in proptest::prop_oneof![0usize..40, 3070usize..3080, 6140usize..6150],
+            fill in proptest::prelude::any::<u8>(),
+            hundred in proptest::prelude::any::<bool>(),
+        ) {
+            let which = if hundred { Cifar::Hundred } else { Cifar::Ten };
+            let bytes = vec![fill; len];
+            let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+            match parse_file(Path::new("batch.bin"), &bytes, which, &mut pixels, &mut labels) {
+                Ok(()) => proptest::prop_assert_eq!(pixels.len(), labels.len() * PIXELS),
+                Err(e) => proptest::prop_assert!(e.to_string().contains("batch.bin")),
+            }
+        }
     }
 }

@@ -22,8 +22,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
+/// Image files with their labels.
+pub type LabelledFiles = Vec<(PathBuf, u16)>;
+
 /// Lists `dir/<class>/<image>`: class names and `(path, label)` pairs, in sorted order.
-pub fn scan(dir: &Path) -> Result<(Vec<String>, Vec<(PathBuf, u16)>)> {
+pub fn scan(dir: &Path) -> Result<(Vec<String>, LabelledFiles)> {
     let classes: Vec<PathBuf> = sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()).collect();
     if classes.len() < 2 {
         return Err(DataError::Invalid(format!(
@@ -87,9 +90,26 @@ pub fn open_unlabeled(dir: &Path, channels: usize) -> Result<Dataset> {
 /// Decodes an image file to `channels` channels (1 = luma, 3 = RGB).
 pub fn decode(path: &Path, channels: usize) -> Result<Image> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let decoded =
-        image::load_from_memory(&bytes).map_err(|e| DataError::Decode { path: path.into(), message: e.to_string() })?;
+    decode_bytes(path, &bytes, channels)
+}
+
+/// Decodes the bytes of an image file (`path` names it in errors). Images above 2^14 pixels a
+/// side are refused before any pixel is decoded (a malformed header must not allocate
+/// gigabytes).
+pub fn decode_bytes(path: &Path, bytes: &[u8], channels: usize) -> Result<Image> {
+    let decode_error = |message: String| DataError::Decode { path: path.into(), message };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_error(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(1 << 14);
+    limits.max_image_height = Some(1 << 14);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| decode_error(e.to_string()))?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(decode_error(format!("the image is {w}x{h} pixels")));
+    }
     let pixels = if channels == 1 { decoded.into_luma8().into_raw() } else { decoded.into_rgb8().into_raw() };
     Ok(Image::new(h, w, channels, pixels))
 }
@@ -162,5 +182,28 @@ mod tests {
         }
         let err = open(dir.path(), "train", 3).unwrap().image(0).unwrap_err().to_string();
         assert!(err.contains("x.png") && err.contains("cannot decode"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// A valid PNG with bytes overwritten and its tail cut: an image or a decode error
+        /// naming the file, never a panic.
+        #[test]
+        fn mutated_png_never_panics(edits in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 1..8), keep in 8usize..400) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.png");
+            let image = Image::new(5, 7, 3, (0..105).map(|i| (i * 37 % 256) as u8).collect());
+            write_png(&path, &image).unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, value) in edits {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+            bytes.truncate(keep.min(bytes.len()));
+            if let Err(e) = decode_bytes(&path, &bytes, 1) {
+                proptest::prop_assert!(e.to_string().contains("a.png"), "{}", e);
+            }
+        }
     }
 }

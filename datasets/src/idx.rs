@@ -64,10 +64,25 @@ fn header(path: &Path, bytes: &[u8], expected_dims: u8) -> Result<(Vec<usize>, u
 
 /// Reads an `idx3-ubyte` image file: `(count, rows, cols, pixels)`.
 pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
-    let mut bytes = read_maybe_gz(path)?;
+    parse_images(path, read_maybe_gz(path)?)
+}
+
+/// Parses the (decompressed) bytes of an image file; `path` names it in errors.
+pub fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<(usize, usize, usize, Vec<u8>)> {
     let (dims, start) = header(path, &bytes, 3)?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
-    let needed = count * rows * cols;
+    if count > 0 && (rows == 0 || cols == 0) {
+        return Err(DataError::Format {
+            path: path.into(),
+            offset: 8,
+            message: format!("the header announces images of {rows}x{cols} pixels"),
+        });
+    }
+    let needed = count.checked_mul(rows).and_then(|n| n.checked_mul(cols)).ok_or_else(|| DataError::Format {
+        path: path.into(),
+        offset: 4,
+        message: format!("the header announces {count} images of {rows}x{cols}, more bytes than any file holds"),
+    })?;
     if bytes.len() - start < needed {
         return Err(DataError::Format {
             path: path.into(),
@@ -91,7 +106,12 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
 
 /// Reads an `idx1-ubyte` label file and checks every label against `classes`.
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
+    parse_labels(path, &read_maybe_gz(path)?, classes)
+}
+
+/// Parses the (decompressed) bytes of a label file; `path` names it in errors.
+pub fn parse_labels(path: &Path, bytes: &[u8], classes: usize) -> Result<Vec<u8>> {
+    let bytes = bytes.to_vec();
     let (dims, start) = header(path, &bytes, 1)?;
     let count = dims[0];
     if bytes.len() - start != count {
@@ -224,5 +244,55 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = read_split(dir.path(), "train", 10).unwrap_err().to_string();
         assert!(err.contains("wrong magic number 00000803"), "{err}");
+    }
+
+    /// Regression: dimensions whose product overflows were a panic (`count * rows * cols`).
+    #[test]
+    fn overflowing_dimensions_are_an_error() {
+        let mut bytes = vec![0, 0, 8, 3];
+        for d in [u32::MAX, u32::MAX, u32::MAX] {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        let err = parse_images(Path::new("x-idx3"), bytes).unwrap_err().to_string();
+        assert!(err.contains("x-idx3") && err.contains("more bytes than any file holds"), "{err}");
+    }
+
+    fn valid_images() -> Vec<u8> {
+        let mut bytes = vec![0, 0, 8, 3];
+        for d in [3u32, 2, 2] {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        bytes.extend((0..12).map(|i| i as u8));
+        bytes
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any bytes: an image or an error naming the file, never a panic.
+        #[test]
+        fn arbitrary_image_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            if let Err(e) = parse_images(Path::new("f-idx3"), bytes) {
+                proptest::prop_assert!(e.to_string().contains("f-idx3"));
+            }
+        }
+
+        /// A valid file with bytes overwritten and its tail cut off.
+        #[test]
+        fn mutated_image_files_never_panic(edits in proptest::collection::vec((0usize..28, proptest::prelude::any::<u8>()), 1..6), cut in 0usize..28) {
+            let mut bytes = valid_images();
+            for (at, value) in edits {
+                bytes[at] = value;
+            }
+            bytes.truncate(28 - cut);
+            let _ = parse_images(Path::new("f-idx3"), bytes);
+        }
+
+        #[test]
+        fn arbitrary_label_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32), classes in 0usize..300) {
+            if let Err(e) = parse_labels(Path::new("f-idx1"), &bytes, classes) {
+                proptest::prop_assert!(e.to_string().contains("f-idx1"));
+            }
+        }
     }
 }

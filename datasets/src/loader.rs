@@ -8,14 +8,12 @@
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::ordered_pool::OrderedPool;
 use crate::region_sampling::RegionSampling;
 use crate::rng::stream;
 use crate::transforms::Transform;
 use rand::Rng;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 
 /// A seeded permutation of `0..n` (Fisher-Yates over the `(seed, epoch)` stream).
 pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -43,21 +41,104 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Seed of shuffling and augmentation.
     pub seed: u64,
+    /// Augmented views drawn per image (MoCo and SEED: 2); each view draws from the image's
+    /// random stream after the previous one, so view 0 does not depend on this number.
+    #[serde(default = "one")]
+    pub views: usize,
+    /// Hand out the images' labels (false: unlabelled batches, `Targets::None`).
+    #[serde(default = "yes")]
+    pub labelled: bool,
 }
 
-/// A batch of normalised images in NCHW order.
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl LoaderConfig {
+    /// One labelled view per image.
+    pub fn new(batch_size: usize, shuffle: bool, drop_last: bool, workers: usize, seed: u64) -> Self {
+        Self { batch_size, shuffle, drop_last, workers, prefetch: 4, seed, views: 1, labelled: true }
+    }
+}
+
+/// Values of one tensor on the host: row-major `values` of `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// `shape.iter().product()` floats.
+    pub values: Vec<f32>,
+    /// Dimensions, outermost first (images: `[rows, channels, height, width]`).
+    pub shape: Vec<usize>,
+}
+
+/// What supervises the rows of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// Unlabelled images (self-supervised methods).
+    None,
+    /// A class label per row.
+    Labels(Vec<usize>),
+    /// A soft label per row, `[rows, classes]` row-major (FKD region crops), with the class
+    /// label of each row's source image.
+    Soft {
+        /// Labels of the source images.
+        labels: Vec<usize>,
+        /// The distributions.
+        distributions: Vec<f32>,
+        /// Classes per distribution.
+        classes: usize,
+    },
+}
+
+/// One batch: one or more augmented views of the same rows (MoCo and SEED use two; most
+/// methods one), their dataset positions, and what supervises them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
-    /// `shape[0] * shape[1] * shape[2] * shape[3]` floats.
-    pub images: Vec<f32>,
-    /// `[batch, channels, height, width]`.
-    pub shape: [usize; 4],
-    /// Labels (of the source image, for region crops).
-    pub labels: Vec<usize>,
-    /// Positions of the images in the dataset.
+    /// `views[v]` holds view `v` of every row, `[rows, channels, height, width]` for images
+    /// (cached features: `[rows, dim]`).
+    pub views: Vec<HostTensor>,
+    /// Position of each row's image in the dataset.
     pub indices: Vec<usize>,
-    /// Soft labels `[batch, classes]` row-major for region crops (FKD); empty otherwise.
-    pub soft_targets: Vec<f32>,
+    /// Labels, soft labels or nothing.
+    pub targets: Targets,
+}
+
+impl Batch {
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Class labels of the rows, if the batch has them (soft-label batches carry their source
+    /// images' labels).
+    pub fn labels(&self) -> Option<&[usize]> {
+        match &self.targets {
+            Targets::None => None,
+            Targets::Labels(labels) | Targets::Soft { labels, .. } => Some(labels),
+        }
+    }
+
+    /// The first view, which every batch has.
+    pub fn first_view(&self) -> &HostTensor {
+        &self.views[0]
+    }
+}
+
+/// Anything the training loop can draw batches from: an image loader, or features cached in
+/// memory (a linear probe). Passes are numbered from 0; a pass's batches depend only on its
+/// number.
+pub trait BatchSource: Send + Sync {
+    /// Batches in one pass.
+    fn batches_per_pass(&self) -> usize;
+    /// Rows (images, crops or feature vectors) in one pass.
+    fn rows_per_pass(&self) -> usize;
+    /// Classes of the labels (0: unlabelled).
+    fn num_classes(&self) -> usize;
+    /// The batches of pass `pass`, in order.
+    fn pass(&self, pass: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_>;
 }
 
 /// Loads augmented batches of a dataset.
@@ -75,6 +156,9 @@ impl BatchLoader {
         transform.validate(dataset.channels())?;
         if config.batch_size == 0 {
             return Err(DataError::Invalid("batch size must be positive".into()));
+        }
+        if config.views == 0 {
+            return Err(DataError::Invalid("a batch needs at least one view per image".into()));
         }
         if config.drop_last && dataset.len() < config.batch_size {
             return Err(DataError::Invalid(format!(
@@ -134,47 +218,39 @@ impl BatchLoader {
     pub fn epoch(&self, epoch: u64) -> EpochIter {
         let n = self.dataset.len();
         let order = if self.config.shuffle { permutation(n, self.config.seed, epoch) } else { (0..n).collect() };
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             dataset: self.dataset.clone(),
             transform: self.transform.clone(),
             regions: self.regions.clone(),
             order,
             batch_size: self.config.batch_size,
-            batches: self.batches_per_epoch(),
             seed: self.config.seed,
             epoch,
-            next: AtomicUsize::new(0),
-        });
-        let mut iter = EpochIter {
-            shared: shared.clone(),
-            yielded: 0,
-            pending: BTreeMap::new(),
-            workers: Vec::new(),
-            tokens: None,
-            results: None,
+            views: self.config.views,
+            labelled: self.config.labelled,
         };
-        if self.config.workers > 0 {
-            let window = self.config.workers + self.config.prefetch.max(1);
-            let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(window);
-            let (result_tx, result_rx) = crossbeam_channel::unbounded();
-            for _ in 0..window {
-                token_tx.send(()).expect("the token channel should have room for the window");
-            }
-            for _ in 0..self.config.workers {
-                let (shared, tokens, results) = (shared.clone(), token_rx.clone(), result_tx.clone());
-                iter.workers.push(std::thread::spawn(move || {
-                    while tokens.recv().is_ok() {
-                        let b = shared.next.fetch_add(1, Ordering::Relaxed);
-                        if b >= shared.batches || results.send((b, shared.make(b))).is_err() {
-                            break;
-                        }
-                    }
-                }));
-            }
-            iter.tokens = Some(token_tx);
-            iter.results = Some(result_rx);
+        let batches = self.batches_per_epoch();
+        EpochIter {
+            pool: OrderedPool::new(0, batches, self.config.workers, self.config.prefetch, move |b| shared.make(b)),
         }
-        iter
+    }
+}
+
+impl BatchSource for BatchLoader {
+    fn batches_per_pass(&self) -> usize {
+        self.batches_per_epoch()
+    }
+
+    fn rows_per_pass(&self) -> usize {
+        self.images_per_epoch()
+    }
+
+    fn num_classes(&self) -> usize {
+        if self.config.labelled { self.dataset.num_classes() } else { 0 }
+    }
+
+    fn pass(&self, pass: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(self.epoch(pass))
     }
 }
 
@@ -184,10 +260,10 @@ struct Shared {
     regions: Option<Arc<RegionSampling>>,
     order: Vec<usize>,
     batch_size: usize,
-    batches: usize,
     seed: u64,
     epoch: u64,
-    next: AtomicUsize,
+    views: usize,
+    labelled: bool,
 }
 
 impl Shared {
@@ -196,78 +272,60 @@ impl Shared {
         let (h, w) = (self.transform.out_height, self.transform.out_width);
         let c = self.dataset.channels();
         let crops = self.regions.as_ref().map_or(1, |r| r.crops_per_visit());
-        let mut images = Vec::with_capacity(positions.len() * crops * c * h * w);
+        let rows = positions.len() * crops;
+        let mut views = vec![Vec::with_capacity(rows * c * h * w); self.views];
         let mut soft_targets = Vec::new();
         for &i in positions {
             let mut rng = stream(self.seed, self.epoch, i as u64);
             match &self.regions {
-                Some(regions) => {
-                    regions.sample_into(&self.dataset, i, &mut rng, &self.transform, &mut images, &mut soft_targets)?
+                Some(regions) => regions.sample_into(
+                    &self.dataset,
+                    i,
+                    &mut rng,
+                    &self.transform,
+                    &mut views[0],
+                    &mut soft_targets,
+                )?,
+                None => {
+                    let image = self.dataset.image(i)?;
+                    for view in views.iter_mut() {
+                        self.transform.apply_into(&image, &mut rng, view);
+                    }
                 }
-                None => self.transform.apply_into(&self.dataset.image(i)?, &mut rng, &mut images),
             }
         }
         let repeat =
             |v: Vec<usize>| -> Vec<usize> { v.into_iter().flat_map(|x| std::iter::repeat_n(x, crops)).collect() };
+        let labels = || repeat(positions.iter().map(|&i| self.dataset.label(i)).collect());
+        let targets = match (&self.regions, self.labelled) {
+            (Some(regions), _) => {
+                Targets::Soft { labels: labels(), distributions: soft_targets, classes: regions.num_classes() }
+            }
+            (None, true) => Targets::Labels(labels()),
+            (None, false) => Targets::None,
+        };
         Ok(Batch {
-            images,
-            shape: [positions.len() * crops, c, h, w],
-            labels: repeat(positions.iter().map(|&i| self.dataset.label(i)).collect()),
+            views: views.into_iter().map(|values| HostTensor { values, shape: vec![rows, c, h, w] }).collect(),
             indices: repeat(positions.to_vec()),
-            soft_targets,
+            targets,
         })
     }
 }
 
 /// The batches of one epoch; dropping it stops and joins the workers.
 pub struct EpochIter {
-    shared: Arc<Shared>,
-    yielded: usize,
-    pending: BTreeMap<usize, Result<Batch>>,
-    workers: Vec<JoinHandle<()>>,
-    tokens: Option<crossbeam_channel::Sender<()>>,
-    results: Option<crossbeam_channel::Receiver<(usize, Result<Batch>)>>,
+    pool: OrderedPool<Result<Batch>>,
 }
 
 impl Iterator for EpochIter {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Result<Batch>> {
-        if self.yielded >= self.shared.batches {
-            return None;
-        }
-        let b = self.yielded;
-        self.yielded += 1;
-        let Some(results) = &self.results else {
-            return Some(self.shared.make(b));
-        };
-        while !self.pending.contains_key(&b) {
-            match results.recv() {
-                Ok((index, batch)) => {
-                    self.pending.insert(index, batch);
-                }
-                Err(_) => return Some(Err(DataError::Invalid("a data loader worker stopped unexpectedly".into()))),
-            }
-        }
-        if let Some(tokens) = &self.tokens {
-            let _ = tokens.try_send(());
-        }
-        self.pending.remove(&b)
+        self.pool.next().map(|r| r.unwrap_or_else(|_| Err(DataError::Invalid("a data loader worker stopped".into()))))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.shared.batches - self.yielded;
-        (left, Some(left))
-    }
-}
-
-impl Drop for EpochIter {
-    fn drop(&mut self) {
-        self.tokens = None;
-        self.results = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+        self.pool.size_hint()
     }
 }
 
@@ -297,7 +355,7 @@ mod tests {
         BatchLoader::new(
             dataset,
             transform,
-            LoaderConfig { batch_size: 3, shuffle: true, drop_last: false, workers, prefetch: 2, seed: 9 },
+            LoaderConfig { prefetch: 2, ..LoaderConfig::new(3, true, false, workers, 9) },
         )
         .unwrap()
     }
@@ -306,7 +364,7 @@ mod tests {
     fn same_batches_whatever_the_worker_count() {
         let reference: Vec<Batch> = loader(0).epoch(1).map(|b| b.unwrap()).collect();
         assert_eq!(reference.len(), 4);
-        assert_eq!(reference.last().unwrap().shape, [1, 1, 4, 4]);
+        assert_eq!(reference.last().unwrap().first_view().shape, [1, 1, 4, 4]);
         for workers in [1, 3] {
             let batches: Vec<Batch> = loader(workers).epoch(1).map(|b| b.unwrap()).collect();
             assert_eq!(batches, reference, "{workers} workers");
@@ -316,6 +374,22 @@ mod tests {
         let mut seen: Vec<usize> = reference.iter().flat_map(|b| b.indices.clone()).collect();
         seen.sort();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    }
+
+    /// Two views of an image are two draws of the augmentation; the first view is the same
+    /// as a one-view loader's, and unlabelled loaders hand out no labels.
+    #[test]
+    fn views_and_unlabelled_batches() {
+        let one = loader(2);
+        let mut two = loader(2);
+        two.config.views = 2;
+        two.config.labelled = false;
+        let (a, b) = (one.epoch(0).next().unwrap().unwrap(), two.epoch(0).next().unwrap().unwrap());
+        assert_eq!(b.views.len(), 2);
+        assert_eq!(a.views[0], b.views[0]);
+        assert_ne!(b.views[0], b.views[1], "the second view is another augmentation");
+        assert_eq!(b.targets, Targets::None);
+        assert!(matches!(a.targets, Targets::Labels(ref l) if l.len() == 3));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! FKD multi-crop sampling (Shen & Xing, "A Fast Knowledge Distillation Framework for Visual
-//! Recognition", ECCV 2022, §3.2; anchors §A1.5): on every visit of an image a fresh random
+//! Recognition", ECCV 2022, §3.2): on every visit of an image a fresh random
 //! permutation of its stored crops is drawn and the first `crops_per_visit` are rebuilt from
 //! their stored box and flip, each with its decoded soft label. All crops of an image land in
 //! the same batch.
@@ -119,7 +119,7 @@ mod tests {
 
     /// Two 6x6 images, 3 stored crops each; crop `c` carries the hard label `c`, so a batch
     /// row's soft target names the stored crop it must have been rebuilt from.
-    fn setup() -> (Dataset, LabelReader, Vec<(usize, usize, usize, usize)>) {
+    fn setup() -> (Dataset, LabelReader, Vec<crate::transforms::PixelBox>) {
         let pixels: Vec<u8> = (0..2 * 36).map(|i| (i * 7 % 251) as u8).collect();
         let dataset = Dataset::new(
             "t",
@@ -169,29 +169,32 @@ mod tests {
             Transform { augment: Augment::None, out_height: 4, out_width: 4, mean: vec![0.0], std: vec![1.0] };
         // Dataset item 0 is label-file image 1 and vice versa.
         let regions = RegionSampling::new(Arc::new(reader), 2, vec![1, 0], &dataset).unwrap();
-        let config = LoaderConfig { batch_size: 2, shuffle: true, drop_last: false, workers: 0, prefetch: 1, seed: 3 };
+        let config = LoaderConfig::new(2, true, false, 0, 3);
         let loader = BatchLoader::with_regions(dataset.clone(), transform.clone(), config, regions).unwrap();
         assert_eq!(loader.images_per_epoch(), 4);
         let mut seen_pairs = std::collections::BTreeSet::new();
         for epoch in 0..6 {
             let batch = loader.epoch(epoch).next().unwrap().unwrap();
-            assert_eq!(batch.shape, [4, 1, 4, 4]);
-            assert_eq!(batch.soft_targets.len(), 4 * 3);
+            assert_eq!(batch.first_view().shape, [4, 1, 4, 4]);
+            let crate::loader::Targets::Soft { labels, distributions: soft_targets, classes: 3 } = &batch.targets
+            else {
+                panic!("region batches carry soft targets")
+            };
+            assert_eq!(soft_targets.len(), 4 * 3);
             for row in 0..4 {
                 let item = batch.indices[row];
                 assert_eq!(batch.indices[row / 2 * 2], item, "the crops of an image are adjacent");
-                assert_eq!(batch.labels[row], dataset.label(item));
-                let target = &batch.soft_targets[row * 3..row * 3 + 3];
+                assert_eq!(labels[row], dataset.label(item));
+                let target = &soft_targets[row * 3..row * 3 + 3];
                 let c = target.iter().position(|&p| p == 1.0).expect("a one-hot target");
                 let file_image = 1 - item;
                 let expected =
                     crop_resize(&dataset.image(item).unwrap(), pixel_boxes[file_image * 3 + c], c == 1, 4, 4);
                 let expected: Vec<f32> = expected.pixels.iter().map(|&p| p as f32 / 255.0).collect();
-                assert_eq!(&batch.images[row * 16..(row + 1) * 16], &expected[..], "row {row} (crop {c})");
+                assert_eq!(&batch.first_view().values[row * 16..(row + 1) * 16], &expected[..], "row {row} (crop {c})");
             }
             for image in 0..2 {
-                let pick =
-                    |row: usize| batch.soft_targets[row * 3..row * 3 + 3].iter().position(|&p| p == 1.0).unwrap();
+                let pick = |row: usize| soft_targets[row * 3..row * 3 + 3].iter().position(|&p| p == 1.0).unwrap();
                 let (a, b) = (pick(image * 2), pick(image * 2 + 1));
                 assert_ne!(a, b, "two different stored crops per visit");
                 seen_pairs.insert((a.min(b), a.max(b)));

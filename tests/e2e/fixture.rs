@@ -93,6 +93,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kd-bench" => PathBuf::from(env!("CARGO_BIN_EXE_kd-bench")),
         "kd-pack-labels" => PathBuf::from(env!("CARGO_BIN_EXE_kd-pack-labels")),
         "kd-distill" => PathBuf::from(env!("CARGO_BIN_EXE_kd-distill")),
+        "kd-import" => PathBuf::from(env!("CARGO_BIN_EXE_kd-import")),
         other => panic!("unknown binary {other}"),
     }
 }

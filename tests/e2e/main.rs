@@ -14,3 +14,7 @@ mod devices;
 mod pack_labels;
 // kd-distill: online KD, FKD, MEAL V2, SSLD, resume, bad input.
 mod distill;
+// kd-import: PyTorch and safetensors teachers, predictions against PyTorch's, use as teacher.
+mod import;
+// Hostile input: exit 2 naming the file, arguments checked first, no Vulkan noise.
+mod hostile;

@@ -1,4 +1,4 @@
-//! MEAL V2's discriminator loss (`loss.py discriminatorLoss`; anchors §A3.1): the discriminator
+//! MEAL V2's discriminator loss (`loss.py discriminatorLoss`; Shen & Savvides, MEAL V2, 2020, §3.1): the discriminator
 //! `D` sees the batch concatenation `[student outputs; teacher outputs]` (`2B x C`) and is scored
 //! with `BCEWithLogitsLoss` against targets `[1, 0]` for the B student rows and `[0, 1]` for the
 //! B teacher rows:

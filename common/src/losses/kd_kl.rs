@@ -3,7 +3,7 @@
 //! `L = alpha * T^2 * KL(p_t || softmax(z_s / T)) + (1 - alpha) * CE(z_s, y)`,
 //! with `p_t = softmax(z_t / T)` (or an ensemble's average of them) and the KL averaged over the
 //! batch. The T^2 factor keeps gradient magnitudes comparable across temperatures.
-//! prune-then-distill uses alpha = 0.95, T = 10 (anchors §A2.3).
+//! prune-then-distill uses alpha = 0.95, T = 10 (Park & No, prune-then-distill, ECCV 2022, §4).
 
 use super::cross_entropy::cross_entropy_with_smoothing;
 use burn::tensor::activation::log_softmax;

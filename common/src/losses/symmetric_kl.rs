@@ -1,4 +1,6 @@
-//! Symmetric KL, the loss PaddleClas's SSLD calls "JS" (`DistillationDMLLoss`; anchors §A4.1):
+//! Symmetric KL, the loss PaddleClas's SSLD calls "JS" (`DistillationDMLLoss`;
+//! Cui et al., "Beyond Self-Supervision: A Simple Yet Effective Network Distillation
+//! Alternative", 2021, §3):
 //! `L = mean_b 1/2 (KL(p_t || p_s) + KL(p_s || p_t))` with `p = softmax(z)`, no temperature.
 //! It is Jeffreys' divergence halved, not the Jensen-Shannon divergence (see
 //! [`super::jensen_shannon`]).

@@ -1,5 +1,5 @@
-//! MEAL V2's discriminator (Shen & Savvides, "MEAL V2", 2020, §3.2; `models/discriminator.py`,
-//! anchors §A3.1): three fully connected layers `C -> C/8 -> C/64 -> 2`, each followed by ReLU,
+//! MEAL V2's discriminator (Shen & Savvides, MEAL V2, 2020, §3.2; `models/discriminator.py`,
+//! Shen & Savvides, MEAL V2, 2020, §3.1): three fully connected layers `C -> C/8 -> C/64 -> 2`, each followed by ReLU,
 //! telling the student's output vectors from the teachers'. MEAL V2 also applies ReLU after the
 //! last layer, so both logits are >= 0 before `BCEWithLogitsLoss` (sigmoid >= 0.5); that quirk
 //! is the `final_relu` parity switch, off by default here.

@@ -6,9 +6,9 @@
 //! `features.{i}.depthwise.conv.weight`, `features.{i}.project.conv.weight`, `head.conv.weight`,
 //! `classifier.weight`.
 
-use super::layers::{ConvBn, global_avg_pool, linear, scaled};
+use super::head::{self, Head, HeadSpec};
+use super::layers::{ConvBn, global_avg_pool, scaled};
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {
@@ -49,31 +49,40 @@ pub struct MobileNetV2 {
     stem: ConvBn,
     features: Vec<InvertedResidual>,
     head: ConvBn,
-    classifier: Linear,
+    classifier: Option<Head>,
 }
 
 impl MobileNetV2 {
     /// Builds the network with channel widths scaled by `width` (the paper's multiplier).
-    pub fn new(width: f32, in_channels: usize, num_classes: usize, device: &Device) -> Self {
+    pub fn new(
+        width: f32,
+        channels: Option<&[usize]>,
+        in_channels: usize,
+        num_classes: usize,
+        head: HeadSpec,
+        device: &Device,
+    ) -> Self {
         // (expansion t, channels c, repeats n, stride s) of Table 2, CIFAR strides.
         const STAGES: [(usize, usize, usize, usize); 7] =
             [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
-        let stem_width = scaled(32, width);
+        // A plan gives the stem, the seven stages and the last 1x1 convolution.
+        let planned = |i: usize, default: usize| channels.map_or(default, |c| c[i]);
+        let stem_width = planned(0, scaled(32, width));
         let mut c_in = stem_width;
         let mut features = Vec::new();
-        for (t, c, n, s) in STAGES {
-            let c_out = scaled(c, width);
+        for (stage, (t, c, n, s)) in STAGES.into_iter().enumerate() {
+            let c_out = planned(stage + 1, scaled(c, width));
             for i in 0..n {
                 features.push(InvertedResidual::new(c_in, c_out, if i == 0 { s } else { 1 }, t, device));
                 c_in = c_out;
             }
         }
-        let head_width = if width > 1.0 { scaled(1280, width) } else { 1280 };
+        let head_width = planned(8, if width > 1.0 { scaled(1280, width) } else { 1280 });
         Self {
             stem: ConvBn::new(in_channels, stem_width, 3, 1, 1, device),
             features,
             head: ConvBn::new(c_in, head_width, 1, 1, 1, device),
-            classifier: linear(head_width, num_classes, device),
+            classifier: head.init(head_width, num_classes, device),
         }
     }
 
@@ -86,6 +95,6 @@ impl MobileNetV2 {
 
     /// Logits: `[B, C_in, H, W] -> [B, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.classifier.forward(self.forward_features(x))
+        head::apply(&self.classifier, self.forward_features(x))
     }
 }

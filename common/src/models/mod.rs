@@ -2,6 +2,7 @@
 //! embedding (`forward_features`) besides the logits (`forward`).
 
 pub mod discriminator;
+pub mod head;
 mod layers;
 pub mod mobilenet_v2;
 pub mod resnet;
@@ -9,6 +10,7 @@ pub mod small_cnn;
 pub mod vgg;
 
 pub use discriminator::Discriminator;
+pub use head::{Head, HeadSpec};
 pub use mobilenet_v2::MobileNetV2;
 pub use resnet::{ResNet, Shortcut};
 pub use small_cnn::SmallCnn;
@@ -19,6 +21,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
+
+/// The widest layer a spec may ask for: a 3x3 convolution of this width in and out has 38 M
+/// weights, so a hostile sidecar cannot make kdkit allocate without bound.
+pub const MAX_CHANNELS: usize = 2048;
 
 /// Architecture names as written on the command line and in checkpoint sidecars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,13 +69,13 @@ impl FromStr for Arch {
             "vgg-custom" => Ok(Self::Vgg(0)),
             _ => {
                 if let Some(depth) = name.strip_prefix("resnet").and_then(|d| d.parse::<usize>().ok()) {
-                    if depth >= 8 && (depth - 2) % 6 == 0 {
+                    if (8..=1202).contains(&depth) && (depth - 2) % 6 == 0 {
                         return Ok(Self::ResNet(depth));
                     }
-                } else if let Some(depth) = name.strip_prefix("vgg").and_then(|d| d.parse::<usize>().ok()) {
-                    if vgg::standard_plan(depth).is_some() {
-                        return Ok(Self::Vgg(depth));
-                    }
+                } else if let Some(depth) = name.strip_prefix("vgg").and_then(|d| d.parse::<usize>().ok())
+                    && vgg::standard_plan(depth).is_some()
+                {
+                    return Ok(Self::Vgg(depth));
                 }
                 Err(unknown())
             }
@@ -121,6 +127,17 @@ pub struct ModelSpec {
     /// VGG channel plan; required for `vgg-custom`, filled in for standard depths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<PlanItem>>,
+    /// Per-stage channel counts replacing the width multiplier's (a student shaped by a pruned
+    /// teacher). ResNet: the three stage widths, optionally followed by the inner width
+    /// (`conv1`'s output) of every block in order (3 + 3n values; residual additions force one
+    /// width per stage, the inner width is free); small CNN: its three convolutions;
+    /// MobileNetV2: the stem, the seven stages of Table 2 and the last 1x1 convolution (9).
+    /// VGG uses `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+    /// What follows the pooled embedding (default: a classifier of `num_classes`).
+    #[serde(default, skip_serializing_if = "HeadSpec::is_classifier")]
+    pub head: HeadSpec,
     /// Input channels (1 for Fashion-MNIST, 3 for CIFAR).
     pub in_channels: usize,
     /// Number of classes.
@@ -134,43 +151,116 @@ impl ModelSpec {
             Arch::Vgg(depth) if depth > 0 => vgg::standard_plan(depth),
             _ => None,
         };
-        Self { arch, width: 1.0, shortcut: Shortcut::Pad, plan, in_channels, num_classes }
+        Self {
+            arch,
+            width: 1.0,
+            shortcut: Shortcut::Pad,
+            plan,
+            channels: None,
+            head: HeadSpec::Classifier,
+            in_channels,
+            num_classes,
+        }
+    }
+
+    /// Checks that the spec describes a network that can be built: sizes, the channel plan's
+    /// length and widths, the head.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidModel(m));
+        if self.in_channels == 0 || self.in_channels > 4096 {
+            return bad(format!("input channels must be between 1 and 4096, got {}", self.in_channels));
+        }
+        match self.head {
+            HeadSpec::Classifier if self.num_classes < 2 || self.num_classes > 1 << 17 => {
+                return bad(format!("a classifier needs between 2 and 131072 classes, got {}", self.num_classes));
+            }
+            HeadSpec::Projection { hidden, out } if hidden == 0 || out == 0 || hidden > 1 << 14 || out > 1 << 14 => {
+                return bad(format!("projection head widths must be between 1 and 16384, got {hidden} and {out}"));
+            }
+            _ => {}
+        }
+        if !(self.width.is_finite() && self.width > 0.0 && self.width <= 16.0) {
+            return bad(format!("width multiplier must be in (0, 16], got {}", self.width));
+        }
+        if let Some(channels) = &self.channels {
+            let expected: &[usize] = match self.arch {
+                Arch::ResNet(depth) => &[3, 3 + 3 * ((depth - 2) / 6)],
+                Arch::SmallCnn => &[3],
+                Arch::MobileNetV2 => &[9],
+                Arch::Vgg(_) => return bad("VGG takes a `plan`, not `channels`".into()),
+            };
+            if !expected.contains(&channels.len()) {
+                return bad(format!("{} takes {expected:?} channel counts, got {}", self.arch, channels.len()));
+            }
+            if let Some(c) = channels.iter().find(|&&c| c == 0 || c > MAX_CHANNELS) {
+                return bad(format!("channel counts must be between 1 and {MAX_CHANNELS}, got {c}"));
+            }
+            if matches!(self.arch, Arch::ResNet(_))
+                && self.shortcut == Shortcut::Pad
+                && (channels[1] < channels[0] || channels[2] < channels[1])
+            {
+                return bad(format!(
+                    "option-A (pad) shortcuts cannot narrow a stage: {:?}; use shortcut = \"conv\"",
+                    &channels[..3]
+                ));
+            }
+        }
+        if let Some(plan) = &self.plan {
+            if !matches!(self.arch, Arch::Vgg(_)) {
+                return bad(format!("{} takes no VGG plan", self.arch));
+            }
+            if let Some(c) = plan.iter().find_map(|p| match p {
+                PlanItem::Conv(c) if *c == 0 || *c > MAX_CHANNELS => Some(*c),
+                _ => None,
+            }) {
+                return bad(format!("VGG plan widths must be between 1 and {MAX_CHANNELS}, got {c}"));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the spec and builds the network with fresh weights on `device`.
     pub fn init(&self, device: &Device) -> Result<Network> {
-        if self.in_channels == 0 || self.num_classes < 2 {
-            return Err(Error::InvalidModel(format!(
-                "need at least 1 input channel and 2 classes, got {} and {}",
-                self.in_channels, self.num_classes
-            )));
-        }
-        if !(self.width.is_finite() && self.width > 0.0) {
-            return Err(Error::InvalidModel(format!("width multiplier must be positive, got {}", self.width)));
-        }
+        self.validate()?;
+        let channels = self.channels.as_deref();
         Ok(match self.arch {
             Arch::ResNet(depth) => Network::ResNet(ResNet::new(
                 (depth - 2) / 6,
                 self.width,
+                channels,
                 self.shortcut,
                 self.in_channels,
                 self.num_classes,
+                self.head,
                 device,
             )),
             Arch::Vgg(_) => {
                 let plan = self.plan.as_ref().ok_or_else(|| Error::InvalidModel("vgg-custom needs a plan".into()))?;
-                Network::Vgg(Vgg::new(plan, self.in_channels, self.num_classes, device)?)
+                Network::Vgg(Vgg::new(plan, self.in_channels, self.num_classes, self.head, device)?)
             }
-            Arch::MobileNetV2 => {
-                Network::MobileNetV2(MobileNetV2::new(self.width, self.in_channels, self.num_classes, device))
-            }
-            Arch::SmallCnn => Network::SmallCnn(SmallCnn::new(self.width, self.in_channels, self.num_classes, device)),
+            Arch::MobileNetV2 => Network::MobileNetV2(MobileNetV2::new(
+                self.width,
+                channels,
+                self.in_channels,
+                self.num_classes,
+                self.head,
+                device,
+            )),
+            Arch::SmallCnn => Network::SmallCnn(SmallCnn::new(
+                self.width,
+                channels,
+                self.in_channels,
+                self.num_classes,
+                self.head,
+                device,
+            )),
         })
     }
 }
 
 /// Any network of the zoo.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per model; boxing would change the module tree
 pub enum Network {
     /// CIFAR ResNet.
     ResNet(ResNet),
@@ -206,7 +296,8 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
 }
 
 impl Network {
-    /// Logits: `[B, C_in, H, W] -> [B, classes]`.
+    /// The head's output: logits `[B, classes]` for a classifier, the projection for a
+    /// projection head, the embedding for a feature-only network.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Self::ResNet(m) => m.forward(x),
@@ -239,9 +330,9 @@ mod tests {
     /// Published counts (He et al. 2016, §4.2: ResNet-20 0.27 M, ResNet-56 0.85 M, ResNet-110
     /// 1.7 M). Exact values by hand for option A, 3 input channels, 10 classes (conv weights +
     /// BN gamma/beta + fc; running statistics are buffers, not parameters):
-    /// ResNet-20: stem 432 + 32; stage 1: 3 x (2*2304 + 64) = 14,016; stage 2: (4608 + 9216 + 128)
-    /// + 2 x (2*9216 + 128) = 51,072; stage 3: (18432 + 36864 + 256) + 2 x (2*36864 + 256) =
-    /// 203,520; fc 650; total 269,722. ResNet-56 (9 blocks a stage) the same way: 853,018.
+    /// ResNet-20: stem 432 + 32; stage 1: 3 x (2*2304 + 64) = 14,016; stage 2:
+    /// (4608 + 9216 + 128) plus 2 x (2*9216 + 128) = 51,072; stage 3: (18432 + 36864 + 256) plus
+    /// 2 x (2*36864 + 256) = 203,520; fc 650; total 269,722. ResNet-56 (9 blocks a stage) the same way: 853,018.
     #[test]
     fn resnet_parameter_counts_match_the_paper() {
         assert_eq!(params("resnet20", 10), 269_722);
@@ -271,6 +362,34 @@ mod tests {
             assert_eq!(net.forward(x.clone()).dims(), [2, 7], "{name}");
             assert_eq!(net.forward_features(x).dims()[0], 2, "{name}");
         }
+    }
+
+    /// Channel plans: ResNet-8 with stage widths 4, 8, 8 and inner widths 2, 3, 5 has
+    /// stem 9*1*4 + 2*4, block 1: 9*4*2 + 4 + 9*2*4 + 8, block 2: 9*4*3 + 6 + 9*3*8 + 16,
+    /// block 3: 9*8*5 + 10 + 9*5*8 + 16, fc 8*3 + 3 (by hand).
+    #[test]
+    fn channel_plans_and_heads() {
+        let device = Device::default();
+        let mut spec = ModelSpec::new(Arch::ResNet(8), 1, 3);
+        spec.channels = Some(vec![4, 8, 8, 2, 3, 5]);
+        let expected = (36 + 8) + (72 + 4 + 72 + 8) + (108 + 6 + 216 + 16) + (360 + 10 + 360 + 16) + 27;
+        assert_eq!(trainable_params(&spec.init(&device).unwrap()), expected);
+        spec.channels = Some(vec![8, 4, 8]);
+        assert!(spec.init(&device).unwrap_err().to_string().contains("cannot narrow"));
+        spec.channels = Some(vec![8, 4]);
+        assert!(spec.init(&device).unwrap_err().to_string().contains("channel counts"));
+
+        let mut encoder = ModelSpec::new(Arch::SmallCnn, 1, 0);
+        encoder.channels = Some(vec![4, 8, 16]);
+        encoder.head = HeadSpec::None;
+        let x = Tensor::<4>::zeros([2, 1, 8, 8], &device);
+        assert_eq!(encoder.init(&device).unwrap().forward(x.clone()).dims(), [2, 16]);
+        encoder.head = HeadSpec::Projection { hidden: 16, out: 5 };
+        assert_eq!(encoder.init(&device).unwrap().forward(x).dims(), [2, 5]);
+        let mut mobile = ModelSpec::new(Arch::MobileNetV2, 1, 3);
+        mobile.channels = Some(vec![4, 4, 6, 8, 8, 12, 16, 16, 32]);
+        let x = Tensor::<4>::zeros([1, 1, 8, 8], &device);
+        assert_eq!(mobile.init(&device).unwrap().forward_features(x).dims(), [1, 32]);
     }
 
     #[test]

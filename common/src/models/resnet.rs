@@ -8,10 +8,11 @@
 //! (`shortcut = "conv"`: 1x1 convolution + BN, torchvision's `downsample.0/1`) is available.
 //! Tensor names follow torchvision: `conv1.weight`, `layer1.0.bn1.running_mean`, `fc.weight`.
 
-use super::layers::{bn, conv, global_avg_pool, linear, scaled};
+use super::head::{self, Head, HeadSpec};
+use super::layers::{bn, conv, global_avg_pool, scaled};
 use burn::module::Module;
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
 
@@ -52,7 +53,7 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn new(c_in: usize, c_out: usize, stride: usize, shortcut: Shortcut, device: &Device) -> Self {
+    fn new(c_in: usize, inner: usize, c_out: usize, stride: usize, shortcut: Shortcut, device: &Device) -> Self {
         let reshaped = stride != 1 || c_in != c_out;
         let downsample = if reshaped && shortcut == Shortcut::Conv {
             vec![DownsamplePart::Conv(conv(c_in, c_out, 1, stride, 1, device)), DownsamplePart::Norm(bn(c_out, device))]
@@ -61,9 +62,9 @@ impl BasicBlock {
         };
         let pad_channels = if reshaped && shortcut == Shortcut::Pad { c_out - c_in.min(c_out) } else { 0 };
         Self {
-            conv1: conv(c_in, c_out, 3, stride, 1, device),
-            bn1: bn(c_out, device),
-            conv2: conv(c_out, c_out, 3, 1, 1, device),
+            conv1: conv(c_in, inner, 3, stride, 1, device),
+            bn1: bn(inner, device),
+            conv2: conv(inner, c_out, 3, 1, 1, device),
             bn2: bn(c_out, device),
             downsample,
             stride,
@@ -105,39 +106,50 @@ pub struct ResNet {
     layer1: Vec<BasicBlock>,
     layer2: Vec<BasicBlock>,
     layer3: Vec<BasicBlock>,
-    fc: Linear,
+    fc: Option<Head>,
 }
 
 impl ResNet {
     /// Builds ResNet-(6n+2) with `n = blocks_per_stage`.
+    #[allow(clippy::too_many_arguments)] // the spec's fields, spelled out
     pub fn new(
         blocks_per_stage: usize,
         width: f32,
+        channels: Option<&[usize]>,
         shortcut: Shortcut,
         in_channels: usize,
         num_classes: usize,
+        head: HeadSpec,
         device: &Device,
     ) -> Self {
-        let widths = [16, 32, 64].map(|c| scaled(c, width));
-        let stage = |c_in: usize, c_out: usize, stride: usize| {
+        // A plan gives the three stage widths, optionally followed by the inner width (conv1's
+        // output) of every block; see `ModelSpec::channels`.
+        let widths = match channels {
+            Some(c) => [c[0], c[1], c[2]],
+            None => [16, 32, 64].map(|c| scaled(c, width)),
+        };
+        let inner = |stage: usize, block: usize| {
+            channels.and_then(|c| c.get(3 + stage * blocks_per_stage + block).copied()).unwrap_or(widths[stage])
+        };
+        let stage = |index: usize, c_in: usize, stride: usize| {
+            let c_out = widths[index];
             (0..blocks_per_stage)
                 .map(|i| {
                     let (c_in, stride) = if i == 0 { (c_in, stride) } else { (c_out, 1) };
-                    BasicBlock::new(c_in, c_out, stride, shortcut, device)
+                    BasicBlock::new(c_in, inner(index, i), c_out, stride, shortcut, device)
                 })
                 .collect::<Vec<_>>()
         };
         Self {
             conv1: conv(in_channels, widths[0], 3, 1, 1, device),
             bn1: bn(widths[0], device),
-            layer1: stage(widths[0], widths[0], 1),
-            layer2: stage(widths[0], widths[1], 2),
-            layer3: stage(widths[1], widths[2], 2),
-            fc: linear(widths[2], num_classes, device),
+            layer1: stage(0, widths[0], 1),
+            layer2: stage(1, widths[0], 2),
+            layer3: stage(2, widths[1], 2),
+            fc: head.init(widths[2], num_classes, device),
         }
     }
 
-    /// Pooled embedding: `[B, C_in, H, W] -> [B, 64 * width]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = relu(self.bn1.forward(self.conv1.forward(x)));
         let x = self.layer1.iter().chain(&self.layer2).chain(&self.layer3).fold(x, |x, b| b.forward(x));
@@ -146,6 +158,6 @@ impl ResNet {
 
     /// Logits: `[B, C_in, H, W] -> [B, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.fc.forward(self.forward_features(x))
+        head::apply(&self.fc, self.forward_features(x))
     }
 }

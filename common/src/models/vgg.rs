@@ -8,10 +8,10 @@
 //! are already 1 pixel wide are skipped, so every plan also runs on 28x28 inputs.
 //! Tensor names: `features.{i}.conv.weight`, `features.{i}.bn.running_var`, `classifier.weight`.
 
-use super::layers::{ConvBn, global_avg_pool, linear, max_pool_2x2};
+use super::head::{self, Head, HeadSpec};
+use super::layers::{ConvBn, global_avg_pool, max_pool_2x2};
 use crate::error::{Error, Result};
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
@@ -49,6 +49,7 @@ pub fn standard_plan(depth: usize) -> Option<Vec<PlanItem>> {
 
 /// One element of `features`: a conv + BN + ReLU, or a max pool.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful per network; boxing would change the module tree
 pub enum VggLayer {
     /// 3x3 conv, BN, ReLU.
     Conv(ConvBn),
@@ -60,12 +61,18 @@ pub enum VggLayer {
 #[derive(Module, Debug)]
 pub struct Vgg {
     features: Vec<VggLayer>,
-    classifier: Linear,
+    classifier: Option<Head>,
 }
 
 impl Vgg {
     /// Builds the network of `plan`, which must contain at least one convolution.
-    pub fn new(plan: &[PlanItem], in_channels: usize, num_classes: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        plan: &[PlanItem],
+        in_channels: usize,
+        num_classes: usize,
+        head: HeadSpec,
+        device: &Device,
+    ) -> Result<Self> {
         let mut c_in = in_channels;
         let mut features = Vec::with_capacity(plan.len());
         for item in plan {
@@ -82,7 +89,7 @@ impl Vgg {
         if c_in == in_channels && !plan.iter().any(|p| matches!(p, PlanItem::Conv(_))) {
             return Err(Error::InvalidModel("a VGG plan needs at least one convolution".into()));
         }
-        Ok(Self { features, classifier: linear(c_in, num_classes, device) })
+        Ok(Self { features, classifier: head.init(c_in, num_classes, device) })
     }
 
     /// Pooled embedding: `[B, C_in, H, W] -> [B, last plan width]`.
@@ -96,6 +103,6 @@ impl Vgg {
 
     /// Logits: `[B, C_in, H, W] -> [B, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.classifier.forward(self.forward_features(x))
+        head::apply(&self.classifier, self.forward_features(x))
     }
 }

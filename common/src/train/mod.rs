@@ -1,15 +1,23 @@
-//! The one training loop of kdkit. Trainers plug in an [`Objective`] (their loss and targets);
-//! the loop owns data loading, optimisation, the learning-rate schedule, validation, NaN/inf
-//! detection, metrics and resume-after-kill.
+//! The one training loop of kdkit. Trainers plug in an [`Objective`] (their loss, an after-step
+//! hook, persistent state) and a [`Validation`]; the loop owns batching from any
+//! [`kd_datasets::BatchSource`], optimisation, the learning-rate schedule, NaN/inf detection,
+//! metrics and resume-after-kill.
 
 mod evaluate;
+mod knn;
+mod objective;
 mod optimizer;
 mod schedule;
 mod state;
 mod trainer;
+pub mod upload;
+mod validation;
 
-pub use evaluate::{ensemble_logits, evaluate, images_tensor, predict};
+pub use evaluate::{evaluate, predict};
+pub use knn::{KnnConfig, knn_top1, vote as knn_vote};
+pub use objective::{Objective, ObjectiveState, StepInfo, StepOutput};
 pub use optimizer::OptimizerConfig;
 pub use schedule::{Decay, ScheduleConfig};
-pub use state::{EpochRow, Progress, StateDir, write_metrics_csv};
-pub use trainer::{FitOutcome, Objective, Phase, StepOutput, TrainConfig, fit, fit_phases};
+pub use state::{PassRow, Progress, StateDir, write_metrics_csv};
+pub use trainer::{FitOutcome, Phase, Run, TrainConfig, fit};
+pub use validation::Validation;

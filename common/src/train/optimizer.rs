@@ -37,12 +37,12 @@ impl OptimizerConfig {
         let clipping = clip_norm.map(GradientClippingConfig::Norm);
         match self {
             Self::Sgd { momentum, nesterov, weight_decay } => {
-                let momentum = (*momentum > 0.0).then(|| MomentumConfig {
+                let momentum = (*momentum > 0.0).then_some(MomentumConfig {
                     momentum: *momentum,
                     dampening: 0.0,
                     nesterov: *nesterov,
                 });
-                let decay = (*weight_decay > 0.0).then(|| WeightDecayConfig { penalty: *weight_decay });
+                let decay = (*weight_decay > 0.0).then_some(WeightDecayConfig { penalty: *weight_decay });
                 SgdConfig::new()
                     .with_momentum(momentum)
                     .with_weight_decay(decay)
@@ -56,6 +56,27 @@ impl OptimizerConfig {
                 .with_weight_decay(*weight_decay)
                 .with_grad_clipping(clipping)
                 .init(),
+        }
+    }
+
+    /// Checks the hyper-parameters (momentum in [0, 1), betas in [0, 1), non-negative decay).
+    pub fn validate(&self) -> crate::Result<()> {
+        let ok = match self {
+            Self::Sgd { momentum, weight_decay, .. } => {
+                (0.0..1.0).contains(momentum) && weight_decay.is_finite() && *weight_decay >= 0.0
+            }
+            Self::Adamw { betas, eps, weight_decay } => {
+                betas.iter().all(|b| (0.0..1.0).contains(b))
+                    && eps.is_finite()
+                    && *eps > 0.0
+                    && weight_decay.is_finite()
+                    && *weight_decay >= 0.0
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidConfig(format!("optimizer hyper-parameters out of range: {self:?}")))
         }
     }
 }

@@ -1,16 +1,18 @@
-//! The training loop.
+//! The training loop of kdkit: every trainer (pretraining, every distillation method, pruning,
+//! MoCo and SEED, linear probes) runs through [`fit`] with its own [`Objective`].
 
-use super::evaluate::{evaluate, images_tensor};
+use super::objective::{Objective, StepInfo};
 use super::optimizer::OptimizerConfig;
 use super::schedule::ScheduleConfig;
-use super::state::{EpochRow, Progress, StateDir, write_metrics_csv};
+use super::state::{PassRow, Progress, StateDir, write_metrics_csv};
+use super::validation::Validation;
 use crate::device::ResolvedDevice;
 use crate::error::{Error, Result};
-use crate::models::Network;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
-use kd_datasets::{Batch, BatchLoader};
+use kd_datasets::BatchSource;
+use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Instant;
 
@@ -18,9 +20,9 @@ use std::time::Instant;
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Epochs (passes over the training loader).
+    /// Epochs of the schedule (passes over the data, unless a phase counts a pass as several).
     pub epochs: usize,
-    /// Images per optimizer step.
+    /// Rows (images, crops or feature vectors) per optimizer step.
     pub batch_size: usize,
     /// Optimizer.
     pub optimizer: OptimizerConfig,
@@ -31,208 +33,416 @@ pub struct TrainConfig {
     pub grad_clip_norm: Option<f32>,
 }
 
-/// What an objective returns for one batch.
-pub struct StepOutput {
-    /// Scalar loss to minimise, `[1]`.
-    pub loss: Tensor<1>,
-    /// Logits of the network being evaluated, `[B, classes]` (for training accuracy).
-    pub logits: Tensor<2>,
-}
-
-/// A training method: turns a batch into a loss. `M` is the trained module (a network, or a
-/// network together with auxiliary modules such as a discriminator).
-pub trait Objective<M: Module> {
-    /// Loss of `model` on `batch`; `images` is already on the autodiff device.
-    fn step(&mut self, model: &M, images: Tensor<4>, labels: Tensor<1, Int>, batch: &Batch) -> Result<StepOutput>;
-
-    /// The network that validation measures and that is exported.
-    fn network<'a>(&self, model: &'a M) -> &'a Network;
-
-    /// Networks whose (ensemble) predictions validation compares with: the teachers. Their
-    /// agreement with the trained network becomes the `val_agreement` column.
-    fn references(&self) -> &[Network] {
-        &[]
+impl TrainConfig {
+    /// Checks what the loop cannot run with (before any data is read).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("the batch size must be at least 1".into());
+        }
+        if !(self.schedule.lr.is_finite() && self.schedule.lr > 0.0) {
+            return bad(format!("the learning rate must be positive, got {}", self.schedule.lr));
+        }
+        if !(self.schedule.warmup_epochs.is_finite() && self.schedule.warmup_epochs >= 0.0) {
+            return bad(format!("warm-up epochs must be >= 0, got {}", self.schedule.warmup_epochs));
+        }
+        if self.grad_clip_norm.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return bad("the gradient clipping norm must be positive".into());
+        }
+        self.optimizer.validate()
     }
 }
 
-/// A stretch of training on one loader: `passes` passes, each counting as `epochs_per_pass`
+/// A stretch of training on one source: `passes` passes, each counting as `epochs_per_pass`
 /// epochs of the schedule. FKD's multi-crop passes count `num_crops` epochs each (one pass with
-/// `m` crops per image takes as many optimizer steps as `m` single-crop epochs; anchors §A1.5).
+/// `m` crops per image takes as many optimizer steps as `m` single-crop epochs; Shen & Xing,
+/// ECCV 2022, §3.2).
 #[derive(Clone, Copy)]
 pub struct Phase<'a> {
     /// The batches.
-    pub loader: &'a BatchLoader,
-    /// Passes over the loader.
+    pub source: &'a dyn BatchSource,
+    /// Passes over the source.
     pub passes: usize,
     /// Epochs each pass counts as.
     pub epochs_per_pass: usize,
+}
+
+impl<'a> Phase<'a> {
+    /// `epochs` passes of one epoch each.
+    pub fn epochs(source: &'a dyn BatchSource, epochs: usize) -> Self {
+        Self { source, passes: epochs, epochs_per_pass: 1 }
+    }
+}
+
+/// Everything a run needs besides the model and the objective.
+pub struct Run<'a> {
+    /// Loop hyper-parameters.
+    pub config: &'a TrainConfig,
+    /// The data, in training order; their epochs add up to `config.epochs`.
+    pub phases: Vec<Phase<'a>>,
+    /// What is measured after every pass.
+    pub validation: Validation<'a>,
+    /// Where to compute.
+    pub device: &'a ResolvedDevice,
+    /// `metrics.csv` and `state/` go here.
+    pub out_dir: &'a Path,
+    /// Hash of everything that shapes the result (configuration, input files); the
+    /// objective's [`Objective::identity`] is added to it.
+    pub run_hash: &'a str,
 }
 
 /// The result of [`fit`].
 pub struct FitOutcome<M> {
     /// The trained module (autodiff device; call `.valid()` for inference).
     pub model: M,
-    /// One row per epoch, resumed epochs included.
-    pub rows: Vec<EpochRow>,
-    /// The epoch a killed run was resumed after, if any.
+    /// One row per pass, resumed passes included.
+    pub rows: Vec<PassRow>,
+    /// The pass a killed run was resumed after, if any.
     pub resumed_after: Option<usize>,
 }
 
 /// How often (in steps) the loss is read back to check it is finite.
 const CHECK_EVERY: usize = 10;
 
-/// Trains `model` with `objective` for `config.epochs` passes over `train`. Resumes from
-/// `<out>/state` when a run with the same `run_hash` was interrupted; writes
-/// `<out>/metrics.csv` after every epoch.
-#[allow(clippy::too_many_arguments)]
-pub fn fit<M: Module, O: Objective<M>>(
-    model: M,
-    objective: &mut O,
-    config: &TrainConfig,
-    train: &BatchLoader,
-    val: Option<&BatchLoader>,
-    device: &ResolvedDevice,
-    out_dir: &Path,
-    run_hash: &str,
-) -> Result<FitOutcome<M>> {
-    let phases = [Phase { loader: train, passes: config.epochs, epochs_per_pass: 1 }];
-    fit_phases(model, objective, config, &phases, val, device, out_dir, run_hash)
+fn full_hash(run_hash: &str, identity: &serde_json::Value) -> String {
+    if identity.is_null() {
+        return run_hash.to_string();
+    }
+    let digest = Sha256::digest(format!("{run_hash}\n{identity}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// [`fit`] over a sequence of phases whose epochs add up to `config.epochs`; the learning-rate
-/// schedule runs over all their steps, and a metrics row is written per pass (its `epoch` is
-/// the epoch count reached).
-#[allow(clippy::too_many_arguments)]
-pub fn fit_phases<M: Module, O: Objective<M>>(
-    model: M,
-    objective: &mut O,
-    config: &TrainConfig,
-    phases: &[Phase],
-    val: Option<&BatchLoader>,
-    device: &ResolvedDevice,
-    out_dir: &Path,
-    run_hash: &str,
-) -> Result<FitOutcome<M>> {
-    if config.epochs == 0 {
-        return Err(Error::InvalidConfig("epochs must be at least 1".into()));
-    }
-    let planned: usize = phases.iter().map(|p| p.passes * p.epochs_per_pass).sum();
+/// Trains `model` with `objective` over the run's phases. Resumes from `<out>/state` when a run
+/// with the same hash was interrupted; writes `<out>/metrics.csv` after every pass.
+pub fn fit<M: Module, O: Objective<M>>(model: M, objective: &mut O, run: &Run) -> Result<FitOutcome<M>> {
+    let config = run.config;
+    config.validate()?;
+    let planned: usize = run.phases.iter().map(|p| p.passes * p.epochs_per_pass).sum();
     if planned != config.epochs {
         return Err(Error::InvalidConfig(format!(
             "the training phases cover {planned} epochs, the configuration {}",
             config.epochs
         )));
     }
-    // (loader, epochs counted, epochs reached) per pass.
+    // (source, epochs reached) per pass.
     let mut passes = Vec::new();
     let mut reached = 0;
-    for phase in phases {
+    for phase in &run.phases {
+        if phase.source.batches_per_pass() == 0 {
+            return Err(Error::InvalidConfig("a training pass would have no batch (too few images?)".into()));
+        }
         for _ in 0..phase.passes {
             reached += phase.epochs_per_pass;
-            passes.push((phase.loader, reached));
+            passes.push((phase.source, reached));
         }
     }
-    let total_steps: usize = passes.iter().map(|(loader, _)| loader.batches_per_epoch()).sum();
+    let total_steps: usize = passes.iter().map(|(source, _)| source.batches_per_pass()).sum();
     let steps_per_epoch = (total_steps / config.epochs).max(1);
-    let state = StateDir::new(out_dir);
+    let run_hash = full_hash(run.run_hash, &objective.identity());
+    let state = StateDir::new(run.out_dir);
     let mut optim = config.optimizer.build(config.grad_clip_norm);
     let mut model = model;
-    let mut progress = Progress { run_hash: run_hash.into(), epochs_done: 0, steps_done: 0, rows: Vec::new() };
+    let mut progress = Progress {
+        run_hash: run_hash.clone(),
+        passes_done: 0,
+        steps_done: 0,
+        rows: Vec::new(),
+        objective_state: vec![],
+    };
     let mut resumed_after = None;
-    if let Some(saved) = state.load_progress(run_hash)? {
-        let (m, o) = state.restore(model, optim, &saved)?;
+    if let Some(saved) = state.load_progress(&run_hash)? {
+        let (m, o, objective_state) = state.restore(model, optim, &saved)?;
         (model, optim) = (m, o);
-        tracing::info!("resuming after epoch {} of {}", saved.epochs_done, config.epochs);
-        resumed_after = Some(saved.epochs_done);
+        objective.load_state(objective_state)?;
+        let epoch = saved.rows.last().map_or(0, |r| r.epoch);
+        tracing::info!(
+            "resuming after pass {} of {} (epoch {epoch} of {})",
+            saved.passes_done,
+            passes.len(),
+            config.epochs
+        );
+        resumed_after = Some(saved.passes_done);
         progress = saved;
     }
-    let ad_device = device.device.clone().autodiff();
-    let metrics_path = out_dir.join("metrics.csv");
+    let ad_device = run.device.device.clone().autodiff();
+    let inner = ad_device.clone().inner();
+    // Test hook: abort the process (as a kill would, without unwinding) right after this pass's
+    // state is saved, so resume tests stop at a deterministic point.
+    let abort_after_pass: Option<usize> = std::env::var("KD_ABORT_AFTER_PASS").ok().and_then(|v| v.parse().ok());
+    let metrics_path = run.out_dir.join("metrics.csv");
 
-    for epoch in progress.epochs_done..passes.len() {
-        let (train, epochs_reached) = passes[epoch];
-        let pass_steps = train.batches_per_epoch();
+    for pass in progress.passes_done..passes.len() {
+        let (source, epochs_reached) = passes[pass];
+        let pass_steps = source.batches_per_pass();
         let started = Instant::now();
-        let bar = crate::progress::bar(pass_steps as u64, &format!("epoch {}/{}", epochs_reached, config.epochs));
-        let mut loss_sum = Tensor::<1>::zeros([1], &ad_device.clone().inner());
-        let mut correct_sum = Tensor::<1, Int>::zeros([1], &ad_device.clone().inner());
-        let (mut images_seen, mut lr) = (0usize, 0.0);
+        let bar = crate::progress::bar(
+            pass_steps as u64,
+            &format!("pass {}/{} (epoch {epochs_reached}/{})", pass + 1, passes.len(), config.epochs),
+        );
+        let mut loss_sum = Tensor::<1>::zeros([1], &inner);
+        let mut correct_sum: Option<Tensor<1, Int>> = None;
+        let mut metric_sums: Vec<(&'static str, Tensor<1>)> = Vec::new();
+        let (mut rows_seen, mut labelled_rows, mut lr) = (0usize, 0usize, 0.0);
         let mut last_read = (0.0f64, 0usize);
-        for (i, batch) in train.epoch(epoch as u64).enumerate() {
-            let batch = batch.map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        for (i, batch) in source.pass(pass as u64).enumerate() {
+            let batch = batch?;
             let step = progress.steps_done + i;
             lr = config.schedule.lr_at(step, steps_per_epoch, total_steps);
-            let images = images_tensor(&batch, &ad_device);
-            let labels_host: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-            let labels = Tensor::<1, Int>::from_data(TensorData::new(labels_host, [batch.labels.len()]), &ad_device);
-            let output = objective.step(&model, images, labels.clone(), &batch)?;
-            let n = batch.labels.len();
-            let grads = output.loss.backward();
-            let grads = GradientsParams::from_grads(grads, &model);
+            let output = objective.step(&model, &batch, &ad_device)?;
+            let n = batch.rows();
+            let grads = GradientsParams::from_grads(output.loss.backward(), &model);
             model = optim.step(lr, model, grads);
+            model = objective.after_step(model, &StepInfo { step: step + 1, total_steps, lr })?;
 
-            let batch_loss = output.loss.detach().inner().mul_scalar(n as f32);
-            loss_sum = loss_sum + batch_loss;
-            let predicted = output.logits.detach().inner().argmax(1).reshape([n]);
-            correct_sum = correct_sum + predicted.equal(labels.inner()).int().sum();
-            images_seen += n;
+            loss_sum = loss_sum + output.loss.detach().inner().mul_scalar(n as f32);
+            for (name, value) in output.metrics {
+                let value = value.detach().inner().mul_scalar(n as f32);
+                match metric_sums.iter_mut().find(|(m, _)| *m == name) {
+                    Some((_, sum)) => *sum = sum.clone() + value,
+                    None => metric_sums.push((name, value)),
+                }
+            }
+            if let (Some(logits), Some(labels)) = (output.logits, batch.labels()) {
+                let host: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+                let labels = Tensor::<1, Int>::from_data(TensorData::new(host, [n]), &inner);
+                let predicted = logits.detach().inner().argmax(1).reshape([n]);
+                let correct = predicted.equal(labels).int().sum();
+                correct_sum = Some(match correct_sum {
+                    Some(sum) => sum + correct,
+                    None => correct,
+                });
+                labelled_rows += n;
+            }
+            rows_seen += n;
             if (i + 1) % CHECK_EVERY == 0 || i + 1 == pass_steps {
                 let total = loss_sum.clone().into_scalar::<f32>() as f64;
                 if !total.is_finite() {
                     bar.abandon();
-                    return Err(Error::Diverged { value: total as f32, epoch: epoch + 1, step: step + 1 });
+                    return Err(Error::Diverged { value: total as f32, pass: pass + 1, step: step + 1 });
                 }
-                let window = (total - last_read.0) / (images_seen - last_read.1).max(1) as f64;
+                let window = (total - last_read.0) / (rows_seen - last_read.1).max(1) as f64;
                 bar.set_message(format!("loss {window:.4} lr {lr:.4}"));
-                last_read = (total, images_seen);
+                last_read = (total, rows_seen);
             }
             bar.inc(1);
         }
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
-        let train_loss = loss_sum.into_scalar::<f32>() as f64 / images_seen.max(1) as f64;
-        let train_top1 = 100.0 * correct_sum.into_scalar::<i64>() as f64 / images_seen.max(1) as f64;
-
-        let report = match val {
-            Some(val) => Some(evaluate(objective.network(&model), objective.references(), val, &device.device)?),
-            None => None,
+        let per_row = |sum: Tensor<1>| sum.into_scalar::<f32>() as f64 / rows_seen.max(1) as f64;
+        let train_loss = per_row(loss_sum);
+        let train_top1 = correct_sum.map(|c| 100.0 * c.into_scalar::<i64>() as f64 / labelled_rows.max(1) as f64);
+        let train_metrics = metric_sums.into_iter().map(|(name, sum)| (name.to_string(), per_row(sum))).collect();
+        let val = match (objective.network(&model), &run.validation) {
+            (_, Validation::None) => Vec::new(),
+            (Some(network), validation) => validation.run(network, &run.device.device)?,
+            (None, _) => return Err(Error::InvalidConfig("this objective has no network to validate".into())),
         };
         progress.steps_done += pass_steps;
-        progress.epochs_done = epoch + 1;
-        let row = EpochRow {
+        progress.passes_done = pass + 1;
+        let row = PassRow {
+            pass: pass + 1,
             epoch: epochs_reached,
             lr,
             train_loss,
             train_top1,
-            val_loss: report.as_ref().map(|r| r.nll),
-            val_top1: report.as_ref().map(|r| r.top1),
-            val_top5: report.as_ref().map(|r| r.top5),
-            images_per_s: images_seen as f64 / train_seconds,
+            train_metrics,
+            val,
+            images_per_s: rows_seen as f64 / train_seconds,
             seconds: started.elapsed().as_secs_f64(),
-            extra: report
-                .as_ref()
-                .and_then(|r| r.agreement)
-                .map(|a| vec![("val_agreement".to_string(), a)])
-                .unwrap_or_default(),
         };
-        tracing::info!(
-            "epoch {}/{}: train loss {:.4} top-1 {:.2}%{}{} | {:.0} images/s, {:.1} s",
-            row.epoch,
-            config.epochs,
-            row.train_loss,
-            row.train_top1,
-            report.as_ref().map(|r| format!(", val top-1 {:.2}% nll {:.4}", r.top1, r.nll)).unwrap_or_default(),
-            report
-                .as_ref()
-                .and_then(|r| r.agreement)
-                .map(|a| format!(", agreement with the teacher {a:.2}%"))
-                .unwrap_or_default(),
-            row.images_per_s,
-            row.seconds
-        );
+        log_row(&row, passes.len(), config.epochs);
         progress.rows.push(row);
-        state.save(&model, &optim, &progress)?;
+        state.save(&model, &optim, &objective.save_state()?, &mut progress)?;
         write_metrics_csv(&metrics_path, &progress.rows)?;
+        if abort_after_pass == Some(pass + 1) {
+            std::process::abort();
+        }
     }
     Ok(FitOutcome { model, rows: progress.rows, resumed_after })
+}
+
+fn log_row(row: &PassRow, passes: usize, epochs: usize) {
+    let mut text =
+        format!("pass {}/{passes} (epoch {}/{epochs}): train loss {:.4}", row.pass, row.epoch, row.train_loss);
+    if let Some(top1) = row.train_top1 {
+        text.push_str(&format!(" top-1 {top1:.2}%"));
+    }
+    for (name, value) in row.train_metrics.iter().chain(&row.val) {
+        text.push_str(&format!(", {name} {value:.4}"));
+    }
+    tracing::info!("{text} | {:.0} rows/s, {:.1} s", row.images_per_s, row.seconds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::resolve;
+    use crate::losses::cross_entropy_with_smoothing;
+    use crate::models::Network;
+    use crate::train::objective::{ObjectiveState, StepOutput};
+    use crate::train::upload;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+    use kd_datasets::{Batch, FeatureSource};
+
+    /// A linear classifier on cached feature vectors: the linear probe's objective.
+    struct Probe {
+        steps_seen: usize,
+        fail_in_pass: Option<usize>,
+        passes_started: usize,
+    }
+
+    impl Objective<Linear> for Probe {
+        fn step(&mut self, model: &Linear, batch: &Batch, device: &Device) -> Result<StepOutput> {
+            let logits = model.forward(upload::features(batch, 0, device)?);
+            let loss = cross_entropy_with_smoothing(logits.clone(), upload::labels(batch, device)?, 0.0);
+            Ok(StepOutput {
+                loss: loss.clone(),
+                metrics: vec![("twice_loss", loss.mul_scalar(2.0))],
+                logits: Some(logits),
+            })
+        }
+
+        fn network<'a>(&self, _model: &'a Linear) -> Option<&'a Network> {
+            None
+        }
+
+        fn after_step(&mut self, model: Linear, info: &StepInfo) -> Result<Linear> {
+            self.steps_seen += 1;
+            assert_eq!(info.step, self.steps_seen, "the hook sees every step in order");
+            // 4 rows per batch, 16 rows: 4 steps a pass; fail at the start of a chosen pass
+            // (a simulated kill after the previous pass was saved).
+            if (info.step - 1).is_multiple_of(4) {
+                self.passes_started += 1;
+                if self.fail_in_pass == Some(self.passes_started) {
+                    return Err(Error::InvalidConfig("simulated kill".into()));
+                }
+            }
+            Ok(model)
+        }
+
+        fn identity(&self) -> serde_json::Value {
+            serde_json::json!({"probe": 1})
+        }
+
+        fn save_state(&self) -> Result<ObjectiveState> {
+            Ok(ObjectiveState::from([("steps".to_string(), (self.steps_seen as u64).to_le_bytes().to_vec())]))
+        }
+
+        fn load_state(&mut self, state: ObjectiveState) -> Result<()> {
+            let bytes: [u8; 8] = state["steps"].clone().try_into().expect("8 bytes");
+            self.steps_seen = u64::from_le_bytes(bytes) as usize;
+            self.passes_started = self.steps_seen / 4;
+            Ok(())
+        }
+    }
+
+    /// Two separable classes of 3-d features: class 0 near (+1, 0, 0), class 1 near (-1, 0, 0).
+    fn features() -> FeatureSource {
+        let mut values = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..16 {
+            let class = i % 2;
+            let sign = if class == 0 { 1.0 } else { -1.0 };
+            values.extend([sign * (1.0 + (i as f32) * 0.01), 0.1 * ((i * 7 % 5) as f32 - 2.0), 0.05 * (i % 3) as f32]);
+            labels.push(class);
+        }
+        FeatureSource::new(values, 3, labels, 2, 4, true, 3).unwrap()
+    }
+
+    fn config(epochs: usize) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: 4,
+            optimizer: super::super::OptimizerConfig::Sgd { momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+            schedule: super::super::ScheduleConfig {
+                lr: 0.5,
+                warmup_epochs: 0.0,
+                decay: super::super::Decay::Constant,
+            },
+            grad_clip_norm: None,
+        }
+    }
+
+    /// The loop trains a linear probe on features held in memory (any batch source), reports
+    /// the objective's metric as a column, and the probe separates the classes.
+    #[test]
+    fn a_linear_probe_trains_on_cached_features() {
+        let device = resolve(&crate::device::DeviceSpec::Cpu).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let source = features();
+        let config = config(5);
+        let run = Run {
+            config: &config,
+            phases: vec![Phase::epochs(&source, 5)],
+            validation: Validation::None,
+            device: &device,
+            out_dir: dir.path(),
+            run_hash: "probe",
+        };
+        let probe = LinearConfig::new(3, 2).init(&device.device.clone().autodiff());
+        let mut objective = Probe { steps_seen: 0, fail_in_pass: None, passes_started: 0 };
+        let outcome = fit(probe, &mut objective, &run).unwrap();
+        assert_eq!(objective.steps_seen, 20);
+        let last = outcome.rows.last().unwrap();
+        assert_eq!(last.train_top1, Some(100.0), "{:?}", outcome.rows);
+        let (name, twice) = &last.train_metrics[0];
+        assert_eq!(name, "twice_loss");
+        assert!((twice - 2.0 * last.train_loss).abs() < 1e-4, "{twice} vs 2 x {}", last.train_loss);
+        let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+        assert!(
+            csv.starts_with("pass,epoch,lr,train_loss,train_top1,train_twice_loss,images_per_s,seconds\n"),
+            "{csv}"
+        );
+    }
+
+    /// A run stopped in pass 3 resumes after pass 2 with the objective's state as it was saved
+    /// then (the hook continues counting from step 8), and ends with every step seen once.
+    #[test]
+    fn objective_state_survives_an_interruption() {
+        let device = resolve(&crate::device::DeviceSpec::Cpu).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let source = features();
+        let config = config(4);
+        let run = Run {
+            config: &config,
+            phases: vec![Phase::epochs(&source, 4)],
+            validation: Validation::None,
+            device: &device,
+            out_dir: dir.path(),
+            run_hash: "probe",
+        };
+        let ad = device.device.clone().autodiff();
+        let mut first = Probe { steps_seen: 0, fail_in_pass: Some(3), passes_started: 0 };
+        let err = fit(LinearConfig::new(3, 2).init(&ad), &mut first, &run).err().unwrap();
+        assert!(err.to_string().contains("simulated kill"));
+        let saved = std::fs::read_dir(dir.path().join("state")).unwrap().count();
+        assert_eq!(saved, 4, "model, optimizer, objective state, progress");
+
+        let mut resumed = Probe { steps_seen: 0, fail_in_pass: None, passes_started: 0 };
+        let outcome = fit(LinearConfig::new(3, 2).init(&ad), &mut resumed, &run).unwrap();
+        assert_eq!(outcome.resumed_after, Some(2));
+        assert_eq!(resumed.steps_seen, 16, "8 restored + 8 new steps");
+        assert_eq!(outcome.rows.len(), 4);
+
+        // Another objective identity is another run: its state is not resumed into.
+        struct Other(Probe);
+        impl Objective<Linear> for Other {
+            fn step(&mut self, model: &Linear, batch: &Batch, device: &Device) -> Result<StepOutput> {
+                self.0.step(model, batch, device)
+            }
+            fn network<'a>(&self, _model: &'a Linear) -> Option<&'a Network> {
+                None
+            }
+            fn identity(&self) -> serde_json::Value {
+                serde_json::json!({"probe": 2})
+            }
+        }
+        let mut other = Other(Probe { steps_seen: 0, fail_in_pass: None, passes_started: 0 });
+        let err = fit(LinearConfig::new(3, 2).init(&ad), &mut other, &run).err().unwrap();
+        assert!(err.to_string().contains("another configuration"), "{err}");
+    }
 }

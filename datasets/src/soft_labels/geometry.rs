@@ -87,4 +87,27 @@ mod tests {
         let flips = a.iter().filter(|c| c.1).count();
         assert!((10..40).contains(&flips), "{flips} flips of 50");
     }
+
+    /// Golden values: files packed with `--geometry seed` store only the seed, so the stream
+    /// (splitmix64, ChaCha8 from rand_chacha, the crop sampler's libm arithmetic) must give the
+    /// same crops after any dependency upgrade. Recorded from kdkit 0.1.
+    #[test]
+    fn seed_geometry_golden_values() {
+        let params = CropParams { scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0], flip_prob: 0.5, output_size: [28, 28] };
+        let seed = image_seed(3, 17);
+        assert_eq!(seed, 16_914_522_132_785_079_836);
+        assert_eq!(
+            crops_from_seed(seed, 4, 28, 28, &params),
+            vec![
+                ([7022, 9362, 49151, 56173], true),
+                ([7022, 2341, 56173, 63194], false),
+                ([11703, 7022, 39789, 37449], false),
+                ([16384, 44470, 25746, 21065], false),
+            ]
+        );
+        assert_eq!(
+            crops_from_seed(image_seed(0, 59_999), 2, 375, 500, &params),
+            vec![([9262, 20054, 53127, 36306], false), ([17826, 14024, 42641, 30670], false)]
+        );
+    }
 }

@@ -2,5 +2,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    kd_tools::cli::main_with(|| kd_tools::bench::run(kd_tools::bench::Args::parse()))
+    kd_tools::shared::cli::main_with(|| kd_tools::bench::run(kd_tools::bench::Args::parse()))
 }

@@ -4,5 +4,5 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    kd_tools::cli::main_with(|| kd_tools::distill::run(kd_tools::distill::config::Args::parse()))
+    kd_tools::shared::cli::main_with(|| kd_tools::distill::run(kd_tools::distill::config::Args::parse()))
 }

@@ -2,5 +2,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    kd_tools::cli::main_with(|| kd_tools::report::run(kd_tools::report::Args::parse()))
+    kd_tools::shared::cli::main_with(|| kd_tools::report::run(kd_tools::report::Args::parse()))
 }

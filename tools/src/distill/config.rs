@@ -2,13 +2,12 @@
 //! then the config file (unknown keys rejected), then the flags.
 
 use super::method::{DiscriminatorConfig, DiscriminatorInput, Divergence, Method, RegionCrops, UnlabeledSource};
-use crate::cli::{CommonArgs, default_workers, hash_json, merge};
-use crate::profiles::{self, Profile, Role};
-use crate::train_args::{ModelChoice, TrainArgs, set_weight_decay};
-use anyhow::{Context, Result, bail};
+use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
+use crate::shared::profiles::{self, Profile, Role};
+use crate::shared::train_args::{ModelChoice, TrainArgs, set_weight_decay};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use kd_common::device::DeviceSpec;
-use kd_common::models::Shortcut;
 use kd_common::train::TrainConfig;
 use kd_datasets::{Augment, DatasetKind};
 use std::path::PathBuf;
@@ -235,14 +234,14 @@ impl DistillConfig {
         let (arch, width) = profiles::model(profile, Role::Student);
         let mut train = profiles::train_config(profile, dataset);
         if matches!(args, MethodArgs::MealV2(_)) {
-            // MEAL V2 trains without weight decay (anchors §A3.1).
+            // MEAL V2 trains without weight decay (Shen & Savvides, MEAL V2, 2020, §3.1).
             set_weight_decay(&mut train, 0.0);
         }
         Self {
             profile,
             dataset,
             data_dir: None,
-            model: ModelChoice { arch, width, shortcut: Shortcut::Pad, plan: None },
+            model: ModelChoice::new(arch, width),
             init: None,
             train,
             method: default_method(args, profile),
@@ -257,22 +256,39 @@ impl DistillConfig {
         }
     }
 
+    /// Checks that every input file the run names exists (teachers, label file, references,
+    /// initial checkpoint), so that a typo fails at once with "not found".
+    pub fn check_inputs(&self) -> Result<()> {
+        let mut files: Vec<(&str, &std::path::Path)> = Vec::new();
+        files.extend(self.method.teachers().iter().map(|p| ("teacher", p.as_path())));
+        files.extend(self.references.iter().map(|p| ("reference", p.as_path())));
+        if let Some(labels) = self.method.labels().filter(|l| !l.as_os_str().is_empty()) {
+            files.push(("label file", labels.as_path()));
+        }
+        if let Some(init) = &self.init {
+            files.push(("initial checkpoint", init.as_path()));
+        }
+        for (what, path) in files {
+            if !path.exists() {
+                bail!("{what} {}: not found", path.display());
+            }
+        }
+        Ok(())
+    }
+
     /// Defaults, then the config file, then the flags.
     pub fn resolve(args: &MethodArgs) -> Result<Self> {
         let run = args.run_args();
         let (file, dataset) = run.common.config_file_and_dataset()?;
         let defaults = Self::defaults(args, run.profile, dataset);
         let kind = defaults.method.name();
-        let mut value = serde_json::to_value(defaults)?;
-        if let Some((path, overlay)) = &file {
-            if let Some(file_kind) = overlay.get("method").and_then(|m| m.get("kind")).and_then(|k| k.as_str()) {
-                if file_kind != kind {
-                    bail!("{}: method.kind is `{file_kind}` but the command is `{kind}`", path.display());
-                }
-            }
-            merge(&mut value, overlay, "", path)?;
+        if let Some((path, overlay)) = &file
+            && let Some(file_kind) = overlay.get("method").and_then(|m| m.get("kind")).and_then(|k| k.as_str())
+            && file_kind != kind
+        {
+            bail!("{}: method.kind is `{file_kind}` but the command is `{kind}`", path.display());
         }
-        let mut config: Self = serde_json::from_value(value).context("the configuration does not fit its schema")?;
+        let mut config = overlay_config(&defaults, file.as_ref())?;
         let c = &run.common;
         config.dataset = dataset;
         c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);

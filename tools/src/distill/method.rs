@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Method {
-    /// Online Hinton KD from frozen teachers (anchors §A2.3).
+    /// Online Hinton KD from frozen teachers (Park & No, prune-then-distill, ECCV 2022, §4).
     Kd {
         /// Teacher checkpoints (an ensemble averages their softmax at T).
         teachers: Vec<PathBuf>,
@@ -17,7 +17,7 @@ pub enum Method {
         /// Softmax temperature T.
         temperature: f32,
     },
-    /// FKD: teacher-free training from a `kd-pack-labels` file (anchors §A1.5).
+    /// FKD: teacher-free training from a `kd-pack-labels` file (Shen & Xing, FKD, ECCV 2022, §3.2).
     Fkd {
         /// The label file.
         labels: PathBuf,
@@ -27,7 +27,7 @@ pub enum Method {
         temperature: f32,
     },
     /// MEAL V2: soft cross-entropy to the ensemble's mean softmax plus a jointly trained
-    /// discriminator (anchors §A3.1).
+    /// discriminator (Shen & Savvides, MEAL V2, 2020, §3.1).
     MealV2 {
         /// Teacher checkpoints (online); with `labels` they are only used for agreement.
         teachers: Vec<PathBuf>,
@@ -39,7 +39,7 @@ pub enum Method {
         discriminator: Option<DiscriminatorConfig>,
     },
     /// PaddleClas SSLD: a divergence to the teacher on labeled plus unlabeled images, then a
-    /// fine-tune on the labeled set (anchors §A4.1).
+    /// fine-tune on the labeled set (PaddleClas SSLD; Cui et al., 2021, §3).
     Ssld {
         /// Teacher checkpoints.
         teachers: Vec<PathBuf>,
@@ -222,7 +222,7 @@ impl Method {
                 if teachers.is_empty() {
                     return Err("ssld needs at least one --teacher".into());
                 }
-                if !(*finetune_lr_scale > 0.0) {
+                if !(finetune_lr_scale.is_finite() && *finetune_lr_scale > 0.0) {
                     return Err(format!("the fine-tune learning-rate scale must be positive, got {finetune_lr_scale}"));
                 }
                 if *select_per_class == Some(0) {

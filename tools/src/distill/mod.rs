@@ -8,18 +8,19 @@ pub mod objective;
 pub mod regions;
 pub mod ssld;
 
-use crate::data::{Splits, eval_transform, input_spec, loader, open_splits, train_transform};
-use crate::finish::{TrainedRun, save_trained};
 use crate::pretrain::CrossEntropy;
-use crate::teachers::Teachers;
-use crate::train_args::ModelChoice;
+use crate::shared::data::{Splits, eval_transform, input_spec, loader, open_splits, train_transform};
+use crate::shared::finish::{TrainedRun, save_trained};
+use crate::shared::teachers::Teachers;
+use crate::shared::train_args::ModelChoice;
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use config::{Args, DistillConfig};
 use kd_common::checkpoint::{self, InputSpec};
 use kd_common::device::{self, ResolvedDevice};
 use kd_common::models::{Discriminator, ModelSpec, Network};
-use kd_common::train::{self, Decay, EpochRow, ScheduleConfig, TrainConfig};
+use kd_common::train::{self, Decay, PassRow, Phase, Run, ScheduleConfig, TrainConfig, Validation};
+use kd_datasets::BatchLoader;
 use method::{DiscriminatorInput, Divergence, Method};
 use objective::{DistillObjective, Loss, Student, Targets};
 use serde_json::json;
@@ -31,6 +32,10 @@ pub fn run(args: Args) -> Result<()> {
     run_args.common.init_output();
     let mut config = DistillConfig::resolve(&args.method)?;
     let out = run_args.out.clone();
+    // Arguments and input files first, before any device is touched or data read.
+    config.train.validate()?;
+    config.model.validate()?;
+    config.check_inputs()?;
     let device = device::resolve(&config.device)?;
     tracing::info!("{} on {}", config.method.name(), device.description);
 
@@ -74,8 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     let (network, spec) = student_network(&config, &input, classes, &ad_device)?;
     if config.init.is_some() {
         // Record the architecture the initial checkpoint brought.
-        config.model =
-            ModelChoice { arch: spec.arch, width: spec.width, shortcut: spec.shortcut, plan: spec.plan.clone() };
+        config.model = ModelChoice::from_spec(&spec);
     }
     kd_common::atomic::ensure_writable_dir(&out).with_context(|| format!("output directory {}", out.display()))?;
     kd_common::atomic::write_json(&out.join("config.json"), &config)?;
@@ -133,12 +137,7 @@ fn student_network(
     device: &burn::tensor::Device,
 ) -> Result<(Network, ModelSpec)> {
     let Some(init) = &config.init else {
-        let mut spec = ModelSpec::new(config.model.arch, input.channels, classes);
-        spec.width = config.model.width;
-        spec.shortcut = config.model.shortcut;
-        if config.model.plan.is_some() {
-            spec.plan = config.model.plan.clone();
-        }
+        let spec = config.model.spec(input.channels, classes);
         return Ok((spec.init(device)?, spec));
     };
     let (network, meta) =
@@ -160,7 +159,7 @@ fn student_network(
 /// What training produced.
 struct Trained {
     network: Network,
-    rows: Vec<EpochRow>,
+    rows: Vec<PassRow>,
     resumed_after: Option<usize>,
     references: Vec<Network>,
     data: Option<serde_json::Value>,
@@ -171,6 +170,14 @@ fn inputs_identity(teachers: &Teachers, labels: Option<&serde_json::Value>) -> s
     json!({"teachers": teachers.weights_sha256(), "labels": labels})
 }
 
+/// Validation against the held-out split, with the teachers as references.
+fn validation<'a>(val: Option<&'a BatchLoader>, references: &'a [Network]) -> Validation<'a> {
+    match val {
+        Some(source) => Validation::Classification { source, references },
+        None => Validation::None,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train_method(
     config: &DistillConfig,
@@ -178,19 +185,20 @@ fn train_method(
     input: &InputSpec,
     teachers: Teachers,
     network: Network,
-    val: Option<&kd_datasets::BatchLoader>,
+    val: Option<&BatchLoader>,
     device: &ResolvedDevice,
     out: &Path,
 ) -> Result<Trained> {
+    let references = teachers.networks.clone();
     let online = |loss: Loss, temperature: f32, teachers: Teachers| DistillObjective {
         teachers,
         targets: Targets::Online { temperature },
         loss,
         discriminator_input: DiscriminatorInput::Logits,
     };
-    let plain_loader = || {
+    let train_loader = |dataset: &kd_datasets::Dataset| {
         loader(
-            splits.train.clone(),
+            dataset.clone(),
             train_transform(input, config.augment.clone()),
             config.train.batch_size,
             true,
@@ -198,32 +206,50 @@ fn train_method(
             config.seed,
         )
     };
-    let student = |discriminator: Option<Discriminator>| Student { network: network.clone(), discriminator };
+    let region_loaders = |labels: &Path, crops| {
+        regions::region_loaders(
+            labels,
+            crops,
+            splits,
+            input,
+            config.train.epochs,
+            config.train.batch_size,
+            config.workers,
+            config.seed,
+        )
+    };
+    // One run of the loop: the student (with a discriminator or not) over `phases`.
+    let fit = |objective: &mut DistillObjective,
+               discriminator: Option<Discriminator>,
+               phases: Vec<Phase>,
+               hash: &str|
+     -> Result<Trained> {
+        let run = Run {
+            config: &config.train,
+            phases,
+            validation: validation(val, &references),
+            device,
+            out_dir: out,
+            run_hash: hash,
+        };
+        let outcome = train::fit(Student { network: network.clone(), discriminator }, objective, &run)?;
+        Ok(Trained {
+            network: outcome.model.network,
+            rows: outcome.rows,
+            resumed_after: outcome.resumed_after,
+            references: references.clone(),
+            data: None,
+        })
+    };
     match &config.method {
         Method::Kd { alpha, temperature, .. } => {
             let hash = config.run_hash(&inputs_identity(&teachers, None))?;
             let mut objective = online(Loss::Kd { alpha: *alpha, temperature: *temperature }, *temperature, teachers);
-            let outcome =
-                train::fit(student(None), &mut objective, &config.train, &plain_loader()?, val, device, out, &hash)?;
-            Ok(Trained {
-                network: outcome.model.network,
-                rows: outcome.rows,
-                resumed_after: outcome.resumed_after,
-                references: objective.teachers.networks,
-                data: None,
-            })
+            let source = train_loader(&splits.train)?;
+            fit(&mut objective, None, vec![Phase::epochs(&source, config.train.epochs)], &hash)
         }
         Method::Fkd { labels, crops, temperature } => {
-            let regions = regions::region_loaders(
-                labels,
-                crops,
-                splits,
-                input,
-                config.train.epochs,
-                config.train.batch_size,
-                config.workers,
-                config.seed,
-            )?;
+            let regions = region_loaders(labels, crops)?;
             let hash = config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
             let mut objective = DistillObjective {
                 teachers,
@@ -231,24 +257,9 @@ fn train_method(
                 loss: Loss::SoftCrossEntropy { temperature: *temperature },
                 discriminator_input: DiscriminatorInput::Probs,
             };
-            let outcome = train::fit_phases(
-                student(None),
-                &mut objective,
-                &config.train,
-                &regions.phases(),
-                val,
-                device,
-                out,
-                &hash,
-            )?;
+            let trained = fit(&mut objective, None, regions.phases(), &hash)?;
             let data = json!({"label_file": labels, "crops_per_image_stored": regions.meta.crops_per_image, "teachers": regions.meta.teachers});
-            Ok(Trained {
-                network: outcome.model.network,
-                rows: outcome.rows,
-                resumed_after: outcome.resumed_after,
-                references: objective.teachers.networks,
-                data: Some(data),
-            })
+            Ok(Trained { data: Some(data), ..trained })
         }
         Method::MealV2 { labels, crops, discriminator, .. } => {
             let classes = splits.train.num_classes();
@@ -256,59 +267,23 @@ fn train_method(
                 discriminator.map(|d| Discriminator::new(classes, d.final_relu, &device.device.clone().autodiff()));
             let disc_input = discriminator.map_or(DiscriminatorInput::Probs, |d| d.input);
             let loss = Loss::SoftCrossEntropy { temperature: 1.0 };
-            let outcome = match labels {
+            match labels {
                 None => {
                     let hash = config.run_hash(&inputs_identity(&teachers, None))?;
                     let mut objective =
                         DistillObjective { discriminator_input: disc_input, ..online(loss, 1.0, teachers) };
-                    let outcome = train::fit(
-                        student(disc),
-                        &mut objective,
-                        &config.train,
-                        &plain_loader()?,
-                        val,
-                        device,
-                        out,
-                        &hash,
-                    )?;
-                    (outcome, objective.teachers.networks)
+                    let source = train_loader(&splits.train)?;
+                    fit(&mut objective, disc, vec![Phase::epochs(&source, config.train.epochs)], &hash)
                 }
                 Some(path) => {
-                    let regions = regions::region_loaders(
-                        path,
-                        crops,
-                        splits,
-                        input,
-                        config.train.epochs,
-                        config.train.batch_size,
-                        config.workers,
-                        config.seed,
-                    )?;
+                    let regions = region_loaders(path, crops)?;
                     let hash =
                         config.run_hash(&inputs_identity(&teachers, Some(&serde_json::to_value(&regions.meta)?)))?;
                     let mut objective =
                         DistillObjective { teachers, targets: Targets::Packed, loss, discriminator_input: disc_input };
-                    let outcome = train::fit_phases(
-                        student(disc),
-                        &mut objective,
-                        &config.train,
-                        &regions.phases(),
-                        val,
-                        device,
-                        out,
-                        &hash,
-                    )?;
-                    (outcome, objective.teachers.networks)
+                    fit(&mut objective, disc, regions.phases(), &hash)
                 }
-            };
-            let (outcome, references) = outcome;
-            Ok(Trained {
-                network: outcome.model.network,
-                rows: outcome.rows,
-                resumed_after: outcome.resumed_after,
-                references,
-                data: None,
-            })
+            }
         }
         Method::Ssld { divergence, unlabeled, select_per_class, finetune_epochs, finetune_lr_scale, .. } => {
             let data = ssld::assemble(
@@ -327,21 +302,12 @@ fn train_method(
                 Divergence::JensenShannon => Loss::JensenShannon,
             };
             let mut objective = online(loss, 1.0, teachers);
-            let distill_loader = loader(
-                data.distill.clone(),
-                train_transform(input, config.augment.clone()),
-                config.train.batch_size,
-                true,
-                config.workers,
-                config.seed,
-            )?;
-            let outcome =
-                train::fit(student(None), &mut objective, &config.train, &distill_loader, val, device, out, &hash)?;
-            let mut rows = outcome.rows;
-            let mut network = outcome.model.network;
+            let source = train_loader(&data.distill)?;
+            let distilled = fit(&mut objective, None, vec![Phase::epochs(&source, config.train.epochs)], &hash)?;
+            let (mut rows, mut network) = (distilled.rows, distilled.network);
             if *finetune_epochs > 0 {
                 // Stage 2: cross-entropy on the labeled set at a lower learning rate, to restore
-                // the labeled distribution (PaddleClas SSLD; anchors §A4.1).
+                // the labeled distribution (PaddleClas SSLD; Cui et al., "Beyond Self-Supervision: A Simple Yet Effective Network Distillation Alternative", 2021, §3).
                 let finetune = TrainConfig {
                     epochs: *finetune_epochs,
                     schedule: ScheduleConfig {
@@ -351,36 +317,27 @@ fn train_method(
                     },
                     ..config.train.clone()
                 };
-                let labeled_loader = loader(
-                    data.labeled.clone(),
-                    train_transform(input, config.augment.clone()),
-                    config.train.batch_size,
-                    true,
-                    config.workers,
-                    config.seed,
-                )?;
+                let labeled = train_loader(&data.labeled)?;
                 let stage_dir = out.join("finetune");
-                let outcome = train::fit(
-                    network,
-                    &mut CrossEntropy { label_smoothing: 0.0 },
-                    &finetune,
-                    &labeled_loader,
-                    val,
+                let stage_hash = format!("{hash}-finetune");
+                let run = Run {
+                    config: &finetune,
+                    phases: vec![Phase::epochs(&labeled, *finetune_epochs)],
+                    validation: validation(val, &references),
                     device,
-                    &stage_dir,
-                    &format!("{hash}-finetune"),
-                )?;
-                let offset = rows.last().map_or(0, |r| r.epoch);
-                rows.extend(outcome.rows.into_iter().map(|r| EpochRow { epoch: r.epoch + offset, ..r }));
+                    out_dir: &stage_dir,
+                    run_hash: &stage_hash,
+                };
+                let outcome = train::fit(network, &mut CrossEntropy { label_smoothing: 0.0 }, &run)?;
+                let (pass_offset, epoch_offset) = rows.last().map_or((0, 0), |r| (r.pass, r.epoch));
+                rows.extend(outcome.rows.into_iter().map(|r| PassRow {
+                    pass: r.pass + pass_offset,
+                    epoch: r.epoch + epoch_offset,
+                    ..r
+                }));
                 network = outcome.model;
             }
-            Ok(Trained {
-                network,
-                rows,
-                resumed_after: outcome.resumed_after,
-                references: objective.teachers.networks,
-                data: Some(data.summary),
-            })
+            Ok(Trained { network, rows, data: Some(data.summary), ..distilled })
         }
     }
 }

@@ -3,17 +3,17 @@
 //! batch's packed soft labels, plus MEAL V2's discriminator when it is on.
 
 use super::method::DiscriminatorInput;
-use crate::teachers::Teachers;
+use crate::shared::teachers::Teachers;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use kd_common::losses::{discriminator_loss, jensen_shannon, kd_loss, soft_cross_entropy, symmetric_kl};
 use kd_common::models::{Discriminator, Network};
-use kd_common::train::{Objective, StepOutput};
+use kd_common::train::{Objective, StepOutput, upload};
 use kd_datasets::Batch;
 
 /// The trained module: the student and, for MEAL V2, its discriminator (trained jointly, one
-/// optimizer; anchors §A3.1).
+/// optimizer; Shen & Savvides, MEAL V2, 2020, §3.1).
 #[derive(Module, Debug)]
 pub struct Student {
     /// The student network.
@@ -67,34 +67,19 @@ pub struct DistillObjective {
 }
 
 impl Objective<Student> for DistillObjective {
-    fn step(
-        &mut self,
-        model: &Student,
-        images: Tensor<4>,
-        labels: Tensor<1, Int>,
-        batch: &Batch,
-    ) -> kd_common::Result<StepOutput> {
-        let device = images.device();
+    fn step(&mut self, model: &Student, batch: &Batch, device: &Device) -> kd_common::Result<StepOutput> {
+        let images = upload::images(batch, 0, device)?;
         let logits = model.network.forward(images.clone());
         let (teacher_probs, teacher_logits) = match self.targets {
             Targets::Online { temperature } => {
                 let out = self.teachers.ensemble(images.inner(), temperature);
                 (out.probs.autodiff(), Some(out.mean_logits.autodiff()))
             }
-            Targets::Packed => {
-                let [n, classes] = logits.dims();
-                if batch.soft_targets.len() != n * classes {
-                    return Err(kd_common::Error::Shape(format!(
-                        "{} soft-label values for a batch of {n} x {classes}",
-                        batch.soft_targets.len()
-                    )));
-                }
-                (Tensor::from_data(TensorData::new(batch.soft_targets.clone(), [n, classes]), &device), None)
-            }
+            Targets::Packed => (upload::soft_targets(batch, logits.dims()[1], device)?, None),
         };
         let mut loss = match self.loss {
             Loss::Kd { alpha, temperature } => {
-                kd_loss(logits.clone(), teacher_probs.clone(), labels, alpha, temperature)
+                kd_loss(logits.clone(), teacher_probs.clone(), upload::labels(batch, device)?, alpha, temperature)
             }
             Loss::SoftCrossEntropy { temperature } => {
                 soft_cross_entropy(logits.clone(), teacher_probs.clone(), temperature)
@@ -102,6 +87,7 @@ impl Objective<Student> for DistillObjective {
             Loss::SymmetricKl => symmetric_kl(logits.clone(), teacher_probs.clone()),
             Loss::JensenShannon => jensen_shannon(logits.clone(), teacher_probs.clone()),
         };
+        let mut metrics = Vec::new();
         if let Some(discriminator) = &model.discriminator {
             let (student_side, teacher_side) = match (self.discriminator_input, teacher_logits) {
                 (DiscriminatorInput::Logits, Some(teacher_logits)) => (logits.clone(), teacher_logits),
@@ -113,17 +99,15 @@ impl Objective<Student> for DistillObjective {
                 (DiscriminatorInput::Probs, _) => (softmax(logits.clone(), 1), teacher_probs),
             };
             let scores = discriminator.forward(Tensor::cat(vec![student_side, teacher_side], 0));
-            loss = loss + discriminator_loss(scores);
+            let bce = discriminator_loss(scores);
+            metrics.push(("discriminator_bce", bce.clone()));
+            loss = loss + bce;
         }
-        Ok(StepOutput { loss, logits })
+        Ok(StepOutput { loss, metrics, logits: Some(logits) })
     }
 
-    fn network<'a>(&self, model: &'a Student) -> &'a Network {
-        &model.network
-    }
-
-    fn references(&self) -> &[Network] {
-        &self.teachers.networks
+    fn network<'a>(&self, model: &'a Student) -> Option<&'a Network> {
+        Some(&model.network)
     }
 }
 
@@ -134,6 +118,7 @@ mod tests {
     use burn::optim::GradientsParams;
     use burn::tensor::Device;
     use kd_common::models::{Arch, ModelSpec};
+    use kd_datasets::{HostTensor, Targets as BatchTargets};
 
     /// Counts the trainable float parameters of a module that have a gradient in `grads`.
     struct WithGradient<'a> {
@@ -162,11 +147,12 @@ mod tests {
             soft_targets[row * classes + (row + 1) % classes] = 0.3;
         }
         Batch {
-            images: (0..n * 64).map(|i| (i % 7) as f32 / 7.0).collect(),
-            shape: [n, 1, 8, 8],
-            labels: vec![0; n],
+            views: vec![HostTensor {
+                values: (0..n * 64).map(|i| (i % 7) as f32 / 7.0).collect(),
+                shape: vec![n, 1, 8, 8],
+            }],
             indices: (0..n).collect(),
-            soft_targets,
+            targets: BatchTargets::Soft { labels: vec![0; n], distributions: soft_targets, classes },
         }
     }
 
@@ -186,9 +172,8 @@ mod tests {
             discriminator_input: DiscriminatorInput::Probs,
         };
         let b = batch(4, 3);
-        let images = Tensor::<4>::from_data(TensorData::new(b.images.clone(), b.shape), &ad);
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64; 4], [4]), &ad);
-        let output = objective.step(&student, images.clone(), labels.clone(), &b).unwrap();
+        let output = objective.step(&student, &b, &ad).unwrap();
+        assert_eq!(output.metrics.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["discriminator_bce"]);
         let grads = GradientsParams::from_grads(output.loss.backward(), &student);
         let mut visitor = WithGradient { grads: &grads, found: 0, total: 0 };
         student.visit(&mut visitor);
@@ -202,8 +187,8 @@ mod tests {
         // Without the discriminator the loss is the soft cross-entropy alone, and it is smaller
         // by the (positive) discriminator BCE.
         let plain = Student { network: student.network.clone(), discriminator: None };
-        let without: f32 = objective.step(&plain, images.clone(), labels.clone(), &b).unwrap().loss.into_scalar();
-        let with: f32 = objective.step(&student, images, labels, &b).unwrap().loss.into_scalar();
+        let without: f32 = objective.step(&plain, &b, &ad).unwrap().loss.into_scalar();
+        let with: f32 = objective.step(&student, &b, &ad).unwrap().loss.into_scalar();
         assert!(with > without && without > 0.0, "with {with}, without {without}");
     }
 
@@ -221,9 +206,7 @@ mod tests {
             discriminator_input: DiscriminatorInput::Probs,
         };
         let b = batch(2, 4);
-        let images = Tensor::<4>::from_data(TensorData::new(b.images.clone(), b.shape), &ad);
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64; 2], [2]), &ad);
-        let err = objective.step(&student, images, labels, &b).err().expect("an error").to_string();
-        assert!(err.contains("8 soft-label values for a batch of 2 x 3"), "{err}");
+        let err = objective.step(&student, &b, &ad).err().expect("an error").to_string();
+        assert!(err.contains("8 soft-label values of 4 classes for a batch of 2 x 3"), "{err}");
     }
 }

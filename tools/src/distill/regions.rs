@@ -1,10 +1,10 @@
 //! Loaders of FKD region crops from a label file, planned with FKD's epoch accounting
-//! (anchors §A1.5): passes with `num_crops` crops per image (`ceil(batch / num_crops)` images per
+//! (Shen & Xing, FKD, ECCV 2022, §3.2): passes with `num_crops` crops per image (`ceil(batch / num_crops)` images per
 //! batch, so a batch still holds about `batch` crops, and each pass counts as `num_crops`
 //! epochs), then single-crop epochs at the end.
 
 use super::method::RegionCrops;
-use crate::data::{Splits, eval_transform};
+use crate::shared::data::{Splits, eval_transform};
 use anyhow::{Context, Result};
 use kd_common::checkpoint::InputSpec;
 use kd_common::train::Phase;
@@ -27,7 +27,7 @@ impl RegionLoaders {
         self.phases
             .iter()
             .map(|(loader, passes, epochs_per_pass)| Phase {
-                loader,
+                source: loader,
                 passes: *passes,
                 epochs_per_pass: *epochs_per_pass,
             })
@@ -37,6 +37,7 @@ impl RegionLoaders {
 
 /// Opens `path`, checks it was packed for `splits.full_train`, and builds the loaders of
 /// `epochs` epochs at `batch_size` crops per step.
+#[allow(clippy::too_many_arguments)] // the run's loader settings, spelled out
 pub fn region_loaders(
     path: &Path,
     crops: &RegionCrops,
@@ -54,26 +55,22 @@ pub fn region_loaders(
     let reader = Arc::new(reader);
     let (passes, single) = crops.plan(epochs);
     let mut phases = Vec::new();
-    let mut add = |crops_per_visit: usize,
-                   images_per_batch: usize,
-                   count: usize,
-                   epochs_per_pass: usize|
-     -> Result<()> {
-        if count == 0 {
-            return Ok(());
-        }
-        let sampling =
-            RegionSampling::new(reader.clone(), crops_per_visit, splits.train_positions.clone(), &splits.train)
-                .with_context(|| format!("label file {}", path.display()))?;
-        let config =
-            LoaderConfig { batch_size: images_per_batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed };
-        phases.push((
-            BatchLoader::with_regions(splits.train.clone(), eval_transform(input), config, sampling)?,
-            count,
-            epochs_per_pass,
-        ));
-        Ok(())
-    };
+    let mut add =
+        |crops_per_visit: usize, images_per_batch: usize, count: usize, epochs_per_pass: usize| -> Result<()> {
+            if count == 0 {
+                return Ok(());
+            }
+            let sampling =
+                RegionSampling::new(reader.clone(), crops_per_visit, splits.train_positions.clone(), &splits.train)
+                    .with_context(|| format!("label file {}", path.display()))?;
+            let config = LoaderConfig::new(images_per_batch, true, true, workers, seed);
+            phases.push((
+                BatchLoader::with_regions(splits.train.clone(), eval_transform(input), config, sampling)?,
+                count,
+                epochs_per_pass,
+            ));
+            Ok(())
+        };
     add(crops.num_crops, batch_size.div_ceil(crops.num_crops), passes, crops.num_crops)?;
     add(1, batch_size, single, 1)?;
     tracing::info!(

@@ -1,4 +1,4 @@
-//! SSLD's data (anchors §A4.1): the labeled set joined with unlabeled images, optionally only
+//! SSLD's data (PaddleClas SSLD; Cui et al., 2021, §3): the labeled set joined with unlabeled images, optionally only
 //! the top-k images per class by teacher score (after Yalniz et al. 2019, "Billion-scale
 //! semi-supervised learning": for every class c, rank all unlabeled images by the teacher's
 //! probability of c and keep the k best; an image kept for several classes appears once).
@@ -6,11 +6,11 @@
 //! accuracy column reads: SSLD's loss has no ground-truth term.
 
 use super::method::UnlabeledSource;
-use crate::data::eval_transform;
-use crate::teachers::Teachers;
+use crate::shared::data::eval_transform;
+use crate::shared::teachers::Teachers;
 use anyhow::{Context, Result, ensure};
 use kd_common::checkpoint::InputSpec;
-use kd_common::train::images_tensor;
+use kd_common::train::upload;
 use kd_datasets::{BatchLoader, Dataset, LoaderConfig, loader::permutation};
 use serde_json::{Value, json};
 
@@ -70,13 +70,13 @@ fn teacher_scores(
     workers: usize,
     device: &burn::tensor::Device,
 ) -> Result<Vec<f32>> {
-    let config = LoaderConfig { batch_size: 256, shuffle: false, drop_last: false, workers, prefetch: 2, seed: 0 };
+    let config = LoaderConfig::new(256, false, false, workers, 0);
     let loader = BatchLoader::new(dataset.clone(), eval_transform(input), config)?;
     let bar = kd_common::progress::bar(loader.batches_per_epoch() as u64, "scoring unlabeled images");
     let mut scores = Vec::with_capacity(dataset.len() * teachers.num_classes());
     for batch in loader.epoch(0) {
         let batch = batch?;
-        let probs = teachers.ensemble(images_tensor(&batch, device), 1.0).probs;
+        let probs = teachers.ensemble(upload::images(&batch, 0, device)?, 1.0).probs;
         scores.extend(
             probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))?,
         );

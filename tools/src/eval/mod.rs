@@ -2,8 +2,8 @@
 //! agreement and KL divergence to a reference checkpoint, a confusion matrix and per-image
 //! predictions for checking results with any other tool.
 
-use crate::cli::{CommonArgs, default_workers};
-use crate::data::{eval_transform, loader};
+use crate::shared::cli::{CommonArgs, default_workers};
+use crate::shared::data::{eval_transform, loader};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use kd_common::checkpoint;
@@ -23,9 +23,9 @@ pub struct Args {
     pub common: CommonArgs,
     /// The checkpoint (`model.safetensors`, with `model.json` beside it).
     pub checkpoint: PathBuf,
-    /// Split to evaluate: test or train.
-    #[arg(long, default_value = "test", value_parser = ["test", "train"])]
-    pub split: String,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
     /// A second checkpoint to compare with: agreement (% same prediction) and mean
     /// KL(reference || model).
     #[arg(long)]
@@ -41,6 +41,15 @@ pub struct Args {
     pub batch_size: usize,
 }
 
+/// `--split`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitArg {
+    /// The test split.
+    Test,
+    /// The training split.
+    Train,
+}
+
 /// Runs `kd-eval`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
@@ -52,7 +61,10 @@ pub fn run(args: Args) -> Result<()> {
     let spec_device = args.common.device.clone().unwrap_or(DeviceSpec::Auto);
     let device = device::resolve(&spec_device)?;
     tracing::info!("device: {}", device.description);
-    let split = if args.split == "train" { Split::Train } else { Split::Test };
+    let split = match args.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Test => Split::Test,
+    };
     let seed = args.common.seed.unwrap_or(0);
     let dataset = kind.open(data_dir.as_deref(), split, meta.input.channels, 0.1, seed)?;
     if dataset.num_classes() != meta.model.num_classes {
@@ -104,9 +116,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let started = Instant::now();
     kd_common::train::predict(&network, reference.as_slice(), &loader, &device.device, |batch, logits, reference| {
-        accumulator.add_batch(logits, &batch.labels, reference);
+        let labels = batch.labels().unwrap_or_default();
+        accumulator.add_batch(logits, labels, reference);
         if let Some(dump) = &mut dump {
-            dump.write_batch(&batch.indices, &batch.labels, logits).map_err(|e| kd_common::Error::io(&dump.path, e))?;
+            dump.write_batch(&batch.indices, labels, logits).map_err(|e| kd_common::Error::io(&dump.path, e))?;
         }
         Ok(())
     })?;
@@ -120,11 +133,19 @@ pub fn run(args: Args) -> Result<()> {
     }
     let per_class: serde_json::Map<String, serde_json::Value> =
         dataset.classes.iter().zip(&report.per_class_top1).map(|(name, acc)| (name.clone(), json!(acc))).collect();
+    let (global_sparsity, layers) = kd_common::sparsity::sparsity(&network)?;
+    let prunable: usize = layers.iter().map(|l| l.weights).sum();
     let output = json!({
         "checkpoint": args.checkpoint,
+        "sparsity": {
+            "global": global_sparsity,
+            "prunable_weights": prunable,
+            "nonzero_weights": layers.iter().map(|l| l.nonzero).sum::<usize>(),
+            "layers": layers,
+        },
         "arch": meta.model.arch.to_string(),
         "dataset": kind.to_string(),
-        "split": args.split,
+        "split": if split == Split::Train { "train" } else { "test" },
         "images": report.images,
         "top1": report.top1,
         "top5": report.top5,

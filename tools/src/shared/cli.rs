@@ -93,6 +93,22 @@ impl CommonArgs {
     }
 }
 
+/// The one config resolution of the training tools: `defaults` serialised, the config file
+/// (if any) merged over them (unknown keys refused), the result read back into the schema. The
+/// tools then apply their flags over it.
+pub fn overlay_config<T: serde::Serialize + serde::de::DeserializeOwned>(
+    defaults: &T,
+    file: Option<&(PathBuf, Value)>,
+) -> Result<T> {
+    let mut value = serde_json::to_value(defaults)?;
+    if let Some((path, overlay)) = file {
+        merge(&mut value, overlay, "", path)?;
+        return serde_json::from_value(value)
+            .with_context(|| format!("{}: the configuration does not fit its schema", path.display()));
+    }
+    serde_json::from_value(value).context("the configuration does not fit its schema")
+}
+
 /// Default number of loader workers: the available cores.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -140,6 +156,7 @@ pub fn merge(base: &mut Value, overlay: &Value, path: &str, file: &Path) -> Resu
 /// Runs a tool's `run` function with the exit-code contract: errors print their whole chain to
 /// stderr and exit with 2.
 pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
+    ensure_runtime_dir();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -152,6 +169,33 @@ pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
             }
             eprintln!("error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Mesa's Vulkan drivers (the software driver wgpu runs on without a GPU) print "error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment" on every start when the variable
+/// is missing, which reads like kdkit's own errors. When it is unset or not a directory, point
+/// it at a private directory under the temporary directory.
+fn ensure_runtime_dir() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).is_dir()) {
+            return;
+        }
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("kdkit-runtime-{uid}"));
+        if std::fs::create_dir_all(&dir).is_err()
+            || std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_err()
+        {
+            return;
+        }
+        // SAFETY: called first thing in `main`, before the tool starts any thread, so no other
+        // thread can read the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
         }
     }
 }
@@ -176,5 +220,59 @@ mod tests {
         assert_eq!(err.to_string(), "f.toml: unknown key `opt.momentun`");
         merge(&mut base, &json!({"opt": {"kind": "adamw", "eps": 1e-8}}), "", Path::new("f.toml")).unwrap();
         assert_eq!(base["opt"], json!({"kind": "adamw", "eps": 1e-8}));
+    }
+
+    /// JSON values of any shape, a few levels deep.
+    fn any_json() -> impl proptest::prelude::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-z_]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,10}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Any text as a config file: parsed or refused with the file named, never a panic.
+        #[test]
+        fn arbitrary_config_text_never_panics(text in "\\PC{0,80}", json in proptest::prelude::any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(if json { "c.json" } else { "c.toml" });
+            std::fs::write(&path, &text).unwrap();
+            if let Err(e) = read_config_file(&path) {
+                proptest::prop_assert!(format!("{e:#}").contains("c."), "{e:#}");
+            }
+        }
+
+        /// Any overlay merged into kd-pretrain's and kd-distill's defaults: a configuration
+        /// that fits the schema (and then validates or not), or an error, never a panic.
+        #[test]
+        fn arbitrary_overlays_never_panic(overlay in any_json(), key in proptest::sample::select(vec!["", "train", "model", "train.schedule", "train.optimizer", "method"])) {
+            let overlay = if key.is_empty() {
+                overlay
+            } else {
+                key.split('.').rev().fold(overlay, |v, k| serde_json::json!({ k: v }))
+            };
+            let file = Path::new("c.toml");
+            let pretrain = crate::pretrain::PretrainConfig::defaults_for_tests();
+            let mut base = serde_json::to_value(&pretrain).unwrap();
+            if merge(&mut base, &overlay, "", file).is_ok()
+                && let Ok(config) = serde_json::from_value::<crate::pretrain::PretrainConfig>(base)
+            {
+                let _ = config.train.validate();
+                let _ = config.model.validate();
+            }
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! The end of every training tool: evaluate the trained network on the test split, write the
 //! checkpoint with its sidecar, and build the summary JSON printed on stdout.
 
-use crate::data::{eval_transform, loader};
+use crate::shared::data::{eval_transform, loader};
 use anyhow::Result;
 use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
 use kd_common::models::{ModelSpec, Network};
-use kd_common::train::{self, EpochRow};
+use kd_common::train::{self, PassRow};
 use kd_datasets::Dataset;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -25,8 +25,8 @@ pub struct TrainedRun<'a> {
     /// The resolved configuration.
     pub config: Value,
     /// Metrics rows of every stage, in order.
-    pub rows: &'a [EpochRow],
-    /// The epoch a killed run resumed after.
+    pub rows: &'a [PassRow],
+    /// The pass a killed run resumed after.
     pub resumed_after: Option<usize>,
     /// Teachers to measure test agreement with (empty: none).
     pub references: &'a [Network],
@@ -44,25 +44,25 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) 
     let test_loader = loader(run.test.clone(), eval_transform(&run.input), 256, false, run.workers, run.seed)?;
     let test = train::evaluate(run.network, run.references, &test_loader, device)?;
     let last = run.rows.last().expect("at least one epoch ran");
-    let best =
-        run.rows.iter().filter_map(|r| r.val_top1.map(|v| (v, r.epoch))).fold(None, |best: Option<(f64, usize)>, x| {
-            match best {
-                Some(b) if b.0 >= x.0 => Some(b),
-                _ => Some(x),
-            }
-        });
+    let best = run.rows.iter().filter_map(|r| r.val("val_top1").map(|v| (v, r.epoch))).fold(
+        None,
+        |best: Option<(f64, usize)>, x| match best {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        },
+    );
     let mut metrics = json!({
         "test_top1": test.top1,
         "test_top5": test.top5,
         "test_nll": test.nll,
         "test_ece": test.ece,
-        "last_val_top1": last.val_top1,
+        "last_val_top1": last.val("val_top1"),
         "best_val_top1": best.map(|b| b.0),
         "best_val_epoch": best.map(|b| b.1),
         "epochs": last.epoch,
         "train_images_per_s": run.rows.iter().map(|r| r.images_per_s).sum::<f64>() / run.rows.len() as f64,
         "train_seconds": run.rows.iter().map(|r| r.seconds).sum::<f64>(),
-        "resumed_after_epoch": run.resumed_after,
+        "resumed_after_pass": run.resumed_after,
     });
     if let Some(agreement) = test.agreement {
         metrics["test_agreement_with_teacher"] = json!(agreement);
@@ -78,6 +78,9 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) 
         metrics: metrics.clone(),
         weights_sha256: String::new(),
         written_by: format!("{} {}", run.tool, env!("CARGO_PKG_VERSION")),
+        pruning: None,
+        imported_from: None,
+        other: Default::default(),
     };
     let weights = out.join("model.safetensors");
     checkpoint::save(run.network, &meta, &weights)?;

@@ -1,12 +1,13 @@
 //! Frozen teachers: loaded once in eval mode on the inner (non-autodiff) device, checked
 //! against each other, and combined as MEAL V2 does: the ensemble's target is the average of the
-//! teachers' softmax probabilities (anchors §A3.1).
+//! teachers' softmax probabilities (Shen & Savvides, MEAL V2, 2020, §3.1).
 
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
 use kd_common::checkpoint::{self, CheckpointMeta};
+pub use kd_common::ensemble::EnsembleOutput;
+use kd_common::ensemble::ensemble;
 use kd_common::models::Network;
 use std::path::PathBuf;
 
@@ -62,47 +63,19 @@ impl Teachers {
         temperature: f32,
         device: &burn::tensor::Device,
     ) -> Result<Vec<f32>> {
-        let mut sum: Option<Tensor<2>> = None;
-        for (t, network) in self.networks.iter().enumerate() {
-            let input = &inputs[t.min(inputs.len() - 1)];
-            let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), device);
-            let p = softmax(network.forward(x).div_scalar(temperature), 1);
-            sum = Some(match sum {
-                Some(s) => s + p,
-                None => p,
-            });
-        }
-        let mean = sum.expect("at least one teacher").div_scalar(self.networks.len() as f32);
+        let input =
+            |t: usize| Tensor::<4>::from_data(TensorData::new(inputs[t.min(inputs.len() - 1)].clone(), shape), device);
+        let mean = ensemble(&self.networks, input, temperature).probs;
         mean.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))
     }
-}
 
-/// The ensemble's outputs on one batch (no autodiff graph).
-pub struct EnsembleOutput {
-    /// `mean_t softmax(z_t / T)`, `[B, C]`.
-    pub probs: Tensor<2>,
-    /// `mean_t z_t`, `[B, C]` (MEAL V2 feeds it to the discriminator).
-    pub mean_logits: Tensor<2>,
+    /// Runs every teacher on `images` (already normalised for them, inner device).
+    pub fn ensemble(&self, images: Tensor<4>, temperature: f32) -> EnsembleOutput {
+        ensemble(&self.networks, |_| images.clone(), temperature)
+    }
 }
 
 impl Teachers {
-    /// Runs every teacher on `images` (already normalised for them, inner device).
-    pub fn ensemble(&self, images: Tensor<4>, temperature: f32) -> EnsembleOutput {
-        let n = self.networks.len() as f32;
-        let mut probs: Option<Tensor<2>> = None;
-        let mut logits: Option<Tensor<2>> = None;
-        for network in &self.networks {
-            let z = network.forward(images.clone());
-            let p = softmax(z.clone().div_scalar(temperature), 1);
-            probs = Some(probs.map_or(p.clone(), |s| s + p));
-            logits = Some(logits.map_or(z.clone(), |s| s + z));
-        }
-        EnsembleOutput {
-            probs: probs.expect("at least one teacher").div_scalar(n),
-            mean_logits: logits.expect("at least one teacher").div_scalar(n),
-        }
-    }
-
     /// Classes of the teachers.
     pub fn num_classes(&self) -> usize {
         self.metas[0].model.num_classes

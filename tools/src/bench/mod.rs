@@ -2,16 +2,18 @@
 //! batches, plain vs online KD vs FKD training, and data-loader images/s alone, measured side by side in one process and printed as
 //! a table with the PyTorch reference figures for the same machine class.
 
-use crate::cli::{CommonArgs, default_workers};
-use anyhow::Result;
-use burn::optim::GradientsParams;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+pub mod distill;
+pub mod labels;
+
+use crate::pretrain::CrossEntropy;
+use crate::shared::cli::{CommonArgs, default_workers};
+use anyhow::{Context, Result};
+use burn::module::Module;
 use clap::Parser;
-use kd_common::device::{self, DeviceSpec};
-use kd_common::losses::cross_entropy_with_smoothing;
+use kd_common::device::{self, DeviceSpec, ResolvedDevice};
 use kd_common::models::{Arch, ModelSpec};
-use kd_common::train::{Decay, OptimizerConfig, ScheduleConfig};
-use kd_datasets::{Augment, BatchLoader, Dataset, DatasetKind, LoaderConfig, Split, Storage, Transform};
+use kd_common::train::{self, Decay, Objective, OptimizerConfig, Phase, Run, ScheduleConfig, TrainConfig, Validation};
+use kd_datasets::{Augment, BatchLoader, BatchSource, Dataset, DatasetKind, LoaderConfig, Split, Storage, Transform};
 use std::time::Instant;
 
 /// Measure training and data-loading throughput.
@@ -59,37 +61,102 @@ fn pytorch_reference(arch: &str, batch: usize) -> Option<f64> {
     }
 }
 
-/// Images/s of full training steps (forward, loss, backward, SGD update) on random
-/// CIFAR-shaped data.
+/// Hands out `batches` batches per pass, running through the inner source's passes one after
+/// another, so a benchmark can time a fixed number of steps of any source.
+pub struct Cycled<'a> {
+    /// The source.
+    pub inner: &'a dyn BatchSource,
+    /// Batches per pass.
+    pub batches: usize,
+}
+
+impl BatchSource for Cycled<'_> {
+    fn batches_per_pass(&self) -> usize {
+        self.batches
+    }
+
+    fn rows_per_pass(&self) -> usize {
+        self.batches * self.inner.rows_per_pass() / self.inner.batches_per_pass().max(1)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+
+    fn pass(&self, pass: u64) -> Box<dyn Iterator<Item = kd_datasets::Result<kd_datasets::Batch>> + '_> {
+        let per_inner = self.inner.batches_per_pass().max(1);
+        let first = pass as usize * self.batches;
+        let skip = first % per_inner;
+        let start = (first / per_inner) as u64;
+        Box::new((start..).flat_map(move |q| self.inner.pass(q)).skip(skip).take(self.batches))
+    }
+}
+
+/// Rows per second of `steps` optimizer steps of `objective` over `source`, timed inside the
+/// training loop itself ([`kd_common::train::fit`]): one pass of `warmup` untimed steps
+/// (kernel compilation, allocator warm-up), then one pass of `steps` whose training rate the
+/// loop reports (validation and state saving excluded, as in every run's `metrics.csv`).
+pub fn timed_fit<M: Module, O: Objective<M>>(
+    model: M,
+    objective: &mut O,
+    source: &dyn BatchSource,
+    steps: usize,
+    warmup: usize,
+    device: &ResolvedDevice,
+) -> Result<f64> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 1,
+        optimizer: OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+        schedule: ScheduleConfig { lr: 0.05, warmup_epochs: 0.0, decay: Decay::Constant },
+        grad_clip_norm: None,
+    };
+    let (warm, timed) = (Cycled { inner: source, batches: warmup.max(1) }, Cycled { inner: source, batches: steps });
+    let run = Run {
+        config: &config,
+        phases: vec![Phase::epochs(&warm, 1), Phase::epochs(&timed, 1)],
+        validation: Validation::None,
+        device,
+        out_dir: dir.path(),
+        run_hash: "kd-bench",
+    };
+    let outcome = train::fit(model, objective, &run)?;
+    Ok(outcome.rows[1].images_per_s)
+}
+
+/// In-memory random images of `side` x `side` x `channels` with 10 classes (the networks' cost
+/// does not depend on the pixels).
+pub fn random_dataset(images: usize, channels: usize, side: usize) -> Result<Dataset> {
+    let pixels: Vec<u8> =
+        (0..images * channels * side * side).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let storage = Storage::Memory { pixels, height: side, width: side, channels };
+    Ok(Dataset::new(
+        "random",
+        "train",
+        (0..10).map(|c| c.to_string()).collect(),
+        storage,
+        (0..images).map(|i| (i % 10) as u16).collect(),
+    )?)
+}
+
+/// Images/s of full training steps (forward, loss, backward, SGD update) of `arch` on
+/// CIFAR-shaped random images, through the training loop.
 pub fn train_throughput(
     arch: Arch,
     batch: usize,
     steps: usize,
     warmup: usize,
-    device: &burn::tensor::Device,
+    device: &ResolvedDevice,
+    workers: usize,
 ) -> Result<f64> {
-    let ad = device.clone().autodiff();
-    device.seed(0);
-    let mut model = ModelSpec::new(arch, 3, 10).init(&ad)?;
-    let mut optim = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 }.build(None);
-    let schedule = ScheduleConfig { lr: 0.05, warmup_epochs: 0.0, decay: Decay::Constant };
-    let images = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), device).into_data();
-    let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
-    let mut started = Instant::now();
-    for step in 0..warmup + steps {
-        if step == warmup {
-            started = Instant::now();
-        }
-        let x = Tensor::<4>::from_data(images.clone(), &ad);
-        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [batch]), &ad);
-        let loss = cross_entropy_with_smoothing(model.forward(x), y, 0.0);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(schedule.lr_at(step, 1, 1), model, grads);
-        // Reading the loss waits for the step to finish on asynchronous devices.
-        let value = loss.into_scalar::<f32>();
-        anyhow::ensure!(value.is_finite(), "loss became {value} during the benchmark");
-    }
-    Ok((steps * batch) as f64 / started.elapsed().as_secs_f64())
+    device.device.seed(0);
+    let model = ModelSpec::new(arch, 3, 10).init(&device.device.clone().autodiff())?;
+    let transform =
+        Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let loader =
+        BatchLoader::new(random_dataset(1024, 3, 32)?, transform, LoaderConfig::new(batch, true, true, workers, 0))?;
+    timed_fit(model, &mut CrossEntropy { label_smoothing: 0.0 }, &loader, steps, warmup, device)
 }
 
 /// Images/s of the batch loader alone with the dataset's training augmentation.
@@ -99,7 +166,7 @@ pub fn loader_throughput(loader: &BatchLoader, batches: usize) -> Result<f64> {
     let mut epoch = 0;
     while images < batches * loader.config().batch_size {
         for batch in loader.epoch(epoch).take(batches) {
-            images += batch?.labels.len();
+            images += batch?.rows();
         }
         epoch += 1;
     }
@@ -116,25 +183,25 @@ pub fn run(args: Args) -> Result<()> {
     println!("|---|---|---|---|---|");
     let wants = |section: &str| args.sections.iter().any(|s| s == section);
     if wants("train") {
-        train_section(&args, &device.device)?;
+        train_section(&args, &device, workers)?;
     }
     if wants("distill") {
-        crate::bench_distill::distill_section(&args, &device, workers)?;
+        crate::bench::distill::distill_section(&args, &device, workers)?;
     }
     if wants("loader") {
         loader_section(&args, workers)?;
     }
     if wants("labels") {
-        crate::bench_labels::labels_section(&args, &device, workers)?;
+        crate::bench::labels::labels_section(&args, &device, workers)?;
     }
     Ok(())
 }
 
-fn train_section(args: &Args, device: &burn::tensor::Device) -> Result<()> {
+fn train_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
     for name in &args.archs {
         let arch: Arch = name.parse()?;
         for &batch in &args.batch_sizes {
-            let rate = train_throughput(arch, batch, args.steps, args.warmup, device)?;
+            let rate = train_throughput(arch, batch, args.steps, args.warmup, device, workers)?;
             let reference = pytorch_reference(name, batch);
             println!(
                 "| train {name} | {batch} | {rate:.1} | {} | {} |",
@@ -153,15 +220,7 @@ fn loader_section(args: &Args, workers: usize) -> Result<()> {
         Ok(dataset) => dataset,
         Err(error) => {
             tracing::warn!("{error}; timing the loader on random 32x32 RGB images instead");
-            let pixels: Vec<u8> = (0..10_000 * 3072).map(|i| (i * 2_654_435_761usize >> 13) as u8).collect();
-            let storage = Storage::Memory { pixels, height: 32, width: 32, channels: 3 };
-            Dataset::new(
-                "random",
-                "train",
-                (0..10).map(|c| c.to_string()).collect(),
-                storage,
-                (0..10_000).map(|i| (i % 10) as u16).collect(),
-            )?
+            random_dataset(10_000, 3, 32)?
         }
     };
     let (h, w) = dataset.fixed_size().unwrap_or((32, 32));
@@ -175,11 +234,7 @@ fn loader_section(args: &Args, workers: usize) -> Result<()> {
         std: if std.len() == channels { std } else { vec![0.25; channels] },
     };
     let name = format!("load + augment {} {h}x{w}", dataset.name);
-    let loader = BatchLoader::new(
-        dataset,
-        transform,
-        LoaderConfig { batch_size: 128, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 },
-    )?;
+    let loader = BatchLoader::new(dataset, transform, LoaderConfig::new(128, true, true, workers, 0))?;
     let rate = loader_throughput(&loader, args.loader_batches)?;
     println!("| {name} | 128 | {rate:.0} | - | - |");
     Ok(())

@@ -80,6 +80,6 @@ pub fn loader(
     workers: usize,
     seed: u64,
 ) -> Result<BatchLoader> {
-    let config = LoaderConfig { batch_size, shuffle: training, drop_last: training, workers, prefetch: 4, seed };
+    let config = LoaderConfig::new(batch_size, training, training, workers, seed);
     Ok(BatchLoader::new(dataset, transform, config)?)
 }

@@ -1,7 +1,7 @@
 //! Flags that choose the trained network and its optimisation, shared by `kd-pretrain` and
 //! `kd-distill`, and how they override a resolved configuration.
 
-use kd_common::models::{Arch, PlanItem, Shortcut};
+use kd_common::models::{Arch, ModelSpec, PlanItem, Shortcut};
 use kd_common::train::{OptimizerConfig, TrainConfig};
 
 /// Network and optimisation flags.
@@ -24,8 +24,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lr: Option<f64>,
     /// Optimizer: sgd (Nesterov, momentum 0.9) or adamw.
-    #[arg(long, value_parser = ["sgd", "adamw"])]
-    pub optimizer: Option<String>,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
     /// Weight decay.
     #[arg(long)]
     pub weight_decay: Option<f32>,
@@ -35,6 +35,15 @@ pub struct TrainArgs {
     /// Image side for image folders.
     #[arg(long)]
     pub image_size: Option<usize>,
+}
+
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerArg {
+    /// SGD with Nesterov momentum 0.9, weight decay 5e-4.
+    Sgd,
+    /// AdamW, weight decay 0.05.
+    Adamw,
 }
 
 fn parse_arch(text: &str) -> Result<Arch, String> {
@@ -53,6 +62,44 @@ pub struct ModelChoice {
     pub shortcut: Shortcut,
     /// VGG plan (vgg-custom).
     pub plan: Option<Vec<PlanItem>>,
+    /// Per-stage channel counts instead of the width multiplier (see `ModelSpec::channels`).
+    #[serde(default)]
+    pub channels: Option<Vec<usize>>,
+}
+
+impl ModelChoice {
+    /// A choice of architecture with default shortcut and no plans.
+    pub fn new(arch: Arch, width: f32) -> Self {
+        Self { arch, width, shortcut: Shortcut::Pad, plan: None, channels: None }
+    }
+
+    /// The choice recorded from a built network's spec.
+    pub fn from_spec(spec: &ModelSpec) -> Self {
+        Self {
+            arch: spec.arch,
+            width: spec.width,
+            shortcut: spec.shortcut,
+            plan: spec.plan.clone(),
+            channels: spec.channels.clone(),
+        }
+    }
+
+    /// The network for `in_channels` inputs and `classes` classes.
+    pub fn spec(&self, in_channels: usize, classes: usize) -> ModelSpec {
+        let mut spec = ModelSpec::new(self.arch, in_channels, classes);
+        spec.width = self.width;
+        spec.shortcut = self.shortcut;
+        if self.plan.is_some() {
+            spec.plan = self.plan.clone();
+        }
+        spec.channels = self.channels.clone();
+        spec
+    }
+
+    /// Checks the choice before any data is read (sizes that depend on the data aside).
+    pub fn validate(&self) -> kd_common::Result<()> {
+        self.spec(1, 2).validate()
+    }
 }
 
 impl TrainArgs {
@@ -79,10 +126,10 @@ impl TrainArgs {
         if let Some(lr) = self.lr {
             train.schedule.lr = lr;
         }
-        if let Some(name) = &self.optimizer {
-            train.optimizer = match name.as_str() {
-                "adamw" => OptimizerConfig::Adamw { betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.05 },
-                _ => OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
+        if let Some(name) = self.optimizer {
+            train.optimizer = match name {
+                OptimizerArg::Adamw => OptimizerConfig::Adamw { betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.05 },
+                OptimizerArg::Sgd => OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 },
             };
         }
         if let Some(wd) = self.weight_decay {

@@ -1,20 +1,20 @@
 //! `kd-pretrain`: supervised training of a teacher or a baseline student with cross-entropy and
 //! optional label smoothing.
 
-use crate::cli::{CommonArgs, default_workers, hash_json, merge};
-use crate::data::{eval_transform, input_spec, loader, open_splits, train_transform};
-use crate::finish::{TrainedRun, save_trained};
-use crate::profiles::{self, Profile, Role};
-pub use crate::train_args::ModelChoice;
-use crate::train_args::TrainArgs;
+use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
+use crate::shared::data::{eval_transform, input_spec, loader, open_splits, train_transform};
+use crate::shared::finish::{TrainedRun, save_trained};
+use crate::shared::profiles::{self, Profile, Role};
+pub use crate::shared::train_args::ModelChoice;
+use crate::shared::train_args::TrainArgs;
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Device;
 use clap::Parser;
 use kd_common::device::{self, DeviceSpec};
 use kd_common::losses::cross_entropy_with_smoothing;
-use kd_common::models::{ModelSpec, Network, Shortcut};
-use kd_common::train::{self, Objective, StepOutput, TrainConfig};
+use kd_common::models::Network;
+use kd_common::train::{self, Objective, Phase, Run, StepOutput, TrainConfig, Validation, upload};
 use kd_datasets::{Augment, Batch, DatasetKind};
 use std::path::PathBuf;
 
@@ -88,7 +88,7 @@ impl PretrainConfig {
             profile,
             dataset,
             data_dir: None,
-            model: ModelChoice { arch, width, shortcut: Shortcut::Pad, plan: None },
+            model: ModelChoice::new(arch, width),
             train: profiles::train_config(profile, dataset),
             label_smoothing: 0.0,
             augment: profiles::augment(profile, dataset),
@@ -104,15 +104,16 @@ impl PretrainConfig {
         }
     }
 
+    /// The quick preset's teacher on Fashion-MNIST (tests start from it).
+    pub fn defaults_for_tests() -> Self {
+        Self::defaults(Profile::Quick, Role::Teacher, DatasetKind::FashionMnist)
+    }
+
     /// Defaults of the preset, then the config file, then the flags.
     pub fn resolve(args: &Args) -> Result<Self> {
         let (file, dataset) = args.common.config_file_and_dataset()?;
         let role = if args.role == RoleArg::Teacher { Role::Teacher } else { Role::Student };
-        let mut value = serde_json::to_value(Self::defaults(args.profile, role, dataset))?;
-        if let Some((path, overlay)) = &file {
-            merge(&mut value, overlay, "", path)?;
-        }
-        let mut config: Self = serde_json::from_value(value).context("the configuration does not fit its schema")?;
+        let mut config = overlay_config(&Self::defaults(args.profile, role, dataset), file.as_ref())?;
         let c = &args.common;
         config.dataset = dataset;
         c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
@@ -143,20 +144,14 @@ pub struct CrossEntropy {
 }
 
 impl Objective<Network> for CrossEntropy {
-    fn step(
-        &mut self,
-        model: &Network,
-        images: Tensor<4>,
-        labels: Tensor<1, Int>,
-        _batch: &Batch,
-    ) -> kd_common::Result<StepOutput> {
-        let logits = model.forward(images);
-        let loss = cross_entropy_with_smoothing(logits.clone(), labels, self.label_smoothing);
-        Ok(StepOutput { loss, logits })
+    fn step(&mut self, model: &Network, batch: &Batch, device: &Device) -> kd_common::Result<StepOutput> {
+        let logits = model.forward(upload::images(batch, 0, device)?);
+        let loss = cross_entropy_with_smoothing(logits.clone(), upload::labels(batch, device)?, self.label_smoothing);
+        Ok(StepOutput::with_logits(loss, logits))
     }
 
-    fn network<'a>(&self, model: &'a Network) -> &'a Network {
-        model
+    fn network<'a>(&self, model: &'a Network) -> Option<&'a Network> {
+        Some(model)
     }
 }
 
@@ -164,6 +159,9 @@ impl Objective<Network> for CrossEntropy {
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
     let config = PretrainConfig::resolve(&args)?;
+    // Arguments first, before any device is touched or data read.
+    config.train.validate()?;
+    config.model.validate()?;
     let device = device::resolve(&config.device)?;
     tracing::info!("device: {}", device.description);
 
@@ -171,12 +169,7 @@ pub fn run(args: Args) -> Result<()> {
         open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
     let input = input_spec(config.dataset, &splits.train, config.image_size)?;
     let classes = splits.train.classes.clone();
-    let mut spec = ModelSpec::new(config.model.arch, input.channels, classes.len());
-    spec.width = config.model.width;
-    spec.shortcut = config.model.shortcut;
-    if config.model.plan.is_some() {
-        spec.plan = config.model.plan.clone();
-    }
+    let spec = config.model.spec(input.channels, classes.len());
     kd_common::atomic::ensure_writable_dir(&args.out)
         .with_context(|| format!("output directory {}", args.out.display()))?;
     kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
@@ -208,16 +201,19 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut objective = CrossEntropy { label_smoothing: config.label_smoothing };
     let started = std::time::Instant::now();
-    let outcome = train::fit(
-        network,
-        &mut objective,
-        &config.train,
-        &train_loader,
-        val_loader.as_ref(),
-        &device,
-        &args.out,
-        &run_hash,
-    )?;
+    let validation = match &val_loader {
+        Some(source) => Validation::Classification { source, references: &[] },
+        None => Validation::None,
+    };
+    let run = Run {
+        config: &config.train,
+        phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
+        validation,
+        device: &device,
+        out_dir: &args.out,
+        run_hash: &run_hash,
+    };
+    let outcome = train::fit(network, &mut objective, &run)?;
 
     let network = outcome.model.valid();
     let summary = save_trained(

@@ -3,9 +3,9 @@
 //! compression type and probability encoding.
 
 use crate::bench::Args;
-use crate::cli::CommonArgs;
 use crate::pack_labels::{PackArgs, encode_block, make_crop_block, pure_inference_rate};
-use crate::teachers::Teachers;
+use crate::shared::cli::CommonArgs;
+use crate::shared::teachers::Teachers;
 use anyhow::{Context, Result};
 use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
 use kd_common::device::ResolvedDevice;
@@ -33,6 +33,9 @@ fn random_teacher(dir: &Path, device: &burn::tensor::Device) -> Result<PathBuf> 
         metrics: serde_json::json!({}),
         weights_sha256: String::new(),
         written_by: "kd-bench (random weights)".into(),
+        pruning: None,
+        imported_from: None,
+        other: Default::default(),
     };
     let path = dir.join("resnet56-random.safetensors");
     checkpoint::save(&spec.init(device)?, &meta, &path)?;
@@ -75,7 +78,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         label_type: LabelType::MarginalSmoothing,
         top_k: 5,
         prob_encoding: ProbEncoding::U8,
-        geometry: "stored".into(),
+        geometry: crate::pack_labels::GeometryArg::Stored,
         temperature: 1.0,
         scale: vec![0.08, 1.0],
         ratio: vec![0.75, 4.0 / 3.0],
@@ -173,7 +176,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
                 writer.finish(&path)?;
                 let size = std::fs::metadata(&path)?.len() as f64;
                 // FKD's per-crop payload (fp32 boxes, bool flip, labels as fp32, or fp16 with
-                // --use_fp16), plus one pickle file per image; anchors.md §A1.4.
+                // --use_fp16), plus one pickle file per image (FKD's released label files).
                 let fkd = match label_type {
                     LabelType::Hard | LabelType::Smoothing => "25",
                     LabelType::MarginalSmoothing | LabelType::MarginalRenorm => "57 fp32 / 29 fp16",

@@ -7,27 +7,24 @@
 //! teacher distributions (the reading cost does not depend on the values).
 
 use crate::bench::Args;
+use crate::bench::{random_dataset, timed_fit};
 use crate::distill::method::DiscriminatorInput;
 use crate::distill::objective::{DistillObjective, Loss, Student, Targets};
 use crate::pack_labels::{encode_block, make_crop_block};
 use crate::pretrain::CrossEntropy;
-use crate::teachers::Teachers;
+use crate::shared::teachers::Teachers;
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor, TensorData};
 use kd_common::checkpoint::{CheckpointMeta, InputSpec};
 use kd_common::device::ResolvedDevice;
 use kd_common::models::{Arch, ModelSpec, Network};
-use kd_common::train::{Objective, OptimizerConfig, images_tensor};
 use kd_datasets::soft_labels::file::FORMAT_VERSION;
 use kd_datasets::soft_labels::{
     Compression, CropParams, Geometry, LabelMeta, LabelReader, LabelType, LabelWriter, ProbEncoding,
 };
-use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Storage, Transform};
+use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Transform};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// PyTorch eager on a 2-core CPU, batch 64 (the figures): plain ResNet-20 and online KD
 /// ResNet-56 -> ResNet-20.
@@ -38,18 +35,6 @@ const PYTORCH_ONLINE_KD: f64 = 134.0;
 const IMAGES: usize = 1024;
 /// Crops per image visit in (c), FKD's default.
 const CROPS: usize = 4;
-
-fn random_dataset() -> Result<Dataset> {
-    let pixels: Vec<u8> = (0..IMAGES * 3072).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let storage = Storage::Memory { pixels, height: 32, width: 32, channels: 3 };
-    Ok(Dataset::new(
-        "random",
-        "train",
-        (0..10).map(|c| c.to_string()).collect(),
-        storage,
-        (0..IMAGES).map(|i| (i % 10) as u16).collect(),
-    )?)
-}
 
 fn input() -> InputSpec {
     InputSpec { channels: 3, height: 32, width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] }
@@ -90,46 +75,6 @@ fn random_labels(dataset: &Dataset, crops: usize, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `(images, seconds)` of `steps` training steps (after `warmup`) of `objective` over `loader`.
-fn time_steps<M: Module, O: Objective<M>>(
-    mut model: M,
-    objective: &mut O,
-    loader: &BatchLoader,
-    steps: usize,
-    warmup: usize,
-    device: &burn::tensor::Device,
-) -> Result<(f64, f64)> {
-    let ad = device.clone().autodiff();
-    let mut optim = OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 }.build(None);
-    let (mut done, mut images, mut epoch) = (0, 0, 0);
-    let mut started = Instant::now();
-    while done < warmup + steps {
-        for batch in loader.epoch(epoch) {
-            if done == warmup {
-                started = Instant::now();
-                images = 0;
-            }
-            if done == warmup + steps {
-                break;
-            }
-            let batch = batch?;
-            let x = images_tensor(&batch, &ad);
-            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch.labels.len()]), &ad);
-            let output = objective.step(&model, x, y, &batch)?;
-            let grads = GradientsParams::from_grads(output.loss.backward(), &model);
-            model = optim.step(0.05, model, grads);
-            // Reading the loss waits for the step to finish on asynchronous devices.
-            let value = output.loss.into_scalar::<f32>();
-            anyhow::ensure!(value.is_finite(), "loss became {value} during the benchmark");
-            images += batch.labels.len();
-            done += 1;
-        }
-        epoch += 1;
-    }
-    Ok((images as f64, started.elapsed().as_secs_f64()))
-}
-
 /// Rounds of (a), (b), (c) in turn, so that a change of machine load hits all three alike.
 const ROUNDS: usize = 3;
 
@@ -144,7 +89,7 @@ pub fn distill_section(args: &Args, device: &ResolvedDevice, workers: usize) -> 
 
 fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> Result<()> {
     let batch = 64;
-    let dataset = random_dataset()?;
+    let dataset = random_dataset(IMAGES, 3, 32)?;
     let labels_path = dir.join("labels.h5");
     random_labels(&dataset, 8, &labels_path)?;
     let ad = device.device.clone().autodiff();
@@ -152,8 +97,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         device.device.seed(0);
         Ok(ModelSpec::new(Arch::ResNet(20), 3, 10).init(&ad)?)
     };
-    let plain_config =
-        LoaderConfig { batch_size: batch, shuffle: true, drop_last: true, workers, prefetch: 4, seed: 0 };
+    let plain_config = LoaderConfig::new(batch, true, true, workers, 0);
     let augment = Transform {
         augment: Augment::PadCrop { pad: 4, flip: true },
         out_height: 32,
@@ -174,6 +118,9 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         metrics: serde_json::json!({}),
         weights_sha256: String::new(),
         written_by: "kd-bench (random weights)".into(),
+        pruning: None,
+        imported_from: None,
+        other: Default::default(),
     };
     let teachers = Teachers { networks: vec![teacher_spec.init(&device.device)?.valid()], metas: vec![teacher_meta] };
     let mut online = DistillObjective {
@@ -204,33 +151,28 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     for round in 0..ROUNDS {
         // Each round starts with another configuration, so none always follows the same one.
         for k in (0..3).map(|i| (i + round) % 3) {
-            let timed = match k {
-                0 => time_steps(
+            let (steps, warmup) = (args.steps, args.warmup);
+            let rate = match k {
+                0 => timed_fit(
                     student()?,
                     &mut CrossEntropy { label_smoothing: 0.0 },
                     &plain_loader,
-                    args.steps,
-                    args.warmup,
-                    &device.device,
+                    steps,
+                    warmup,
+                    device,
                 )?,
-                1 => time_steps(
-                    Student { network: student()?, discriminator: None },
-                    &mut online,
-                    &plain_loader,
-                    args.steps,
-                    args.warmup,
-                    &device.device,
-                )?,
-                _ => time_steps(
-                    Student { network: student()?, discriminator: None },
-                    &mut packed,
-                    &fkd_loader,
-                    args.steps,
-                    args.warmup,
-                    &device.device,
-                )?,
+                1 => {
+                    let model = Student { network: student()?, discriminator: None };
+                    timed_fit(model, &mut online, &plain_loader, steps, warmup, device)?
+                }
+                _ => {
+                    let model = Student { network: student()?, discriminator: None };
+                    timed_fit(model, &mut packed, &fkd_loader, steps, warmup, device)?
+                }
             };
-            add(&mut totals[k], timed);
+            // Every configuration trains `steps` batches of `batch` rows.
+            let rows = (steps * batch) as f64;
+            add(&mut totals[k], (rows, rows / rate));
         }
     }
     let [plain, kd, fkd] = totals.map(|(images, seconds)| images / seconds);

@@ -1,0 +1,293 @@
+//! `kd-import`: bring your own teacher. Reads a PyTorch state dict (`.pt`/`.pth`, pickle read
+//! by burn-store's PyTorch reader, no Python needed) or a `.safetensors` file for one of the
+//! zoo's architectures, renames the keys of the common layouts, checks every tensor's name and
+//! shape against the architecture, and writes a kdkit checkpoint (`model.safetensors` +
+//! `model.json`) that every tool takes as a teacher.
+//!
+//! Layouts: torchvision-style names (kdkit's own); the CIFAR ResNets of the KD literature
+//! (classifier `linear.*`, projection shortcuts `shortcut.0/1`, option-A shortcuts without
+//! parameters); DataParallel's `module.` prefix; checkpoints that wrap the state dict in a
+//! dictionary (`state_dict`, `model`, `net`, `model_state_dict`). BatchNorm's
+//! `num_batches_tracked` counters are dropped (kdkit does not use them).
+
+mod layout;
+
+use crate::shared::cli::CommonArgs;
+use anyhow::{Context, Result, bail, ensure};
+use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use clap::Parser;
+use kd_common::checkpoint::{self, CheckpointMeta, ImportRecord, InputSpec};
+use kd_common::models::{Arch, ModelSpec, Network, Shortcut};
+use kd_datasets::DatasetKind;
+pub use layout::Layout;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Import a PyTorch or safetensors state dict as a kdkit checkpoint.
+#[derive(Parser, Debug)]
+#[command(name = "kd-import", version, long_about = None)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The foreign weights: `.pt`/`.pth` (PyTorch pickle) or `.safetensors`.
+    pub source: PathBuf,
+    /// Output directory: model.safetensors + model.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Architecture of the weights: resnet20/32/44/56/110, vgg11/13/16/19, mobilenetv2,
+    /// small-cnn.
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Arch,
+    /// Channel width multiplier the network was built with.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    /// ResNet shortcut where the shape changes: pad (option A, no parameters) or conv.
+    #[arg(long, value_enum, default_value_t = ShortcutArg::Pad)]
+    pub shortcut: ShortcutArg,
+    /// Number of classes (default: the dataset's).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Input normalisation mean per channel (default: the dataset's), e.g. `0.5,0.5,0.5`.
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Input normalisation standard deviation per channel (default: the dataset's).
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// Image side the network reads (default: the dataset's; required for folders).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Input channels for folders (1 or 3).
+    #[arg(long)]
+    pub in_channels: Option<usize>,
+    /// Key layout of the file.
+    #[arg(long, value_enum, default_value_t = Layout::Auto)]
+    pub layout: Layout,
+    /// Extra key renames `REGEX=REPLACEMENT` (applied after the layout's), e.g.
+    /// `^encoder_q\.=`.
+    #[arg(long = "remap")]
+    pub remaps: Vec<String>,
+    /// Replace an existing checkpoint in `--out`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--shortcut`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShortcutArg {
+    /// Option A: subsample and zero-pad channels.
+    Pad,
+    /// Option B: 1x1 convolution + batch norm.
+    Conv,
+}
+
+fn parse_arch(text: &str) -> Result<Arch, String> {
+    text.parse().map_err(|e: kd_common::Error| e.to_string())
+}
+
+/// The file formats `kd-import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Pytorch,
+    Safetensors,
+}
+
+fn sniff_format(path: &Path) -> Result<Format> {
+    let mut head = [0u8; 8];
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("{}: not found or unreadable", path.display()))?;
+    let n = file.read(&mut head).with_context(|| format!("reading {}", path.display()))?;
+    // PyTorch >= 1.6 writes a zip archive (PK\x03\x04); older files are a bare pickle (\x80).
+    if n >= 2 && (&head[..2] == b"PK" || head[0] == 0x80) {
+        return Ok(Format::Pytorch);
+    }
+    if n == 8 {
+        let header = u64::from_le_bytes(head);
+        let size = std::fs::metadata(path)?.len();
+        if header > 0 && header + 8 <= size {
+            return Ok(Format::Safetensors);
+        }
+    }
+    bail!("{}: neither a PyTorch file (.pt/.pth) nor a safetensors file", path.display())
+}
+
+/// The imported network, its spec and the renames that fitted the file.
+pub struct Imported {
+    /// The network with the file's weights.
+    pub network: Network,
+    /// Its architecture.
+    pub spec: ModelSpec,
+    /// Renames applied.
+    pub remapping: Vec<(String, String)>,
+}
+
+/// Applies a store's tensors to `network`; every parameter must be present with its shape and
+/// no tensor may be left over (BatchNorm counters excepted).
+fn apply_checked(network: &mut Network, result: burn::store::ApplyResult, path: &Path) -> Result<()> {
+    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+    if !result.missing.is_empty() {
+        let names: Vec<&str> = result.missing.iter().take(6).map(|(name, _)| name.as_str()).collect();
+        problems.push(format!("{} tensor(s) missing, e.g. {}", result.missing.len(), names.join(", ")));
+    }
+    let unused: Vec<&String> = result.unused.iter().filter(|n| !n.ends_with("num_batches_tracked")).collect();
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().take(6).map(|s| s.as_str()).collect();
+        problems.push(format!("{} tensor(s) the architecture does not have, e.g. {}", unused.len(), names.join(", ")));
+    }
+    let _ = network;
+    ensure!(
+        problems.is_empty(),
+        "{} does not fit the architecture: {} (check --arch, --width, --shortcut, --classes, --layout)",
+        path.display(),
+        problems.join("; ")
+    );
+    Ok(())
+}
+
+/// Loads `path` into a fresh `spec` network on `device`.
+pub fn import(
+    path: &Path,
+    spec: &ModelSpec,
+    layout: Layout,
+    extra: &[(String, String)],
+    device: &burn::tensor::Device,
+) -> Result<Imported> {
+    let format = sniff_format(path)?;
+    let mut network = spec.init(device)?;
+    let mut remapping = layout.renames();
+    remapping.extend(extra.iter().cloned());
+    let remapper = || KeyRemapper::from_patterns(remapping.clone()).context("a --remap pattern is not a valid regex");
+    let result = match format {
+        Format::Pytorch => {
+            // The state dict is at the top level, or under a wrapper key of a training
+            // checkpoint (the reader flattens nested dictionaries into `key.name` paths).
+            let mut probe = PytorchStore::from_file(path).map_indices_contiguous(false);
+            let keys = burn::store::ModuleStore::keys(&mut probe)
+                .map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch file: {e}", path.display()))?;
+            let wrapper = ["state_dict", "model_state_dict", "model", "net"]
+                .into_iter()
+                .find(|w| keys.iter().any(|k| k.starts_with(&format!("{w}."))));
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false).allow_partial(true);
+            if let Some(wrapper) = wrapper {
+                store = store.with_top_level_key(wrapper);
+            }
+            let mut store = store.remap(remapper()?);
+            network.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        Format::Safetensors => {
+            let mut store = SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .skip_enum_variants(true)
+                .allow_partial(true)
+                .remap(remapper()?);
+            network.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
+    apply_checked(&mut network, result, path)?;
+    Ok(Imported { network, spec: spec.clone(), remapping })
+}
+
+fn parse_remap(text: &str) -> Result<(String, String)> {
+    let (from, to) = text.split_once('=').with_context(|| format!("--remap `{text}` is not REGEX=REPLACEMENT"))?;
+    Ok((from.to_string(), to.to_string()))
+}
+
+/// Runs `kd-import`.
+pub fn run(args: Args) -> Result<()> {
+    args.common.init_output();
+    // Arguments and files first, before any device is touched.
+    ensure!(args.source.exists(), "{}: not found", args.source.display());
+    let extra = args.remaps.iter().map(|r| parse_remap(r)).collect::<Result<Vec<_>>>()?;
+    let kind = args.common.dataset.unwrap_or(DatasetKind::FashionMnist);
+    let known = kind.known_shape();
+    let channels = args.in_channels.or(known.map(|k| k.0)).context("--in-channels is required for folders")?;
+    let side = args.image_size.or(known.map(|k| k.1)).context("--image-size is required for folders")?;
+    let classes = args.classes.or(known.map(|k| k.2)).context("--classes is required for folders")?;
+    let (mean, std) = kind.normalisation();
+    let pick =
+        |v: Vec<f32>| if v.len() == channels { v } else { vec![v.iter().sum::<f32>() / v.len() as f32; channels] };
+    let input = InputSpec {
+        channels,
+        height: side,
+        width: side,
+        mean: args.mean.clone().unwrap_or_else(|| pick(mean)),
+        std: args.std.clone().unwrap_or_else(|| pick(std)),
+    };
+    ensure!(input.mean.len() == channels && input.std.len() == channels, "--mean and --std need {channels} value(s)");
+    ensure!(input.std.iter().all(|s| s.is_finite() && *s > 0.0), "--std values must be positive");
+    let mut spec = ModelSpec::new(args.arch, channels, classes);
+    spec.width = args.width;
+    spec.shortcut = if args.shortcut == ShortcutArg::Conv { Shortcut::Conv } else { Shortcut::Pad };
+    spec.validate()?;
+    let weights = args.out.join("model.safetensors");
+    let source_sha256 = checkpoint::sha256_file(&args.source)?;
+    let mut remapping = args.layout.renames();
+    remapping.extend(extra.iter().cloned());
+    if weights.exists() && !args.force {
+        // The same import again (a retried job) is a no-op; anything else is refused.
+        let same = checkpoint::read_meta(&weights).is_ok_and(|existing| {
+            existing.model == spec
+                && existing.input == input
+                && existing
+                    .imported_from
+                    .as_ref()
+                    .is_some_and(|from| from.source_sha256 == source_sha256 && from.key_remapping == remapping)
+        });
+        ensure!(
+            same,
+            "{} already exists (another checkpoint or other settings); use --force to replace it",
+            weights.display()
+        );
+        tracing::info!("{} already holds this import; nothing to do", weights.display());
+        println!("{}", serde_json::to_string_pretty(&json!({"checkpoint": weights, "already_complete": true}))?);
+        return Ok(());
+    }
+    kd_common::atomic::ensure_writable_dir(&args.out)
+        .with_context(|| format!("output directory {}", args.out.display()))?;
+
+    let device = burn::tensor::Device::flex();
+    let imported = import(&args.source, &spec, args.layout, &extra, &device)?;
+    let class_names = kind
+        .class_names()
+        .filter(|n| n.len() == classes)
+        .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
+    let format = if sniff_format(&args.source)? == Format::Pytorch { "pytorch" } else { "safetensors" };
+    let training = json!({"dataset": kind.to_string(), "data_dir": args.common.data_dir, "imported": true});
+    let meta = CheckpointMeta {
+        format_version: checkpoint::FORMAT_VERSION,
+        model: imported.spec.clone(),
+        input,
+        dataset: json!({"name": kind.to_string()}),
+        classes: class_names,
+        training,
+        metrics: json!({}),
+        weights_sha256: String::new(),
+        written_by: format!("kd-import {}", env!("CARGO_PKG_VERSION")),
+        pruning: None,
+        imported_from: Some(ImportRecord {
+            source: args.source.clone(),
+            source_sha256,
+            format: format.into(),
+            key_remapping: imported.remapping.clone(),
+        }),
+        other: Default::default(),
+    };
+    checkpoint::save(&imported.network, &meta, &weights)?;
+    kd_common::atomic::write_json(
+        &args.out.join("config.json"),
+        &json!({
+            "source": args.source, "arch": args.arch.to_string(), "width": args.width,
+            "shortcut": format!("{:?}", args.shortcut).to_lowercase(), "classes": classes, "dataset": kind.to_string(),
+            "layout": format!("{:?}", args.layout).to_lowercase(), "remap": args.remaps,
+        }),
+    )?;
+    let summary = json!({
+        "checkpoint": weights,
+        "arch": args.arch.to_string(),
+        "parameters": kd_common::models::trainable_params(&imported.network),
+        "source": args.source,
+        "key_remapping": imported.remapping,
+    });
+    tracing::info!("imported {} as {}", args.source.display(), weights.display());
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Plumbing every kdkit tool shares: command-line conventions and config files ([`cli`]),
+//! dataset splits and loaders ([`data`]), presets ([`profiles`]), network and optimisation
+//! flags ([`train_args`]), frozen teachers ([`teachers`]) and the end of a training run
+//! ([`finish`]).
+
+pub mod cli;
+pub mod data;
+pub mod finish;
+pub mod profiles;
+pub mod teachers;
+pub mod train_args;
