@@ -80,11 +80,8 @@ const ROUNDS: usize = 3;
 
 /// Runs the distillation section: prints the three rates and the ratios c/a and c/b.
 pub fn distill_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("kdkit-bench-distill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = run_in(args, device, workers, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    run_in(args, device, workers, dir.path())
 }
 
 fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> Result<()> {

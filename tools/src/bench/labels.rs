@@ -44,11 +44,8 @@ fn random_teacher(dir: &Path, device: &burn::tensor::Device) -> Result<PathBuf> 
 
 /// Runs the label section.
 pub fn labels_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("kdkit-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = run_in(args, device, workers, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    run_in(args, device, workers, dir.path())
 }
 
 fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> Result<()> {
