@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn a_version_1_checkpoint_still_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v1/model.safetensors");
-        let device = Device::default();
+        let device = Device::flex();
         let (network, meta) = load(&path, &device).unwrap();
         assert_eq!(meta.format_version, 2);
         assert_eq!(meta.model.arch, Arch::SmallCnn);
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn other_architecture_or_class_count_is_refused_with_the_difference() {
-        let device = Device::default();
+        let device = Device::flex();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn weights_of_another_shape_are_refused() {
-        let device = Device::default();
+        let device = Device::flex();
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.safetensors");
         let spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn torn_pair_is_detected() {
-        let device = Device::default();
+        let device = Device::flex();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
@@ -444,7 +444,7 @@ mod tests {
             if let Ok(parsed) = parse_meta(&meta_value.to_string(), sidecar)
                 && parsed.model.validate().is_ok()
             {
-                proptest::prop_assert!(parsed.model.init(&Device::default()).is_ok());
+                proptest::prop_assert!(parsed.model.init(&Device::flex()).is_ok());
             }
         }
 
@@ -458,7 +458,7 @@ mod tests {
             let path = dir.path().join("m.safetensors");
             let mut spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
             spec.channels = Some(vec![2, 3, 4]);
-            save(&spec.init(&Device::default()).unwrap(), &meta(spec.clone()), &path).unwrap();
+            save(&spec.init(&Device::flex()).unwrap(), &meta(spec.clone()), &path).unwrap();
             let mut bytes = std::fs::read(&path).unwrap();
             for (at, value) in edits {
                 let at = at % bytes.len();
@@ -466,7 +466,7 @@ mod tests {
             }
             bytes.truncate(keep.min(bytes.len()));
             std::fs::write(&path, &bytes).unwrap();
-            let mut network = spec.init(&Device::default()).unwrap();
+            let mut network = spec.init(&Device::flex()).unwrap();
             if let Err(e) = apply_weights(&mut network, &path) {
                 proptest::prop_assert!(e.to_string().contains("m.safetensors"), "{}", e);
             }

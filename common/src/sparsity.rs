@@ -107,7 +107,7 @@ mod tests {
     fn dense_network_sparsity_and_layer_sizes() {
         let mut spec = ModelSpec::new(Arch::SmallCnn, 1, 3);
         spec.channels = Some(vec![4, 8, 16]);
-        let network = spec.init(&Device::default()).unwrap();
+        let network = spec.init(&Device::flex()).unwrap();
         let (global, layers) = sparsity(&network).unwrap();
         assert_eq!(global, 0.0);
         let sizes: Vec<(String, usize)> = layers.iter().map(|l| (l.name.clone(), l.weights)).collect();

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 /// A dataset name as given to `--dataset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
     /// Fashion-MNIST (Xiao et al., 2017), IDX files; Debian package `dataset-fashion-mnist`.

@@ -322,9 +322,15 @@ impl Network {
 mod tests {
     use super::*;
 
+    /// Structure, not numerics: these tests build networks on the CPU backend (the backends'
+    /// numerics are covered by the loss tests and the end-to-end tests on wgpu).
+    fn cpu() -> Device {
+        Device::flex()
+    }
+
     fn params(name: &str, classes: usize) -> usize {
         let spec = ModelSpec::new(name.parse().unwrap(), 3, classes);
-        trainable_params(&spec.init(&Device::default()).unwrap())
+        trainable_params(&spec.init(&cpu()).unwrap())
     }
 
     /// Published counts (He et al. 2016, §4.2: ResNet-20 0.27 M, ResNet-56 0.85 M, ResNet-110
@@ -353,7 +359,7 @@ mod tests {
 
     #[test]
     fn every_arch_runs_forward_and_features() {
-        let device = Device::default();
+        let device = cpu();
         for name in Arch::NAMES.iter().filter(|n| !n.contains("custom") && !n.contains("110")) {
             let mut spec = ModelSpec::new(name.parse().unwrap(), 1, 7);
             spec.width = 0.25;
@@ -369,7 +375,7 @@ mod tests {
     /// block 3: 9*8*5 + 10 + 9*5*8 + 16, fc 8*3 + 3 (by hand).
     #[test]
     fn channel_plans_and_heads() {
-        let device = Device::default();
+        let device = cpu();
         let mut spec = ModelSpec::new(Arch::ResNet(8), 1, 3);
         spec.channels = Some(vec![4, 8, 8, 2, 3, 5]);
         let expected = (36 + 8) + (72 + 4 + 72 + 8) + (108 + 6 + 216 + 16) + (360 + 10 + 360 + 16) + 27;
@@ -406,7 +412,7 @@ mod tests {
         let spec: ModelSpec =
             serde_json::from_str(r#"{"arch":"vgg-custom","plan":[8,"M",16,"M"],"in_channels":1,"num_classes":3}"#)
                 .unwrap();
-        let net = spec.init(&Device::default()).unwrap();
+        let net = spec.init(&cpu()).unwrap();
         // 9*1*8 + 2*8 + 9*8*16 + 2*16 + 16*3 + 3
         assert_eq!(trainable_params(&net), 72 + 16 + 1152 + 32 + 48 + 3);
     }

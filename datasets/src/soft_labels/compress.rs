@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 /// How a crop's distribution is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LabelType {
     /// Arg-max only.
@@ -89,6 +90,7 @@ impl fmt::Display for LabelType {
 
 /// How stored probabilities are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbEncoding {
     /// IEEE half precision.

@@ -73,13 +73,13 @@ pub struct PackArgs {
     #[arg(long, default_value_t = 500)]
     pub crops: usize,
     /// Compression: hard, smoothing, marginal-smoothing, marginal-renorm, full.
-    #[arg(long, default_value = "marginal-smoothing", value_parser = parse_label_type)]
+    #[arg(long, value_enum, default_value_t = LabelType::MarginalSmoothing)]
     pub label_type: LabelType,
     /// K of the top-K types.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
     /// Probability encoding: u8 (round(255 p)) or f16.
-    #[arg(long, default_value = "u8", value_parser = parse_encoding)]
+    #[arg(long, value_enum, default_value_t = ProbEncoding::U8)]
     pub prob_encoding: ProbEncoding,
     /// Crop geometry: stored (9 bytes per crop) or seed (regenerated from a per-image seed).
     #[arg(long, value_enum, default_value_t = GeometryArg::Stored)]
@@ -114,14 +114,6 @@ pub enum GeometryArg {
     Stored,
     /// Regenerated from a per-image seed.
     Seed,
-}
-
-fn parse_label_type(text: &str) -> Result<LabelType, String> {
-    text.parse().map_err(|e: kd_datasets::DataError| e.to_string())
-}
-
-fn parse_encoding(text: &str) -> Result<ProbEncoding, String> {
-    text.parse().map_err(|e: kd_datasets::DataError| e.to_string())
 }
 
 /// Runs `kd-pack-labels`.

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Dataset: fashion-mnist, mnist, cifar10, cifar100 or folder.
-    #[arg(long, value_parser = parse_dataset)]
+    #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
     /// Dataset directory (default: the dataset's standard location, e.g.
     /// /usr/share/datasets/fashion-mnist).
@@ -42,10 +42,6 @@ pub struct CommonArgs {
 
 fn parse_device(text: &str) -> Result<DeviceSpec, String> {
     text.parse().map_err(|e: kd_common::Error| e.to_string())
-}
-
-fn parse_dataset(text: &str) -> Result<DatasetKind, String> {
-    text.parse().map_err(|e: kd_datasets::DataError| e.to_string())
 }
 
 impl CommonArgs {
