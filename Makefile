@@ -110,7 +110,7 @@ $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
 test:
 	@mkdir -p $(XDG_RUNTIME_DIR)
 	cargo test --workspace
-	cargo test -p kd-tools --test e2e -- --ignored
+	cargo test --workspace --test e2e -- --ignored
 
 # Formatting and lints, as CI checks them.
 lint:
