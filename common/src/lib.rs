@@ -12,6 +12,7 @@ pub mod losses;
 pub mod metrics;
 pub mod models;
 pub mod progress;
+pub mod pruning;
 pub mod sparsity;
 pub mod train;
 

@@ -1,0 +1,13 @@
+//! Unstructured magnitude pruning (Han et al., NeurIPS 2015) as prune-then-distill uses it
+//! (Park & No, ECCV 2022, §3.2): iterative rounds, each removing a fraction of the remaining
+//! convolution and linear weights with the smallest magnitude, globally or per layer; and the
+//! width rule that shapes a dense student from the pruned teacher's per-layer non-zero counts.
+//! The `kd-prune` tool builds on these.
+
+mod magnitude;
+mod schedule;
+mod student;
+
+pub use magnitude::{Scope, prune_round};
+pub use schedule::rounds_for_target;
+pub use student::vgg_student_plan;
