@@ -253,6 +253,24 @@ pub fn load_expecting(weights: &Path, expected: &ModelSpec, device: &Device) -> 
     load(weights, device)
 }
 
+/// What did not fit when a store's tensors were applied to a network: shape errors, missing
+/// parameters and left-over tensors (BatchNorm's `num_batches_tracked` counters of PyTorch files
+/// excepted), each with a few names. Empty when everything fitted.
+pub fn apply_problems(result: &burn::store::ApplyResult) -> Vec<String> {
+    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+    if !result.missing.is_empty() {
+        let names: Vec<&str> = result.missing.iter().take(6).map(|(name, _)| name.as_str()).collect();
+        problems.push(format!("{} tensor(s) missing, e.g. {}", result.missing.len(), names.join(", ")));
+    }
+    let unused: Vec<&str> =
+        result.unused.iter().map(String::as_str).filter(|n| !n.ends_with("num_batches_tracked")).collect();
+    if !unused.is_empty() {
+        let names = unused.iter().take(6).copied().collect::<Vec<_>>().join(", ");
+        problems.push(format!("{} tensor(s) the architecture does not have, e.g. {names}", unused.len()));
+    }
+    problems
+}
+
 /// Applies the tensors of a safetensors file to `network`; every parameter must be present with
 /// its shape, and no tensor may be left over.
 pub fn apply_weights(network: &mut Network, weights: &Path) -> Result<()> {
@@ -262,15 +280,7 @@ pub fn apply_weights(network: &mut Network, weights: &Path) -> Result<()> {
         .allow_partial(true);
     let mismatch = |message: String| Error::CheckpointMismatch { path: weights.into(), message };
     let result = network.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
-    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
-    if !result.missing.is_empty() {
-        let names: Vec<&str> = result.missing.iter().take(5).map(|(name, _)| name.as_str()).collect();
-        problems.push(format!("{} tensor(s) missing, e.g. {}", result.missing.len(), names.join(", ")));
-    }
-    if !result.unused.is_empty() {
-        let names: Vec<&str> = result.unused.iter().take(5).map(String::as_str).collect();
-        problems.push(format!("{} unexpected tensor(s), e.g. {}", result.unused.len(), names.join(", ")));
-    }
+    let problems = apply_problems(&result);
     if problems.is_empty() { Ok(()) } else { Err(mismatch(problems.join("; "))) }
 }
 

@@ -181,6 +181,9 @@ impl BatchLoader {
         config: LoaderConfig,
         regions: RegionSampling,
     ) -> Result<Self> {
+        if config.views != 1 {
+            return Err(DataError::Invalid("region crops come one view per crop; `views` must be 1".into()));
+        }
         let mut loader = Self::new(dataset, transform, config)?;
         loader.regions = Some(Arc::new(regions));
         Ok(loader)

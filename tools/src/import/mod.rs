@@ -118,44 +118,20 @@ pub struct Imported {
     pub spec: ModelSpec,
     /// Renames applied.
     pub remapping: Vec<(String, String)>,
-}
-
-/// Applies a store's tensors to `network`; every parameter must be present with its shape and
-/// no tensor may be left over (BatchNorm counters excepted).
-fn apply_checked(network: &mut Network, result: burn::store::ApplyResult, path: &Path) -> Result<()> {
-    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
-    if !result.missing.is_empty() {
-        let names: Vec<&str> = result.missing.iter().take(6).map(|(name, _)| name.as_str()).collect();
-        problems.push(format!("{} tensor(s) missing, e.g. {}", result.missing.len(), names.join(", ")));
-    }
-    let unused: Vec<&String> = result.unused.iter().filter(|n| !n.ends_with("num_batches_tracked")).collect();
-    if !unused.is_empty() {
-        let names: Vec<&str> = unused.iter().take(6).map(|s| s.as_str()).collect();
-        problems.push(format!("{} tensor(s) the architecture does not have, e.g. {}", unused.len(), names.join(", ")));
-    }
-    let _ = network;
-    ensure!(
-        problems.is_empty(),
-        "{} does not fit the architecture: {} (check --arch, --width, --shortcut, --classes, --layout)",
-        path.display(),
-        problems.join("; ")
-    );
-    Ok(())
+    /// The file's format.
+    format: Format,
 }
 
 /// Loads `path` into a fresh `spec` network on `device`.
 pub fn import(
     path: &Path,
     spec: &ModelSpec,
-    layout: Layout,
-    extra: &[(String, String)],
+    remapping: &[(String, String)],
     device: &burn::tensor::Device,
 ) -> Result<Imported> {
     let format = sniff_format(path)?;
     let mut network = spec.init(device)?;
-    let mut remapping = layout.renames();
-    remapping.extend(extra.iter().cloned());
-    let remapper = || KeyRemapper::from_patterns(remapping.clone()).context("a --remap pattern is not a valid regex");
+    let remapper = || KeyRemapper::from_patterns(remapping.to_vec()).context("a --remap pattern is not a valid regex");
     let result = match format {
         Format::Pytorch => {
             // The state dict is at the top level, or under a wrapper key of a training
@@ -182,8 +158,14 @@ pub fn import(
             network.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
     };
-    apply_checked(&mut network, result, path)?;
-    Ok(Imported { network, spec: spec.clone(), remapping })
+    let problems = checkpoint::apply_problems(&result);
+    ensure!(
+        problems.is_empty(),
+        "{} does not fit the architecture: {} (check --arch, --width, --shortcut, --classes, --layout)",
+        path.display(),
+        problems.join("; ")
+    );
+    Ok(Imported { network, spec: spec.clone(), remapping: remapping.to_vec(), format })
 }
 
 fn parse_remap(text: &str) -> Result<(String, String)> {
@@ -245,12 +227,12 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("output directory {}", args.out.display()))?;
 
     let device = burn::tensor::Device::flex();
-    let imported = import(&args.source, &spec, args.layout, &extra, &device)?;
+    let imported = import(&args.source, &spec, &remapping, &device)?;
     let class_names = kind
         .class_names()
         .filter(|n| n.len() == classes)
         .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
-    let format = if sniff_format(&args.source)? == Format::Pytorch { "pytorch" } else { "safetensors" };
+    let format = if imported.format == Format::Pytorch { "pytorch" } else { "safetensors" };
     let training = json!({"dataset": kind.to_string(), "data_dir": args.common.data_dir, "imported": true});
     let meta = CheckpointMeta {
         format_version: checkpoint::FORMAT_VERSION,
