@@ -61,8 +61,8 @@ pub fn sparsity(network: &Network) -> Result<(f64, Vec<LayerSparsity>)> {
     Ok((if total == 0 { 0.0 } else { 1.0 - nonzero as f64 / total as f64 }, layers))
 }
 
-/// Writes `masks` to `path` (safetensors, u8 tensors), atomically.
-pub fn write_masks(path: &Path, masks: &Masks) -> Result<()> {
+/// `masks` as a safetensors file's bytes (u8 tensors named like the weights).
+pub fn masks_to_bytes(masks: &Masks) -> Result<Vec<u8>> {
     let mut views = Vec::new();
     for (name, mask) in masks {
         if mask.shape.iter().product::<usize>() != mask.keep.len() {
@@ -72,27 +72,42 @@ pub fn write_masks(path: &Path, masks: &Masks) -> Result<()> {
             .map_err(|e| Error::Shape(format!("mask {name}: {e}")))?;
         views.push((name.clone(), view));
     }
-    let bytes = safetensors::serialize(views, None)
-        .map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
-    atomic::write_bytes(path, &bytes)
+    safetensors::serialize(views, None).map_err(|e| Error::Shape(format!("serialising masks: {e}")))
 }
 
-/// Reads a masks file; every tensor must be u8 with values 0 or 1.
-pub fn read_masks(path: &Path) -> Result<Masks> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |message: String| Error::Checkpoint { path: path.into(), message };
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+/// Parses what [`masks_to_bytes`] wrote; every tensor must be u8 with values 0 or 1. Errors
+/// are plain messages; [`read_masks`] adds the file.
+pub fn masks_from_bytes(bytes: &[u8]) -> std::result::Result<Masks, String> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut masks = Masks::new();
     for (name, view) in tensors.tensors() {
         if view.dtype() != safetensors::Dtype::U8 {
-            return Err(bad(format!("mask {name} is {:?}, expected U8", view.dtype())));
+            return Err(format!("mask {name} is {:?}, expected U8", view.dtype()));
         }
         if view.data().iter().any(|&v| v > 1) {
-            return Err(bad(format!("mask {name} holds values other than 0 and 1")));
+            return Err(format!("mask {name} holds values other than 0 and 1"));
         }
         masks.insert(name, Mask { shape: view.shape().to_vec(), keep: view.data().to_vec() });
     }
     Ok(masks)
+}
+
+/// Writes `masks` to `path` (safetensors, u8 tensors), atomically.
+pub fn write_masks(path: &Path, masks: &Masks) -> Result<()> {
+    atomic::write_bytes(path, &masks_to_bytes(masks)?)
+}
+
+/// Reads a masks file written by [`write_masks`].
+pub fn read_masks(path: &Path) -> Result<Masks> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    masks_from_bytes(&bytes).map_err(|message| Error::Checkpoint { path: path.into(), message })
+}
+
+/// Kept and total weights over all masks.
+pub fn kept_and_total(masks: &Masks) -> (usize, usize) {
+    masks.values().fold((0, 0), |(kept, total), m| {
+        (kept + m.keep.iter().map(|&k| k as usize).sum::<usize>(), total + m.keep.len())
+    })
 }
 
 #[cfg(test)]
