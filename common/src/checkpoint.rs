@@ -274,10 +274,17 @@ pub fn apply_problems(result: &burn::store::ApplyResult) -> Vec<String> {
 /// Applies the tensors of a safetensors file to `network`; every parameter must be present with
 /// its shape, and no tensor may be left over.
 pub fn apply_weights(network: &mut Network, weights: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_file(weights)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .skip_enum_variants(true)
-        .allow_partial(true);
+    apply_store(network, SafetensorsStore::from_file(weights), weights)
+}
+
+/// Applies safetensors bytes (PyTorch names and layout) to `network`, as [`apply_weights`];
+/// `origin` names them in errors.
+pub fn apply_safetensors_bytes(network: &mut Network, bytes: Vec<u8>, origin: &Path) -> Result<()> {
+    apply_store(network, SafetensorsStore::from_bytes(Some(bytes)), origin)
+}
+
+fn apply_store(network: &mut Network, store: SafetensorsStore, weights: &Path) -> Result<()> {
+    let mut store = store.with_from_adapter(PyTorchToBurnAdapter).skip_enum_variants(true).allow_partial(true);
     let mismatch = |message: String| Error::CheckpointMismatch { path: weights.into(), message };
     let result = network.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
     let problems = apply_problems(&result);

@@ -31,9 +31,14 @@ pub type HostWeights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// The prunable weights of `network` by PyTorch name, as host values with their shapes.
 pub fn prunable_weights(network: &Network) -> Result<HostWeights> {
+    host_tensors(network, |name, rank| name.ends_with(".weight") && rank >= 2)
+}
+
+/// Host copies of `network`'s float tensors (PyTorch names and layout) that `keep(name, rank)`.
+pub fn host_tensors(network: &Network, keep: impl Fn(&str, usize) -> bool) -> Result<HostWeights> {
     let mut weights = BTreeMap::new();
     for tensor in network.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
-        if !tensor.name.ends_with(".weight") || tensor.shape.len() < 2 {
+        if !keep(&tensor.name, tensor.shape.len()) {
             continue;
         }
         let bytes = tensor.to_bytes().map_err(|e| Error::Shape(format!("reading {}: {e}", tensor.name)))?;

@@ -9,8 +9,10 @@ mod magnitude;
 mod masked;
 mod schedule;
 mod student;
+mod transplant;
 
 pub use magnitude::{Scope, complete_masks, prune_round};
 pub use masked::{DeviceMasks, Masked};
 pub use schedule::rounds_for_target;
-pub use student::vgg_student_plan;
+pub use student::{derive_student, vgg_student_plan};
+pub use transplant::init_from_strongest_filters;
