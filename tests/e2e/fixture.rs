@@ -94,6 +94,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kd-pack-labels" => PathBuf::from(env!("CARGO_BIN_EXE_kd-pack-labels")),
         "kd-distill" => PathBuf::from(env!("CARGO_BIN_EXE_kd-distill")),
         "kd-import" => PathBuf::from(env!("CARGO_BIN_EXE_kd-import")),
+        "kd-prune" => PathBuf::from(env!("CARGO_BIN_EXE_kd-prune")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -16,5 +16,7 @@ mod pack_labels;
 mod distill;
 // kd-import: PyTorch and safetensors teachers, predictions against PyTorch's, use as teacher.
 mod import;
+// kd-prune: rounds, resume inside a round, exact zeros, derive-student, bad input.
+mod prune;
 // Hostile input: exit 2 naming the file, arguments checked first, no Vulkan noise.
 mod hostile;

@@ -8,5 +8,6 @@ pub mod eval;
 pub mod import;
 pub mod pack_labels;
 pub mod pretrain;
+pub mod prune;
 pub mod report;
 pub mod shared;

@@ -79,8 +79,8 @@ pub fn derive_student(teacher: &ModelSpec, weights: &HostWeights) -> Result<Mode
         Arch::ResNet(depth) => student.channels = Some(resnet_channels(teacher, (depth - 2) / 6, weights)?),
         Arch::MobileNetV2 => {
             return Err(Error::InvalidModel(
-                "derive-student cannot shape mobilenet-v2: its depthwise convolutions tie every layer's width to \
-                 the one before; it shapes vgg, resnet and small-cnn"
+                "derive-student cannot shape mobilenetv2: its depthwise convolutions tie every layer's width to \
+                 the one before; it shapes vgg, resnet and small-cnn networks"
                     .into(),
             ));
         }
@@ -288,7 +288,7 @@ mod tests {
     fn mobilenet_is_refused() {
         let teacher = ModelSpec::new(Arch::MobileNetV2, 3, 10);
         let err = derive_student(&teacher, &HostWeights::new()).unwrap_err().to_string();
-        assert!(err.contains("cannot shape mobilenet-v2"), "{err}");
+        assert!(err.contains("cannot shape mobilenetv2"), "{err}");
     }
 
     #[test]

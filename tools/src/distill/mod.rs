@@ -116,9 +116,10 @@ pub fn run(args: Args) -> Result<()> {
             workers: config.workers,
             seed: config.seed,
             tool: "kd-distill",
+            pruning: None,
         },
         &device.device,
-        &out,
+        &out.join("model.safetensors"),
     )?;
     summary["method"] = json!(config.method.name());
     if let Some(data) = trained.data {

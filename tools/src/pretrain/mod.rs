@@ -230,9 +230,10 @@ pub fn run(args: Args) -> Result<()> {
             workers: config.workers,
             seed: config.seed,
             tool: "kd-pretrain",
+            pruning: None,
         },
         &device.device,
-        &args.out,
+        &args.out.join("model.safetensors"),
     )?;
     tracing::info!("finished after {:.0} s", started.elapsed().as_secs_f64());
     println!("{}", serde_json::to_string_pretty(&summary)?);

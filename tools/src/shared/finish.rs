@@ -3,7 +3,7 @@
 
 use crate::shared::data::{eval_transform, loader};
 use anyhow::Result;
-use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
+use kd_common::checkpoint::{self, CheckpointMeta, InputSpec, PruningRecord};
 use kd_common::models::{ModelSpec, Network};
 use kd_common::train::{self, PassRow};
 use kd_datasets::Dataset;
@@ -36,14 +36,16 @@ pub struct TrainedRun<'a> {
     pub seed: u64,
     /// Tool name for the sidecar.
     pub tool: &'a str,
+    /// The pruning record of a pruned network (its masks file already written).
+    pub pruning: Option<PruningRecord>,
 }
 
-/// Evaluates on the test split, saves `<out>/model.safetensors` (+ sidecar) and returns the
+/// Evaluates on the test split, saves the checkpoint `weights` (+ sidecar) and returns the
 /// summary.
-pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) -> Result<Value> {
+pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, weights: &Path) -> Result<Value> {
     let test_loader = loader(run.test.clone(), eval_transform(&run.input), 256, false, run.workers, run.seed)?;
     let test = train::evaluate(run.network, run.references, &test_loader, device)?;
-    let last = run.rows.last().expect("at least one epoch ran");
+    let last = run.rows.last();
     let best = run.rows.iter().filter_map(|r| r.val("val_top1").map(|v| (v, r.epoch))).fold(
         None,
         |best: Option<(f64, usize)>, x| match best {
@@ -56,11 +58,11 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) 
         "test_top5": test.top5,
         "test_nll": test.nll,
         "test_ece": test.ece,
-        "last_val_top1": last.val("val_top1"),
+        "last_val_top1": last.and_then(|l| l.val("val_top1")),
         "best_val_top1": best.map(|b| b.0),
         "best_val_epoch": best.map(|b| b.1),
-        "epochs": last.epoch,
-        "train_images_per_s": run.rows.iter().map(|r| r.images_per_s).sum::<f64>() / run.rows.len() as f64,
+        "epochs": last.map_or(0, |l| l.epoch),
+        "train_images_per_s": run.rows.iter().map(|r| r.images_per_s).sum::<f64>() / run.rows.len().max(1) as f64,
         "train_seconds": run.rows.iter().map(|r| r.seconds).sum::<f64>(),
         "resumed_after_pass": run.resumed_after,
     });
@@ -78,11 +80,10 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, out: &Path) 
         metrics: metrics.clone(),
         weights_sha256: String::new(),
         written_by: format!("{} {}", run.tool, env!("CARGO_PKG_VERSION")),
-        pruning: None,
+        pruning: run.pruning,
         imported_from: None,
         other: Default::default(),
     };
-    let weights = out.join("model.safetensors");
     checkpoint::save(run.network, &meta, &weights)?;
     tracing::info!(
         "test top-1 {:.2}% (top-5 {:.2}%, NLL {:.4}); wrote {}",

@@ -1,0 +1,132 @@
+use crate::fixture::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A tiny trained network to prune: small-cnn at width 0.5 (16, 32, 64 channels).
+fn teacher(t: &KdTest) -> PathBuf {
+    json_ok(&run(&mut t.pretrain("teacher", "cpu", &["--epochs", "2", "--val-size", "0", "--width", "0.5"])));
+    t.path("teacher/model.safetensors")
+}
+
+/// `kd-prune` on the fixture data: 2 retraining epochs a round, on the CPU; a flag in `extra`
+/// replaces the fixture's value for that flag.
+fn prune(t: &KdTest, teacher: &std::path::Path, out: &str, extra: &[&str]) -> Command {
+    let defaults =
+        [("--epochs", "2"), ("--batch-size", "8"), ("--val-size", "8"), ("--lr", "0.05"), ("--workers", "1")];
+    let mut cmd = t.cmd("kd-prune");
+    cmd.arg("--teacher").arg(teacher).arg("--data-dir").arg(t.data());
+    cmd.args(["--dataset", "fashion-mnist", "--out", out, "--device", "cpu"]);
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.args(extra);
+    cmd
+}
+
+fn sidecar(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Three rounds of 20%, killed inside round 1 and again inside round 2: every rerun resumes in
+/// the round it was in (passes already done are not redone), the checkpoints are named by the
+/// remaining fraction, their sparsity is 1 - 0.8^n to within rounding, kd-eval counts exactly
+/// the masks' kept weights as non-zero in every layer (pruned weights are exactly zero after
+/// retraining and resuming), and a finished run reruns as a no-op. Then the derived student,
+/// initialised from the strongest filters, is distilled from the pruned teacher.
+#[test]
+fn rounds_resume_where_killed_and_keep_pruned_weights_at_zero() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    let args = ["--rounds", "3"];
+    let killed = run(prune(&t, &teacher, "p", &args).env("KD_ABORT_AFTER_PASS", "1"));
+    assert!(!killed.status.success(), "aborted in round 1");
+    assert!(!t.path("p/model-remaining-0.800.safetensors").exists());
+    let killed = run(prune(&t, &teacher, "p", &args).env("KD_ABORT_AFTER_PASS", "1"));
+    let stderr = String::from_utf8_lossy(&killed.stderr);
+    assert!(!killed.status.success() && stderr.contains("resuming after pass 1 of 2"), "{stderr}");
+    assert!(t.path("p/model-remaining-0.800.safetensors").exists(), "round 1 finished: {stderr}");
+    assert!(!t.path("p/model-remaining-0.640.safetensors").exists(), "round 2 was killed");
+
+    let output = run(&mut prune(&t, &teacher, "p", &args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("round 1/3: done before") && stderr.contains("resuming after pass 1 of 2"), "{stderr}");
+    let summary = json_ok(&output);
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 3);
+    for (round, name) in [(1, "0.800"), (2, "0.640"), (3, "0.512")] {
+        let weights = t.path(&format!("p/model-remaining-{name}.safetensors"));
+        let meta = sidecar(weights.with_extension("json"));
+        let record = &meta["pruning"];
+        let sparsity = record["global_sparsity"].as_f64().unwrap();
+        let expected = 1.0 - 0.8f64.powi(round);
+        assert!((sparsity - expected).abs() < 1e-3, "round {round}: {sparsity} vs {expected}");
+        assert_eq!(record["rounds"], round);
+        assert!(t.path(&format!("p/{}", record["masks_file"].as_str().unwrap())).exists());
+        let eval =
+            json_ok(&run(t.cmd("kd-eval").arg(&weights).args(["--device", "cpu"]).arg("--data-dir").arg(t.data())));
+        assert!((eval["sparsity"]["global"].as_f64().unwrap() - sparsity).abs() < 1e-9, "{eval}");
+        for layer in record["layers"].as_array().unwrap() {
+            let measured = eval["sparsity"]["layers"].as_array().unwrap().iter().find(|l| l["name"] == layer["name"]);
+            assert_eq!(measured.unwrap()["nonzero"], layer["nonzero"], "round {round} {}", layer["name"]);
+        }
+    }
+    let ladder = std::fs::read_to_string(t.path("p/ladder.csv")).unwrap();
+    assert!(ladder.starts_with("round,remaining,global_sparsity,nonzero_weights,val_top1,test_top1,checkpoint\n"));
+    assert_eq!(ladder.lines().count(), 4, "{ladder}");
+
+    // Finished: a rerun trains nothing.
+    let again = run(&mut prune(&t, &teacher, "p", &args));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && stderr.contains("round 3/3: done before") && !stderr.contains("pass 1/"),
+        "{stderr}"
+    );
+
+    // The dense student of the 48.8%-sparse teacher, from its strongest filters, then KD.
+    let pruned = t.path("p/model-remaining-0.512.safetensors");
+    let mut derive = t.cmd("kd-prune");
+    derive.args(["derive-student", "--checkpoint"]).arg(&pruned).args(["--out", "s", "--init", "strongest-filters"]);
+    let shape = json_ok(&run(&mut derive));
+    let ratio = shape["student_to_nonzero"].as_f64().unwrap();
+    assert!((ratio - 1.0).abs() < 0.1, "{shape}");
+    assert!(shape["student_weights"].as_u64().unwrap() < shape["teacher_weights"].as_u64().unwrap());
+    let mut kd = crate::distill::distill(&t, "kd", "kd", "cpu", &["--val-size", "0"]);
+    kd.arg("--teacher").arg(&pruned).arg("--init").arg(t.path("s/model.safetensors"));
+    let summary = json_ok(&run(&mut kd));
+    assert!(summary["test_top1"].as_f64().is_some(), "{summary}");
+}
+
+/// Bad input: a target sparsity of 1, masks that do not fit the weights, a network
+/// derive-student cannot shape; exit 2, the problem named, nothing written.
+#[test]
+fn bad_inputs_exit_2_and_write_nothing() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    let output = run(&mut prune(&t, &teacher, "bad-target", &["--target-sparsity", "1.0"]));
+    assert_input_error(&output, &["target sparsity must be in [0, 1)"]);
+    assert!(!t.path("bad-target").exists());
+
+    // One round, no retraining; then masks of the wrong shape with a matching hash.
+    json_ok(&run(&mut prune(&t, &teacher, "p", &["--rounds", "1", "--epochs", "0"])));
+    let weights = t.path("p/model-remaining-0.800.safetensors");
+    let mut meta = sidecar(weights.with_extension("json"));
+    let masks = t.path("p/model-remaining-0.800.masks.safetensors");
+    let wrong = kd_common::sparsity::Masks::from([(
+        "fc.weight".to_string(),
+        kd_common::sparsity::Mask { shape: vec![1, 1], keep: vec![1] },
+    )]);
+    kd_common::sparsity::write_masks(&masks, &wrong).unwrap();
+    meta["pruning"]["masks_sha256"] = kd_common::checkpoint::sha256_file(&masks).unwrap().into();
+    std::fs::write(weights.with_extension("json"), meta.to_string()).unwrap();
+    let output = run(&mut prune(&t, &weights, "again", &["--rounds", "1", "--epochs", "0"]));
+    assert_input_error(&output, &["model-remaining-0.800", "mask fc.weight has shape [1, 1]"]);
+    assert!(!t.path("again").exists());
+
+    json_ok(&run(&mut t.pretrain("mnv2", "cpu", &["--epochs", "1", "--val-size", "0", "--arch", "mobilenetv2"])));
+    let mut derive = t.cmd("kd-prune");
+    derive.args(["derive-student", "--checkpoint", "mnv2/model.safetensors", "--out", "s"]);
+    assert_input_error(&run(&mut derive), &["mnv2/model.safetensors", "cannot shape mobilenetv2"]);
+    assert!(!t.path("s").exists());
+}
