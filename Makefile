@@ -2,7 +2,10 @@
 #
 #   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5), then
 #                           per student seed: baseline (no KD), online KD, FKD, MEAL V2 (two
-#                           teachers), SSLD (unlabeled hold-out); all evaluated into report.md
+#                           teachers), SSLD (unlabeled hold-out); all evaluated into report.md;
+#                           then prune, then distill (prune-report.md): the teacher pruned in
+#                           rounds, the same student distilled from each pruned teacher, and the
+#                           student derived from the sparsest one (random / strongest filters)
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
@@ -21,7 +24,7 @@ FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda)
 CARGO_FEATURES = $(if $(FEATURES),--features $(FEATURES))
 CUDA_ENV = $(if $(findstring cuda,$(FEATURES)),XDG_DATA_HOME=$(CURDIR)/target/llvm-shim)
 BIN      = target/debug
-TOOLS    = $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
+TOOLS    = $(BIN)/kd-prune $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
 # Random-resized-crop area range of the labels. FKD's 0.08-1 assumes a teacher trained on such
@@ -49,13 +52,16 @@ evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.js
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all build test lint pytorch-fixtures test-cuda check-cuda bench clean-runs
+.PHONY: all prune-distill build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete.
 .SECONDARY:
 
-all: $(RUN)/report.md $(RUN)/labels-stats.json
-	@cat $(RUN)/report.md
+all: $(RUN)/report.md $(RUN)/labels-stats.json $(RUN)/prune-report.md
+	@cat $(RUN)/report.md $(RUN)/prune-report.md
+
+prune-distill: $(RUN)/prune-report.md
+	@cat $<
 
 build:
 	@mkdir -p $(XDG_RUNTIME_DIR)
@@ -105,12 +111,59 @@ $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
 $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
 	$(BIN)/kd-pack-labels stats $< > $@.tmp && mv $@.tmp $@
 
+# Prune, then distill (Park & No, ECCV 2022). One kd-prune run to PRUNE_TARGET sparsity keeps a
+# checkpoint per round, named by the remaining fraction 0.8^n: 0.640, 0.410 and 0.210 are
+# prune-then-distill's st36, st59 and st79 (2, 4 and 7 rounds of 20%).
+PRUNE_TARGET ?= 0.79
+PRUNED   ?= 0.640 0.410 0.210
+SPARSEST = $(lastword $(PRUNED))
+PRUNED_CKPT = $(RUN)/prune/model-remaining-$(1).safetensors
+
+$(RUN)/prune/ladder.csv: $(TEACHER) | build
+	$(BIN)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) --out $(RUN)/prune > $(RUN)/prune-summary.json.tmp && mv $(RUN)/prune-summary.json.tmp $(RUN)/prune/summary.json
+
+$(foreach r,$(PRUNED),$(call PRUNED_CKPT,$(r))): $(RUN)/prune/ladder.csv
+
+# Pruned teachers are evaluated like the others, under names of their own.
+$(RUN)/pruned-%/eval.json: $(RUN)/prune/ladder.csv | build
+	@mkdir -p $(RUN)/pruned-$*
+	$(BIN)/kd-eval $(call PRUNED_CKPT,$*) --device $(DEVICE) --reference $(TEACHER) > $@.tmp && mv $@.tmp $@
+
+# The preset's student distilled (online KD) from each pruned teacher: kd-pruned<remaining>-s<seed>.
+define KD_FROM_PRUNED
+$(RUN)/kd-pruned$(1)-s$(2)/model.safetensors: $(call PRUNED_CKPT,$(1)) | build
+	$(BIN)/kd-distill kd --profile $(PROFILE) --device $(DEVICE) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) --out $(RUN)/kd-pruned$(1)-s$(2) > $(RUN)/kd-pruned$(1)-s$(2).json.tmp && mv $(RUN)/kd-pruned$(1)-s$(2).json.tmp $(RUN)/kd-pruned$(1)-s$(2)/summary.json
+endef
+$(foreach r,$(PRUNED),$(foreach s,$(SEEDS),$(eval $(call KD_FROM_PRUNED,$(r),$(s)))))
+
+# The dense student shaped by the sparsest teacher, initialised at random or from its strongest
+# filters, then distilled from it.
+$(RUN)/derived-random/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
+	$(BIN)/kd-prune derive-student --checkpoint $< --init random --seed $(SEED) --out $(RUN)/derived-random > $(RUN)/derived-random.json.tmp && mv $(RUN)/derived-random.json.tmp $(RUN)/derived-random/shape.json
+
+$(RUN)/derived-strongest/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
+	$(BIN)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest > $(RUN)/derived-strongest.json.tmp && mv $(RUN)/derived-strongest.json.tmp $(RUN)/derived-strongest/shape.json
+
+$(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
+	$(BIN)/kd-distill kd --profile $(PROFILE) --device $(DEVICE) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< --out $(RUN)/kd-derived-$*-s$(SEED) > $(RUN)/kd-derived-$*-s$(SEED).json.tmp && mv $(RUN)/kd-derived-$*-s$(SEED).json.tmp $(RUN)/kd-derived-$*-s$(SEED)/summary.json
+
+PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
+  baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) \
+  $(foreach r,$(PRUNED),kd-pruned$(r)=$(call evals,kd-pruned$(r))) \
+  kd-derived-random=$(RUN)/kd-derived-random-s$(SEED)/eval.json kd-derived-strongest=$(RUN)/kd-derived-strongest-s$(SEED)/eval.json
+PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) \
+  $(foreach m,baseline kd $(foreach r,$(PRUNED),kd-pruned$(r)),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/eval.json)) \
+  $(RUN)/kd-derived-random-s$(SEED)/eval.json $(RUN)/kd-derived-strongest-s$(SEED)/eval.json
+
+$(RUN)/prune-report.md: $(PTD_EVALS) | build
+	$(BIN)/kd-report $(PTD_ROWS) > $@.tmp && mv $@.tmp $@
+
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.
 test:
 	@mkdir -p $(XDG_RUNTIME_DIR)
 	cargo test --workspace
-	cargo test --workspace --test e2e -- --ignored
+	cargo test --workspace --test e2e -- --ignored disk_full
 
 # Formatting and lints, as CI checks them.
 lint:
@@ -121,6 +174,13 @@ lint:
 # a kdkit checkpoint loads into the PyTorch model with strict key matching.
 pytorch-fixtures:
 	cd tests/fixtures/import && python3 make_fixtures.py
+
+# With PyTorch installed: a pruned kdkit checkpoint loads into the dense PyTorch model
+# (strict=True) and gives kd-eval's predictions. PYTHON names an interpreter that has torch.
+PYTHON ?= python3
+test-pytorch:
+	@mkdir -p $(XDG_RUNTIME_DIR)
+	PYTHON=$(PYTHON) cargo test --workspace --test e2e pytorch -- --ignored
 
 # Compile-check of the CUDA backend (needs scripts/setup.sh --cuda first).
 check-cuda:

@@ -95,6 +95,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kd-distill" => PathBuf::from(env!("CARGO_BIN_EXE_kd-distill")),
         "kd-import" => PathBuf::from(env!("CARGO_BIN_EXE_kd-import")),
         "kd-prune" => PathBuf::from(env!("CARGO_BIN_EXE_kd-prune")),
+        "kd-report" => PathBuf::from(env!("CARGO_BIN_EXE_kd-report")),
         other => panic!("unknown binary {other}"),
     }
 }

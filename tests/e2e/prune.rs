@@ -96,6 +96,16 @@ fn rounds_resume_where_killed_and_keep_pruned_weights_at_zero() {
     kd.arg("--teacher").arg(&pruned).arg("--init").arg(t.path("s/model.safetensors"));
     let summary = json_ok(&run(&mut kd));
     assert!(summary["test_top1"].as_f64().is_some(), "{summary}");
+
+    // kd-report's row: the student's non-zero weights and its teacher's sparsity (48.8%).
+    let student = t.path("kd/model.safetensors");
+    let eval = run(t.cmd("kd-eval").arg(&student).args(["--device", "cpu"]).arg("--data-dir").arg(t.data()));
+    let eval_json = json_ok(&eval);
+    std::fs::write(t.path("kd/eval.json"), serde_json::to_string(&eval_json).unwrap()).unwrap();
+    let report = run(t.cmd("kd-report").arg(format!("derived={}", t.path("kd/eval.json").display())));
+    let table = String::from_utf8_lossy(&report.stdout);
+    let weights = shape["student_weights"].as_u64().unwrap();
+    assert!(table.contains(&format!("| derived | small-cnn | {weights} | 48.8 | 1 |")), "{table}");
 }
 
 /// Bad input: a target sparsity of 1, masks that do not fit the weights, a network
@@ -129,4 +139,42 @@ fn bad_inputs_exit_2_and_write_nothing() {
     derive.args(["derive-student", "--checkpoint", "mnv2/model.safetensors", "--out", "s"]);
     assert_input_error(&run(&mut derive), &["mnv2/model.safetensors", "cannot shape mobilenetv2"]);
     assert!(!t.path("s").exists());
+}
+
+/// A pruned checkpoint is a plain dense state dict: kdkit's ResNet-8 (width 0.25, option A), 36%
+/// pruned, loads into the PyTorch ResNet-8 of `tests/fixtures/import/make_fixtures.py` with
+/// `load_state_dict(strict=True)` and gives kd-eval's predictions on the test images (same
+/// class, probabilities within 1e-4). Needs PyTorch: `make test-pytorch` (`PYTHON` names the
+/// interpreter).
+#[test]
+#[ignore = "needs PyTorch (Debian python3-torch); `make test-pytorch` runs it"]
+fn pruned_checkpoint_predicts_the_same_in_pytorch() {
+    let t = KdTest::new();
+    json_ok(&run(&mut t.pretrain("r8", "cpu", &["--arch", "resnet8", "--width", "0.25", "--val-size", "0"])));
+    json_ok(&run(&mut prune(&t, &t.path("r8/model.safetensors"), "p", &["--rounds", "2", "--epochs", "1"])));
+    let weights = t.path("p/model-remaining-0.640.safetensors");
+    let predictions = t.path("predictions.csv");
+    let mut eval = t.cmd("kd-eval");
+    eval.arg(&weights)
+        .args(["--device", "cpu"])
+        .arg("--data-dir")
+        .arg(t.data())
+        .arg("--dump-predictions")
+        .arg(&predictions);
+    json_ok(&run(&mut eval));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/import/make_fixtures.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(python)
+        .arg(script)
+        .arg("--check-predictions")
+        .arg(&weights)
+        .arg(t.data())
+        .arg(&predictions)
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["class_disagreements"], 0);
+    assert!(result["zero_weights"].as_u64().unwrap() > 0, "{result}");
 }

@@ -277,8 +277,8 @@ mod tests {
         let student = init_from_strongest_filters(&teacher, &spec, student_spec.init(&device).unwrap()).unwrap();
         let x: Vec<f32> = (0..2 * 64).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
         let input = || Tensor::<4>::from_data(TensorData::new(x.clone(), [2, 1, 8, 8]), &device);
-        let a: Vec<f32> = teacher.valid().forward(input()).into_data().to_vec().unwrap();
-        let b: Vec<f32> = student.valid().forward(input()).into_data().to_vec().unwrap();
+        let a: Vec<f32> = teacher.valid().forward(input()).into_data().try_to_vec::<f32>().unwrap();
+        let b: Vec<f32> = student.valid().forward(input()).into_data().try_to_vec::<f32>().unwrap();
         for (a, b) in a.iter().zip(&b) {
             assert!((a - b).abs() < 1e-4, "{a:?} vs {b:?}");
         }

@@ -24,6 +24,10 @@ struct RunNumbers {
     ece: f64,
     agreement: Option<f64>,
     train_seconds: Option<f64>,
+    /// Non-zero prunable (conv and linear) weights of the evaluated network.
+    nonzero_weights: Option<f64>,
+    /// Global sparsity of the (first) teacher it was distilled from, 0 for a dense teacher.
+    teacher_sparsity: Option<f64>,
 }
 
 fn read_run(path: &Path) -> Result<RunNumbers> {
@@ -33,12 +37,17 @@ fn read_run(path: &Path) -> Result<RunNumbers> {
     let number = |key: &str| {
         value.get(key).and_then(|v| v.as_f64()).with_context(|| format!("{}: no number `{key}`", path.display()))
     };
-    // Training time comes from the evaluated checkpoint's sidecar.
-    let train_seconds = value
+    // Training time and the teacher come from the evaluated checkpoint's sidecar.
+    let meta = value
         .get("checkpoint")
         .and_then(|c| c.as_str())
-        .and_then(|c| kd_common::checkpoint::read_meta(Path::new(c)).ok())
-        .and_then(|meta| meta.metrics.get("train_seconds").and_then(|s| s.as_f64()));
+        .and_then(|c| kd_common::checkpoint::read_meta(Path::new(c)).ok());
+    let train_seconds = meta.as_ref().and_then(|meta| meta.metrics.get("train_seconds").and_then(|s| s.as_f64()));
+    let teacher_sparsity = meta
+        .as_ref()
+        .and_then(|meta| meta.training.pointer("/method/teachers/0").and_then(|t| t.as_str()).map(PathBuf::from))
+        .and_then(|teacher| kd_common::checkpoint::read_meta(&teacher).ok())
+        .map(|teacher| teacher.pruning.map_or(0.0, |p| p.global_sparsity));
     Ok(RunNumbers {
         arch: value.get("arch").and_then(|v| v.as_str()).unwrap_or("?").to_string(),
         top1: number("top1")?,
@@ -47,6 +56,8 @@ fn read_run(path: &Path) -> Result<RunNumbers> {
         ece: number("ece")?,
         agreement: value.get("agreement").and_then(|v| v.as_f64()),
         train_seconds,
+        nonzero_weights: value.pointer("/sparsity/nonzero_weights").and_then(|v| v.as_f64()),
+        teacher_sparsity,
     })
 }
 
@@ -63,8 +74,11 @@ pub fn mean_sd(values: &[f64], decimals: usize) -> String {
 
 /// Runs `kd-report`.
 pub fn run(args: Args) -> Result<()> {
-    println!("| run | model | runs | top-1 (%) | top-5 (%) | NLL | ECE | agreement with teacher (%) | train s |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| run | model | non-zero weights | teacher sparsity (%) | runs | top-1 (%) | top-5 (%) | NLL | ECE | \
+         agreement with teacher (%) | train s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for entry in &args.runs {
         let (name, files) = entry.split_once('=').with_context(|| format!("`{entry}` is not NAME=FILE[,FILE...]"))?;
         let runs: Vec<RunNumbers> = files.split(',').map(|f| read_run(&PathBuf::from(f))).collect::<Result<_>>()?;
@@ -73,8 +87,10 @@ pub fn run(args: Args) -> Result<()> {
             if values.len() == runs.len() { mean_sd(&values, decimals) } else { "-".into() }
         };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             runs[0].arch,
+            column(&|r| r.nonzero_weights, 0),
+            column(&|r| r.teacher_sparsity.map(|s| 100.0 * s), 1),
             runs.len(),
             column(&|r| Some(r.top1), 2),
             column(&|r| Some(r.top5), 2),

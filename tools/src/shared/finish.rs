@@ -84,7 +84,7 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, weights: &Pa
         imported_from: None,
         other: Default::default(),
     };
-    checkpoint::save(run.network, &meta, &weights)?;
+    checkpoint::save(run.network, &meta, weights)?;
     tracing::info!(
         "test top-1 {:.2}% (top-5 {:.2}%, NLL {:.4}); wrote {}",
         test.top1,
