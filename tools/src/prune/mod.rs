@@ -348,8 +348,9 @@ fn prune(args: PruneArgs) -> Result<()> {
     let p = &config.pruning;
     for round in 1..=p.rounds {
         let weights_path = round_checkpoint(&args.out, p.fraction, round);
-        // A finished round of this run is loaded, not redone.
-        if weights_path.exists() {
+        // A finished round of this run is loaded, not redone (a kill between the weights and
+        // their sidecar leaves the round unfinished: its loop state finishes it at once).
+        if weights_path.exists() && checkpoint::sidecar_path(&weights_path).exists() {
             let meta = checkpoint::read_meta(&weights_path)?;
             ensure!(
                 meta.training.get("run_hash").and_then(|h| h.as_str()) == Some(run_hash.as_str()),
