@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod contrastive;
 mod cuda_probe;
 pub mod device;
 pub mod ensemble;
@@ -11,6 +12,7 @@ pub mod logging;
 pub mod losses;
 pub mod metrics;
 pub mod models;
+pub mod module_path;
 pub mod progress;
 pub mod pruning;
 pub mod sparsity;

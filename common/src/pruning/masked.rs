@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::Network;
+use crate::module_path::ModulePath;
 use crate::sparsity::{Masks, masks_from_bytes, masks_to_bytes};
 use crate::train::{Objective, ObjectiveState, StepInfo, StepOutput};
 use burn::module::{Module, ModuleMapper, Param};
@@ -68,7 +69,7 @@ impl DeviceMasks {
 
     /// `module` with every masked weight multiplied by its mask.
     pub fn apply<M: Module>(&self, module: M) -> M {
-        module.map(&mut Apply { masks: &self.by_path, path: Vec::new() })
+        module.map(&mut Apply { masks: &self.by_path, path: ModulePath::default() })
     }
 
     /// The masks (PyTorch names and layout).
@@ -82,27 +83,23 @@ impl DeviceMasks {
     }
 }
 
-/// The mapper: tracks the parameter path as burn-store's collector does (enum variants skipped).
+/// The mapper: multiplies the parameters at the masks' paths.
 struct Apply<'a> {
     masks: &'a HashMap<String, Tensor<1>>,
-    path: Vec<String>,
+    path: ModulePath,
 }
 
 impl ModuleMapper for Apply<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(mask) = self.masks.get(&self.path.join(".")) else { return param };
+        let Some(mask) = self.masks.get(&self.path.current()) else { return param };
         param.map(|weight| {
             // On the inner backend, then back as a fresh leaf (an op result cannot require grad).
             let (autodiff, tracked) = (weight.is_autodiff(), weight.is_require_grad());
