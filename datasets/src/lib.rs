@@ -10,6 +10,7 @@ pub mod idx;
 pub mod image;
 pub mod loader;
 pub mod ordered_pool;
+pub mod photometric;
 pub mod region_sampling;
 pub mod rng;
 pub mod soft_labels;

@@ -133,6 +133,42 @@ pub enum Augment {
         /// Random horizontal flip.
         flip: bool,
     },
+    /// MoCo v2's view (Chen et al. 2020, §2): random-resized crop, colour jitter, random
+    /// grayscale, Gaussian blur, horizontal flip with p = 0.5 (`crate::photometric` says what
+    /// applies to one-channel images).
+    MocoV2 {
+        /// Range of the crop's area (MoCo v2: 0.2 - 1).
+        scale: [f32; 2],
+        /// Colour jitter (MoCo v2: 0.4, 0.4, 0.4, 0.1 with p = 0.8).
+        jitter: crate::photometric::ColourJitter,
+        /// Probability of grayscale (MoCo v2: 0.2).
+        grayscale: f32,
+        /// Range of the blur's sigma in output pixels (MoCo v2: 0.1 - 2 at 224 pixels).
+        blur_sigma: [f32; 2],
+        /// Probability of blurring (MoCo v2: 0.5).
+        blur: f32,
+    },
+}
+
+impl Augment {
+    /// MoCo v2's augmentation for `side`-pixel outputs: its blur sigma range (0.1 - 2 pixels at
+    /// 224) scaled to the output size, so a blur removes the same share of the image's detail.
+    pub fn moco_v2(side: usize) -> Self {
+        let scale = side as f32 / 224.0;
+        Self::MocoV2 {
+            scale: [0.2, 1.0],
+            jitter: crate::photometric::ColourJitter {
+                brightness: 0.4,
+                contrast: 0.4,
+                saturation: 0.4,
+                hue: 0.1,
+                probability: 0.8,
+            },
+            grayscale: 0.2,
+            blur_sigma: [0.1 * scale, 2.0 * scale],
+            blur: 0.5,
+        }
+    }
 }
 
 /// Augmentation, output size and normalisation: image bytes in, normalised CHW floats out.
@@ -161,13 +197,34 @@ impl Transform {
         if self.mean.len() != channels || self.std.len() != channels || self.std.iter().any(|&s| s <= 0.0) {
             return bad(format!("normalisation needs {channels} means and {channels} positive standard deviations"));
         }
-        if let Augment::RandomResizedCrop { scale, ratio, .. } = &self.augment {
-            if !(0.0 < scale[0] && scale[0] <= scale[1] && scale[1] <= 1.0) {
-                return bad(format!("crop scale range {scale:?} must satisfy 0 < min <= max <= 1"));
+        let scale = match &self.augment {
+            Augment::RandomResizedCrop { scale, ratio, .. } => {
+                if !(0.0 < ratio[0] && ratio[0] <= ratio[1]) {
+                    return bad(format!("crop ratio range {ratio:?} must satisfy 0 < min <= max"));
+                }
+                Some(scale)
             }
-            if !(0.0 < ratio[0] && ratio[0] <= ratio[1]) {
-                return bad(format!("crop ratio range {ratio:?} must satisfy 0 < min <= max"));
+            Augment::MocoV2 { scale, jitter, grayscale, blur_sigma, blur } => {
+                let probability = |p: f32| (0.0..=1.0).contains(&p);
+                if ![jitter.probability, *grayscale, *blur].into_iter().all(probability) {
+                    return bad("augmentation probabilities must be in [0, 1]".into());
+                }
+                if ![jitter.brightness, jitter.contrast, jitter.saturation].iter().all(|s| (0.0..=1.0).contains(s))
+                    || !(0.0..=0.5).contains(&jitter.hue)
+                {
+                    return bad("colour jitter strengths must be in [0, 1] (hue [0, 0.5])".into());
+                }
+                if !(0.0 < blur_sigma[0] && blur_sigma[0] <= blur_sigma[1] && blur_sigma[1] <= 64.0) {
+                    return bad(format!("blur sigma range {blur_sigma:?} must satisfy 0 < min <= max <= 64"));
+                }
+                Some(scale)
             }
+            _ => None,
+        };
+        if let Some(scale) = scale
+            && !(0.0 < scale[0] && scale[0] <= scale[1] && scale[1] <= 1.0)
+        {
+            return bad(format!("crop scale range {scale:?} must satisfy 0 < min <= max <= 1"));
         }
         Ok(())
     }
@@ -188,6 +245,22 @@ impl Transform {
                 let pixel_box = sample_resized_crop_box(rng, h, w, *scale, *ratio);
                 let mirror = *flip && rng.random_bool(0.5);
                 crop_resize(image, pixel_box, mirror, self.out_height, self.out_width)
+            }
+            Augment::MocoV2 { scale, jitter, grayscale, blur_sigma, blur } => {
+                let pixel_box = sample_resized_crop_box(rng, h, w, *scale, [0.75, 4.0 / 3.0]);
+                let mirror = rng.random_bool(0.5);
+                let mut view = crop_resize(image, pixel_box, mirror, self.out_height, self.out_width);
+                crate::photometric::colour_jitter(&mut view, jitter, rng);
+                if rng.random_bool(*grayscale as f64) {
+                    crate::photometric::to_grayscale(&mut view);
+                }
+                if rng.random_bool(*blur as f64) {
+                    let sigma = rng.random_range(blur_sigma[0]..=blur_sigma[1]);
+                    // +-3 sigma, at most the image.
+                    let taps = (2 * (3.0 * sigma).ceil() as usize + 1).min(2 * self.out_height.max(self.out_width) - 1);
+                    crate::photometric::gaussian_blur(&mut view, sigma, taps);
+                }
+                view
             }
         };
         self.normalise_into(&augmented, out);
@@ -280,6 +353,45 @@ mod tests {
         // pad 1, window at (0, 0): the image moves down-right by one pixel.
         assert_eq!(pad_crop(&image, 1, 0, 0, false).pixels, vec![0, 0, 0, 1]);
         assert_eq!(pad_crop(&image, 1, 1, 1, true).pixels, vec![2, 1, 4, 3]);
+    }
+
+    /// Two MoCo v2 views of one image (1 channel, 28 pixels) from consecutive draws of one
+    /// stream differ, have the output size, and a strength-0 setting with no crop range is the
+    /// plain resize.
+    #[test]
+    fn moco_v2_views() {
+        let image = ramp(28, 28);
+        let t =
+            Transform { augment: Augment::moco_v2(28), out_height: 28, out_width: 28, mean: vec![0.0], std: vec![1.0] };
+        t.validate(1).unwrap();
+        let mut rng = stream(3, 0, 0);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        t.apply_into(&image, &mut rng, &mut a);
+        t.apply_into(&image, &mut rng, &mut b);
+        assert_eq!((a.len(), b.len()), (784, 784));
+        assert_ne!(a, b);
+        let off = Augment::MocoV2 {
+            scale: [1.0, 1.0],
+            jitter: crate::photometric::ColourJitter {
+                brightness: 0.0,
+                contrast: 0.0,
+                saturation: 0.0,
+                hue: 0.0,
+                probability: 1.0,
+            },
+            grayscale: 1.0,
+            blur_sigma: [0.1, 0.1],
+            blur: 0.0,
+        };
+        let plain = Transform { augment: off, ..t.clone() };
+        let mut out = Vec::new();
+        plain.apply_into(&image, &mut rng, &mut out);
+        let mirrored: Vec<f32> = (0..784).map(|i| image.at(i / 28, 27 - i % 28, 0) as f32 / 255.0).collect();
+        let straight: Vec<f32> = image.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+        assert!(out == straight || out == mirrored);
+        let Augment::MocoV2 { scale, jitter, blur_sigma, blur, .. } = Augment::moco_v2(28) else { unreachable!() };
+        let bad = Transform { augment: Augment::MocoV2 { scale, jitter, grayscale: 1.5, blur_sigma, blur }, ..t };
+        assert!(bad.validate(1).is_err());
     }
 
     #[test]
