@@ -8,6 +8,7 @@ mod cuda_probe;
 pub mod device;
 pub mod ensemble;
 pub mod error;
+pub mod host_tensors;
 pub mod logging;
 pub mod losses;
 pub mod metrics;

@@ -9,8 +9,9 @@
 use crate::atomic;
 use crate::checkpoint::LayerSparsity;
 use crate::error::{Error, Result};
+pub use crate::host_tensors::HostWeights;
+use crate::host_tensors::host_tensors;
 use crate::models::Network;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -26,29 +27,9 @@ pub struct Mask {
 /// Masks by tensor name (`layer1.0.conv1.weight`).
 pub type Masks = BTreeMap<String, Mask>;
 
-/// Host copies of weights by name: `(shape, values)`.
-pub type HostWeights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
-
 /// The prunable weights of `network` by PyTorch name, as host values with their shapes.
 pub fn prunable_weights(network: &Network) -> Result<HostWeights> {
     host_tensors(network, |name, rank| name.ends_with(".weight") && rank >= 2)
-}
-
-/// Host copies of `network`'s float tensors (PyTorch names and layout) that `keep(name, rank)`.
-pub fn host_tensors(network: &Network, keep: impl Fn(&str, usize) -> bool) -> Result<HostWeights> {
-    let mut weights = BTreeMap::new();
-    for tensor in network.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
-        if !keep(&tensor.name, tensor.shape.len()) {
-            continue;
-        }
-        let bytes = tensor.to_bytes().map_err(|e| Error::Shape(format!("reading {}: {e}", tensor.name)))?;
-        if bytes.len() % 4 != 0 {
-            return Err(Error::Shape(format!("{} is not an f32 tensor", tensor.name)));
-        }
-        let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        weights.insert(tensor.name.clone(), (tensor.shape.iter().copied().collect(), values));
-    }
-    Ok(weights)
 }
 
 /// Global sparsity (zero weights / prunable weights) and per-layer counts of `network`.

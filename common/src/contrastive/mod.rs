@@ -3,7 +3,9 @@
 //! `crate::losses::{info_nce, seed_loss}`.
 
 mod momentum;
+mod normalize;
 mod queue;
 
 pub use momentum::momentum_update;
+pub use normalize::l2_normalize;
 pub use queue::EmbeddingQueue;

@@ -14,8 +14,8 @@
 
 use crate::checkpoint::apply_safetensors_bytes;
 use crate::error::{Error, Result};
+use crate::host_tensors::{host_tensors, to_safetensors};
 use crate::models::{Arch, HeadSpec, ModelSpec, Network, PlanItem};
-use crate::sparsity::{HostWeights, host_tensors};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -213,24 +213,6 @@ fn copy_selected(
             *value = teacher[source];
         }
     }
-}
-
-fn to_safetensors(tensors: &HostWeights) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(name, (shape, values))| {
-            (name.clone(), shape.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|view| (name.clone(), view))
-                .map_err(|e| Error::Shape(format!("{name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None).map_err(|e| Error::Shape(format!("serialising the student: {e}")))
 }
 
 #[cfg(test)]

@@ -54,9 +54,7 @@ fn embeddings(network: &Network, source: &dyn BatchSource, device: &Device) -> R
     for batch in source.pass(0) {
         let batch = batch?;
         let x = super::upload::images(&batch, 0, device)?;
-        let z = network.forward_features(x);
-        let norm = z.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
-        parts.push(z / norm);
+        parts.push(crate::contrastive::l2_normalize(network.forward_features(x)));
         labels.extend_from_slice(
             batch.labels().ok_or_else(|| Error::InvalidConfig("kNN validation needs labelled images".into()))?,
         );

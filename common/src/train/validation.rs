@@ -32,6 +32,17 @@ pub enum Validation<'a> {
     },
 }
 
+impl<'a> Validation<'a> {
+    /// Classification on `source` without teacher references when there is a source (a
+    /// validation split), else nothing.
+    pub fn classification_if_any<S: BatchSource>(source: Option<&'a S>) -> Self {
+        match source {
+            Some(source) => Self::Classification { source, references: &[] },
+            None => Self::None,
+        }
+    }
+}
+
 impl Validation<'_> {
     /// Runs the validation; named values in a fixed order.
     pub fn run(&self, network: &Network, device: &Device) -> Result<Vec<(String, f64)>> {

@@ -201,10 +201,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut objective = CrossEntropy { label_smoothing: config.label_smoothing };
     let started = std::time::Instant::now();
-    let validation = match &val_loader {
-        Some(source) => Validation::Classification { source, references: &[] },
-        None => Validation::None,
-    };
+    let validation = Validation::classification_if_any(val_loader.as_ref());
     let run = Run {
         config: &config.train,
         phases: vec![Phase::epochs(&train_loader, config.train.epochs)],

@@ -378,10 +378,7 @@ fn prune(args: PruneArgs) -> Result<()> {
         let round_dir = args.out.join(format!("round-{round}"));
         let mut objective = Masked::new(CrossEntropy { label_smoothing: 0.0 }, device_masks);
         let (rows, resumed_after) = if config.retrain.epochs > 0 {
-            let validation = match &val_loader {
-                Some(source) => Validation::Classification { source, references: &[] },
-                None => Validation::None,
-            };
+            let validation = Validation::classification_if_any(val_loader.as_ref());
             let run = Run {
                 config: &config.retrain,
                 phases: vec![Phase::epochs(&train_loader, config.retrain.epochs)],
