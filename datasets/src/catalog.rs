@@ -117,6 +117,20 @@ impl DatasetKind {
         }
     }
 
+    /// Image side of the fixed-size datasets (None: folders, whose size is chosen).
+    pub fn default_side(self) -> Option<usize> {
+        match self {
+            Self::FashionMnist | Self::Mnist => Some(28),
+            Self::Cifar10 | Self::Cifar100 => Some(32),
+            Self::Folder => None,
+        }
+    }
+
+    /// Whether a mirrored image is still an image of its class (digits are not).
+    pub fn mirrors(self) -> bool {
+        self != Self::Mnist
+    }
+
     /// The standard training augmentation.
     pub fn train_augment(self) -> Augment {
         match self {

@@ -134,8 +134,8 @@ pub enum Augment {
         flip: bool,
     },
     /// MoCo v2's view (Chen et al. 2020, §2): random-resized crop, colour jitter, random
-    /// grayscale, Gaussian blur, horizontal flip with p = 0.5 (`crate::photometric` says what
-    /// applies to one-channel images).
+    /// grayscale, Gaussian blur, horizontal flip with p = 0.5 if `flip` (`crate::photometric`
+    /// says what applies to one-channel images).
     MocoV2 {
         /// Range of the crop's area (MoCo v2: 0.2 - 1).
         scale: [f32; 2],
@@ -147,13 +147,15 @@ pub enum Augment {
         blur_sigma: [f32; 2],
         /// Probability of blurring (MoCo v2: 0.5).
         blur: f32,
+        /// Random horizontal flip (MoCo v2: yes; not for digits).
+        flip: bool,
     },
 }
 
 impl Augment {
     /// MoCo v2's augmentation for `side`-pixel outputs: its blur sigma range (0.1 - 2 pixels at
     /// 224) scaled to the output size, so a blur removes the same share of the image's detail.
-    pub fn moco_v2(side: usize) -> Self {
+    pub fn moco_v2(side: usize, flip: bool) -> Self {
         let scale = side as f32 / 224.0;
         Self::MocoV2 {
             scale: [0.2, 1.0],
@@ -167,6 +169,7 @@ impl Augment {
             grayscale: 0.2,
             blur_sigma: [0.1 * scale, 2.0 * scale],
             blur: 0.5,
+            flip,
         }
     }
 }
@@ -204,7 +207,7 @@ impl Transform {
                 }
                 Some(scale)
             }
-            Augment::MocoV2 { scale, jitter, grayscale, blur_sigma, blur } => {
+            Augment::MocoV2 { scale, jitter, grayscale, blur_sigma, blur, .. } => {
                 let probability = |p: f32| (0.0..=1.0).contains(&p);
                 if ![jitter.probability, *grayscale, *blur].into_iter().all(probability) {
                     return bad("augmentation probabilities must be in [0, 1]".into());
@@ -246,9 +249,9 @@ impl Transform {
                 let mirror = *flip && rng.random_bool(0.5);
                 crop_resize(image, pixel_box, mirror, self.out_height, self.out_width)
             }
-            Augment::MocoV2 { scale, jitter, grayscale, blur_sigma, blur } => {
+            Augment::MocoV2 { scale, jitter, grayscale, blur_sigma, blur, flip } => {
                 let pixel_box = sample_resized_crop_box(rng, h, w, *scale, [0.75, 4.0 / 3.0]);
-                let mirror = rng.random_bool(0.5);
+                let mirror = *flip && rng.random_bool(0.5);
                 let mut view = crop_resize(image, pixel_box, mirror, self.out_height, self.out_width);
                 crate::photometric::colour_jitter(&mut view, jitter, rng);
                 if rng.random_bool(*grayscale as f64) {
@@ -361,8 +364,13 @@ mod tests {
     #[test]
     fn moco_v2_views() {
         let image = ramp(28, 28);
-        let t =
-            Transform { augment: Augment::moco_v2(28), out_height: 28, out_width: 28, mean: vec![0.0], std: vec![1.0] };
+        let t = Transform {
+            augment: Augment::moco_v2(28, true),
+            out_height: 28,
+            out_width: 28,
+            mean: vec![0.0],
+            std: vec![1.0],
+        };
         t.validate(1).unwrap();
         let mut rng = stream(3, 0, 0);
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -382,6 +390,7 @@ mod tests {
             grayscale: 1.0,
             blur_sigma: [0.1, 0.1],
             blur: 0.0,
+            flip: true,
         };
         let plain = Transform { augment: off, ..t.clone() };
         let mut out = Vec::new();
@@ -389,8 +398,10 @@ mod tests {
         let mirrored: Vec<f32> = (0..784).map(|i| image.at(i / 28, 27 - i % 28, 0) as f32 / 255.0).collect();
         let straight: Vec<f32> = image.pixels.iter().map(|&p| p as f32 / 255.0).collect();
         assert!(out == straight || out == mirrored);
-        let Augment::MocoV2 { scale, jitter, blur_sigma, blur, .. } = Augment::moco_v2(28) else { unreachable!() };
-        let bad = Transform { augment: Augment::MocoV2 { scale, jitter, grayscale: 1.5, blur_sigma, blur }, ..t };
+        let Augment::MocoV2 { scale, jitter, blur_sigma, blur, flip, .. } = Augment::moco_v2(28, true) else {
+            unreachable!()
+        };
+        let bad = Transform { augment: Augment::MocoV2 { scale, jitter, grayscale: 1.5, blur_sigma, blur, flip }, ..t };
         assert!(bad.validate(1).is_err());
     }
 

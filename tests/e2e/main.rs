@@ -18,5 +18,7 @@ mod distill;
 mod import;
 // kd-prune: rounds, resume inside a round, exact zeros, derive-student, bad input.
 mod prune;
+// MoCo v2 pretraining: kNN monitor, resume with the queue, bad input.
+mod moco;
 // Hostile input: exit 2 naming the file, arguments checked first, no Vulkan noise.
 mod hostile;

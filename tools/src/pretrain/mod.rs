@@ -5,6 +5,10 @@ use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config}
 use crate::shared::data::{eval_transform, input_spec, loader, open_splits, train_transform};
 use crate::shared::finish::{TrainedRun, save_trained};
 use crate::shared::profiles::{self, Profile, Role};
+pub mod moco;
+
+use moco::MocoConfig;
+
 pub use crate::shared::train_args::ModelChoice;
 use crate::shared::train_args::TrainArgs;
 use anyhow::{Context, Result};
@@ -38,6 +42,38 @@ pub struct Args {
     /// Label smoothing epsilon.
     #[arg(long)]
     pub label_smoothing: Option<f32>,
+    /// Supervised (cross-entropy on labels) or MoCo v2 (self-supervised, no labels read).
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// MoCo: keys in the queue (a multiple of the batch size).
+    #[arg(long)]
+    pub queue: Option<usize>,
+    /// MoCo: momentum of the key encoder.
+    #[arg(long)]
+    pub moco_momentum: Option<f32>,
+    /// MoCo: InfoNCE temperature.
+    #[arg(long)]
+    pub moco_temperature: Option<f32>,
+}
+
+/// `--method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// Cross-entropy on the labels.
+    Supervised,
+    /// MoCo v2 contrastive pretraining.
+    Moco,
+}
+
+/// What the network is trained for.
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PretrainMethod {
+    /// Cross-entropy on the labels.
+    #[default]
+    Supervised,
+    /// MoCo v2 (`moco.rs`).
+    Moco(MocoConfig),
 }
 
 /// `--role`.
@@ -65,6 +101,9 @@ pub struct PretrainConfig {
     pub train: TrainConfig,
     /// Label smoothing epsilon.
     pub label_smoothing: f32,
+    /// Supervised or self-supervised (MoCo v2); older configs without it are supervised.
+    #[serde(default)]
+    pub method: PretrainMethod,
     /// Training augmentation.
     pub augment: Augment,
     /// Validation hold-out.
@@ -82,15 +121,16 @@ pub struct PretrainConfig {
 }
 
 impl PretrainConfig {
-    fn defaults(profile: Profile, role: Role, dataset: DatasetKind) -> Self {
+    fn defaults(profile: Profile, role: Role, dataset: DatasetKind, method: MethodArg) -> Self {
         let (arch, width) = profiles::model(profile, role);
-        Self {
+        let supervised = Self {
             profile,
             dataset,
             data_dir: None,
             model: ModelChoice::new(arch, width),
             train: profiles::train_config(profile, dataset),
             label_smoothing: 0.0,
+            method: PretrainMethod::Supervised,
             augment: profiles::augment(profile, dataset),
             val_size: match dataset {
                 DatasetKind::Folder => 0,
@@ -101,25 +141,57 @@ impl PretrainConfig {
             seed: 0,
             workers: default_workers(),
             device: DeviceSpec::Auto,
+        };
+        match method {
+            MethodArg::Supervised => supervised,
+            MethodArg::Moco => {
+                let (moco, train) = profiles::moco(profile, dataset);
+                Self {
+                    method: PretrainMethod::Moco(moco),
+                    train,
+                    augment: kd_datasets::Augment::moco_v2(dataset.default_side().unwrap_or(224), dataset.mirrors()),
+                    ..supervised
+                }
+            }
         }
     }
 
     /// The quick preset's teacher on Fashion-MNIST (tests start from it).
     pub fn defaults_for_tests() -> Self {
-        Self::defaults(Profile::Quick, Role::Teacher, DatasetKind::FashionMnist)
+        Self::defaults(Profile::Quick, Role::Teacher, DatasetKind::FashionMnist, MethodArg::Supervised)
     }
 
     /// Defaults of the preset, then the config file, then the flags.
     pub fn resolve(args: &Args) -> Result<Self> {
         let (file, dataset) = args.common.config_file_and_dataset()?;
         let role = if args.role == RoleArg::Teacher { Role::Teacher } else { Role::Student };
-        let mut config = overlay_config(&Self::defaults(args.profile, role, dataset), file.as_ref())?;
+        let file_method = file.as_ref().and_then(|(_, v)| v.pointer("/method/kind")).and_then(|k| k.as_str());
+        let method = match (args.method, file_method) {
+            (Some(m), _) => m,
+            (None, Some("moco")) => MethodArg::Moco,
+            _ => MethodArg::Supervised,
+        };
+        let mut config = overlay_config(&Self::defaults(args.profile, role, dataset, method), file.as_ref())?;
         let c = &args.common;
         config.dataset = dataset;
         c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
         args.train.apply(&mut config.model, &mut config.train, &mut config.val_size, &mut config.image_size);
         if let Some(eps) = args.label_smoothing {
             config.label_smoothing = eps;
+        }
+        if let PretrainMethod::Moco(moco) = &mut config.method {
+            if let Some(queue) = args.queue {
+                moco.queue = queue;
+            }
+            if let Some(m) = args.moco_momentum {
+                moco.momentum = m;
+            }
+            if let Some(t) = args.moco_temperature {
+                moco.temperature = t;
+            }
+            moco.validate(config.train.batch_size)?;
+        } else if args.queue.is_some() || args.moco_momentum.is_some() || args.moco_temperature.is_some() {
+            anyhow::bail!("--queue, --moco-momentum and --moco-temperature belong to --method moco");
         }
         if !(0.0..1.0).contains(&config.label_smoothing) {
             anyhow::bail!("label smoothing must be in [0, 1), got {}", config.label_smoothing);
@@ -174,6 +246,10 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("output directory {}", args.out.display()))?;
     kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
     let run_hash = config.run_hash()?;
+    if let PretrainMethod::Moco(moco) = &config.method {
+        let run = moco::MocoRun { config: &config, moco, splits: &splits, input, device: &device, run_hash: &run_hash };
+        return moco::train(run, spec, &args.out);
+    }
 
     device.device.seed(config.seed);
     let network = spec.init(&device.device.clone().autodiff())?;

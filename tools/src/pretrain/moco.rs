@@ -1,0 +1,313 @@
+//! MoCo v2 self-supervised pretraining (He et al., CVPR 2020; Chen et al. 2020, "Improved
+//! Baselines with Momentum Contrastive Learning"): two augmented views of every image, the
+//! query encoder (the trained network, with an MLP projection head) embeds view 0, a momentum
+//! copy of it (the key encoder, updated after every step as `theta_k <- m theta_k + (1 - m)
+//! theta_q`) embeds view 1, and InfoNCE at temperature tau contrasts each query with its key
+//! against a FIFO queue of earlier keys. No labels are read. The key encoder and the queue are
+//! saved with the run's state, so a resumed run continues with the queue it had.
+
+use crate::shared::data::{Splits, eval_transform, loader};
+use anyhow::Result as AnyResult;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use kd_common::checkpoint::apply_safetensors_bytes;
+use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
+use kd_common::contrastive::{EmbeddingQueue, l2_normalize, momentum_update};
+use kd_common::device::ResolvedDevice;
+use kd_common::host_tensors::{host_tensors, to_safetensors};
+use kd_common::losses::info_nce;
+use kd_common::models::Network;
+use kd_common::models::{HeadSpec, ModelSpec};
+use kd_common::train::{
+    self, KnnConfig, Objective, ObjectiveState, Phase, Run, StepInfo, StepOutput, Validation, knn_top1, upload,
+};
+use kd_common::{Error, Result};
+use kd_datasets::Batch;
+use kd_datasets::{BatchLoader, LoaderConfig, Transform};
+use std::path::Path;
+
+/// MoCo v2's hyper-parameters besides the loop's.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MocoConfig {
+    /// Keys in the queue K, a multiple of the batch size (MoCo: 65,536; the quick profile a
+    /// size that fits Fashion-MNIST's 55,000 images several times over per epoch).
+    pub queue: usize,
+    /// Momentum m of the key encoder (MoCo: 0.999).
+    pub momentum: f32,
+    /// InfoNCE temperature tau (MoCo v2: 0.2).
+    pub temperature: f32,
+    /// Output width of the projection head (MoCo v2: 128; its hidden width is the embedding's).
+    pub projection_dim: usize,
+    /// Training images whose embeddings vote in the kNN monitor (0: all).
+    pub knn_bank: usize,
+    /// The kNN monitor's k and temperature.
+    pub knn: KnnConfig,
+}
+
+impl MocoConfig {
+    /// MoCo v2's values with a queue of `queue` keys and momentum `momentum`.
+    pub fn new(queue: usize, momentum: f32) -> Self {
+        Self { queue, momentum, temperature: 0.2, projection_dim: 128, knn_bank: 10_000, knn: KnnConfig::default() }
+    }
+
+    /// Checks what the objective cannot run with.
+    pub fn validate(&self, batch_size: usize) -> AnyResult<()> {
+        anyhow::ensure!(
+            self.queue > 0 && self.queue.is_multiple_of(batch_size),
+            "the queue size ({}) must be a positive multiple of the batch size ({batch_size})",
+            self.queue
+        );
+        anyhow::ensure!((0.0..=1.0).contains(&self.momentum), "the momentum must be in [0, 1], got {}", self.momentum);
+        anyhow::ensure!(
+            self.temperature.is_finite() && self.temperature > 0.0,
+            "the temperature must be positive, got {}",
+            self.temperature
+        );
+        anyhow::ensure!(self.projection_dim > 0, "the projection width must be at least 1");
+        anyhow::ensure!(self.knn.k > 0 && self.knn.temperature > 0.0, "kNN needs k >= 1 and a positive temperature");
+        Ok(())
+    }
+}
+
+/// The MoCo objective: the key encoder and the queue live here, on the non-autodiff device.
+pub struct Moco {
+    config: MocoConfig,
+    /// The momentum encoder (inference mode); `None` only while it is being replaced.
+    key: Option<Network>,
+    queue: EmbeddingQueue,
+    /// This step's keys, pushed into the queue after the optimizer step.
+    pending: Option<Tensor<2>>,
+    inner: Device,
+}
+
+impl Moco {
+    /// Starts the key encoder as a copy of `query` (MoCo initialises both alike) and a queue of
+    /// random unit keys.
+    pub fn new(config: MocoConfig, query: &Network, batch_size: usize, seed: u64, inner: &Device) -> Result<Self> {
+        let queue = EmbeddingQueue::new(config.queue, config.projection_dim, batch_size, seed, inner)?;
+        Ok(Self { config, key: Some(query.clone().valid()), queue, pending: None, inner: inner.clone() })
+    }
+
+    fn key(&self) -> &Network {
+        self.key.as_ref().expect("the key encoder is only absent inside after_step")
+    }
+}
+
+/// Names of the saved state.
+const KEY_ENCODER: &str = "moco_key_encoder";
+const QUEUE: &str = "moco_queue";
+
+impl Objective<Network> for Moco {
+    fn step(&mut self, model: &Network, batch: &Batch, device: &Device) -> Result<StepOutput> {
+        if batch.views.len() < 2 {
+            return Err(Error::InvalidConfig("MoCo needs two augmented views per image".into()));
+        }
+        let queries = l2_normalize(model.forward(upload::images(batch, 0, device)?));
+        let keys = l2_normalize(self.key().forward(upload::images(batch, 1, &self.inner)?));
+        let [_, dim] = queries.dims();
+        if dim != self.config.projection_dim {
+            return Err(Error::Shape(format!(
+                "the network embeds into {dim} dimensions, the queue holds {}",
+                self.config.projection_dim
+            )));
+        }
+        let loss = info_nce(queries, keys.clone(), self.queue.rows(), self.config.temperature);
+        self.pending = Some(keys);
+        Ok(StepOutput { loss, metrics: Vec::new(), logits: None })
+    }
+
+    fn network<'a>(&self, model: &'a Network) -> Option<&'a Network> {
+        Some(model)
+    }
+
+    fn after_step(&mut self, model: Network, _info: &StepInfo) -> Result<Network> {
+        let key = self.key.take().expect("the key encoder is present between steps");
+        self.key = Some(momentum_update(key, &model, self.config.momentum)?);
+        if let Some(keys) = self.pending.take() {
+            self.queue.push(keys)?;
+        }
+        Ok(model)
+    }
+
+    fn identity(&self) -> serde_json::Value {
+        serde_json::json!({ "moco": self.config })
+    }
+
+    fn save_state(&self) -> Result<ObjectiveState> {
+        let key = to_safetensors(&host_tensors(self.key(), |_, _| true)?)?;
+        Ok(ObjectiveState::from([(KEY_ENCODER.to_string(), key), (QUEUE.to_string(), self.queue.to_bytes()?)]))
+    }
+
+    fn load_state(&mut self, mut state: ObjectiveState) -> Result<()> {
+        let missing = |name: &str| Error::InvalidConfig(format!("the saved MoCo state has no {name}"));
+        let key_bytes = state.remove(KEY_ENCODER).ok_or_else(|| missing("key encoder"))?;
+        let mut key = self.key.take().expect("the key encoder is present between steps");
+        let applied = apply_safetensors_bytes(&mut key, key_bytes, Path::new("<saved key encoder>"));
+        self.key = Some(key);
+        applied?;
+        self.queue.load_bytes(&state.remove(QUEUE).ok_or_else(|| missing("queue"))?)
+    }
+}
+
+/// What [`train`] needs from `kd-pretrain`.
+pub struct MocoRun<'a> {
+    /// The resolved configuration (written to the sidecar).
+    pub config: &'a super::PretrainConfig,
+    /// Its MoCo part.
+    pub moco: &'a MocoConfig,
+    /// The data.
+    pub splits: &'a Splits,
+    /// The network's input.
+    pub input: InputSpec,
+    /// Where to compute.
+    pub device: &'a ResolvedDevice,
+    /// The run's hash.
+    pub run_hash: &'a str,
+}
+
+/// Trains `spec` (its head replaced by the projection head) with MoCo v2 through the one loop,
+/// monitoring kNN top-1 on the validation split; writes `<out>/model.safetensors` with test kNN
+/// top-1 and prints the summary.
+pub fn train(run: MocoRun, mut spec: ModelSpec, out: &Path) -> AnyResult<()> {
+    let (config, moco) = (run.config, run.moco);
+    let started = std::time::Instant::now();
+    let device = &run.device.device;
+    let inner = device.clone();
+    let ad = device.clone().autodiff();
+    // The embedding width: the backbone's output on one blank image.
+    spec.head = HeadSpec::None;
+    let probe = spec.init(&inner)?;
+    let blank = Tensor::<4>::zeros([1, run.input.channels, run.input.height, run.input.width], &inner);
+    let [_, embedding] = probe.forward_features(blank).dims();
+    spec.head = HeadSpec::Projection { hidden: embedding, out: moco.projection_dim };
+    device.seed(config.seed);
+    let network = spec.init(&ad)?;
+    tracing::info!(
+        "MoCo v2: {} ({:.3} M parameters, {embedding}-d embedding -> {}-d projection), queue {}, m {}, tau {}; {} unlabelled training images",
+        spec.arch,
+        kd_common::models::trainable_params(&network) as f64 / 1e6,
+        moco.projection_dim,
+        moco.queue,
+        moco.momentum,
+        moco.temperature,
+        run.splits.train.len()
+    );
+    let batch = config.train.batch_size;
+    let mut two_views = LoaderConfig::new(batch, true, true, config.workers, config.seed);
+    two_views.views = 2;
+    two_views.labelled = false;
+    let train_transform = Transform { augment: config.augment.clone(), ..eval_transform(&run.input) };
+    let train_loader = BatchLoader::new(run.splits.train.clone(), train_transform, two_views)?;
+    // The kNN bank: the first `knn_bank` training images, labelled, without augmentation.
+    let bank_size = if moco.knn_bank == 0 { run.splits.train.len() } else { moco.knn_bank.min(run.splits.train.len()) };
+    let bank_positions: Vec<usize> = (0..bank_size).collect();
+    let bank = loader(
+        run.splits.train.subset(&bank_positions, "knn-bank"),
+        eval_transform(&run.input),
+        256,
+        false,
+        config.workers,
+        config.seed,
+    )?;
+    let val = match &run.splits.val {
+        Some(val) => Some(loader(val.clone(), eval_transform(&run.input), 256, false, config.workers, config.seed)?),
+        None => None,
+    };
+    let validation = match &val {
+        Some(queries) => Validation::Knn { bank: &bank, queries, config: moco.knn },
+        None => Validation::None,
+    };
+    let mut objective = Moco::new(moco.clone(), &network, batch, config.seed, &inner)?;
+    let fit_run = Run {
+        config: &config.train,
+        phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
+        validation,
+        device: run.device,
+        out_dir: out,
+        run_hash: run.run_hash,
+    };
+    let outcome = train::fit(network, &mut objective, &fit_run)?;
+    let network = outcome.model.valid();
+
+    let test = loader(run.splits.test.clone(), eval_transform(&run.input), 256, false, config.workers, config.seed)?;
+    let test_knn = knn_top1(&network, &bank, &test, moco.knn, device)?;
+    let last = outcome.rows.last();
+    let metrics = serde_json::json!({
+        "test_knn_top1": test_knn,
+        "last_val_knn_top1": last.and_then(|r| r.val("val_knn_top1")),
+        "knn_bank": bank_size,
+        "epochs": last.map_or(0, |r| r.epoch),
+        "train_images_per_s": outcome.rows.iter().map(|r| r.images_per_s).sum::<f64>() / outcome.rows.len().max(1) as f64,
+        "train_seconds": outcome.rows.iter().map(|r| r.seconds).sum::<f64>(),
+        "resumed_after_pass": outcome.resumed_after,
+    });
+    let meta = CheckpointMeta {
+        format_version: checkpoint::FORMAT_VERSION,
+        model: spec,
+        input: run.input,
+        dataset: serde_json::to_value(run.splits.train.identity())?,
+        classes: run.splits.train.classes.clone(),
+        training: serde_json::to_value(config)?,
+        metrics: metrics.clone(),
+        weights_sha256: String::new(),
+        written_by: format!("kd-pretrain (MoCo v2) {}", env!("CARGO_PKG_VERSION")),
+        pruning: None,
+        imported_from: None,
+        other: Default::default(),
+    };
+    let weights = out.join("model.safetensors");
+    checkpoint::save(&network, &meta, &weights)?;
+    tracing::info!(
+        "test kNN top-1 {test_knn:.2}% (bank of {bank_size}); wrote {} after {:.0} s",
+        weights.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut summary = metrics;
+    summary["checkpoint"] = serde_json::json!(weights);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kd_common::models::{Arch, HeadSpec, ModelSpec};
+    use kd_datasets::{HostTensor, Targets};
+
+    fn batch(views: usize) -> Batch {
+        let view =
+            HostTensor { values: (0..4 * 64).map(|i| (i % 13) as f32 / 13.0).collect(), shape: vec![4, 1, 8, 8] };
+        Batch { views: vec![view; views], indices: vec![0, 1, 2, 3], targets: Targets::None }
+    }
+
+    /// One step then the hook: the loss is finite, the queue takes the step's keys at its
+    /// pointer, and the saved state (key encoder + queue) restores into a fresh objective.
+    #[test]
+    fn a_step_enqueues_its_keys_and_the_state_round_trips() {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let mut spec = ModelSpec::new(Arch::SmallCnn, 1, 10);
+        spec.channels = Some(vec![4, 8, 16]);
+        spec.head = HeadSpec::Projection { hidden: 16, out: 8 };
+        let network = spec.init(&ad).unwrap();
+        let mut config = MocoConfig::new(8, 0.9);
+        config.projection_dim = 8;
+        let mut moco = Moco::new(config.clone(), &network, 4, 0, &device).unwrap();
+        let before = moco.queue.rows().into_data().try_to_vec::<f32>().unwrap();
+        let out = moco.step(&network, &batch(2), &ad).unwrap();
+        assert!(out.loss.into_scalar::<f32>().is_finite());
+        let network = moco.after_step(network, &StepInfo { step: 1, total_steps: 1, lr: 0.1 }).unwrap();
+        let after = moco.queue.rows().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(moco.queue.pointer(), 4);
+        assert_ne!(&after[..32], &before[..32]);
+        assert_eq!(&after[32..], &before[32..]);
+
+        let state = moco.save_state().unwrap();
+        let mut fresh = Moco::new(config, &network, 4, 7, &device).unwrap();
+        fresh.load_state(state).unwrap();
+        assert_eq!(fresh.queue.rows().into_data().try_to_vec::<f32>().unwrap(), after);
+        assert_eq!(fresh.queue.pointer(), 4);
+        assert!(moco.step(&network, &batch(1), &ad).is_err(), "one view is refused");
+    }
+}
