@@ -96,6 +96,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kd-import" => PathBuf::from(env!("CARGO_BIN_EXE_kd-import")),
         "kd-prune" => PathBuf::from(env!("CARGO_BIN_EXE_kd-prune")),
         "kd-report" => PathBuf::from(env!("CARGO_BIN_EXE_kd-report")),
+        "kd-seed" => PathBuf::from(env!("CARGO_BIN_EXE_kd-seed")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -20,5 +20,7 @@ mod import;
 mod prune;
 // MoCo v2 pretraining: kNN monitor, resume with the queue, bad input.
 mod moco;
+// kd-seed: SEED from MoCo and supervised teachers, queue resume, dataset bank, bad input.
+mod seed;
 // Hostile input: exit 2 naming the file, arguments checked first, no Vulkan noise.
 mod hostile;

@@ -10,4 +10,5 @@ pub mod pack_labels;
 pub mod pretrain;
 pub mod prune;
 pub mod report;
+pub mod seed;
 pub mod shared;

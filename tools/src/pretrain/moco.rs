@@ -6,12 +6,13 @@
 //! against a FIFO queue of earlier keys. No labels are read. The key encoder and the queue are
 //! saved with the run's state, so a resumed run continues with the queue it had.
 
-use crate::shared::data::{Splits, eval_transform, loader};
+use crate::shared::data::{Splits, eval_transform};
+use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder};
 use anyhow::Result as AnyResult;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use kd_common::checkpoint::InputSpec;
 use kd_common::checkpoint::apply_safetensors_bytes;
-use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
 use kd_common::contrastive::{EmbeddingQueue, l2_normalize, momentum_update};
 use kd_common::device::ResolvedDevice;
 use kd_common::host_tensors::{host_tensors, to_safetensors};
@@ -19,7 +20,7 @@ use kd_common::losses::info_nce;
 use kd_common::models::Network;
 use kd_common::models::{HeadSpec, ModelSpec};
 use kd_common::train::{
-    self, KnnConfig, Objective, ObjectiveState, Phase, Run, StepInfo, StepOutput, Validation, knn_top1, upload,
+    self, KnnConfig, Objective, ObjectiveState, Phase, Run, StepInfo, StepOutput, Validation, upload,
 };
 use kd_common::{Error, Result};
 use kd_datasets::Batch;
@@ -199,23 +200,9 @@ pub fn train(run: MocoRun, mut spec: ModelSpec, out: &Path) -> AnyResult<()> {
     two_views.labelled = false;
     let train_transform = Transform { augment: config.augment.clone(), ..eval_transform(&run.input) };
     let train_loader = BatchLoader::new(run.splits.train.clone(), train_transform, two_views)?;
-    // The kNN bank: the first `knn_bank` training images, labelled, without augmentation.
-    let bank_size = if moco.knn_bank == 0 { run.splits.train.len() } else { moco.knn_bank.min(run.splits.train.len()) };
-    let bank_positions: Vec<usize> = (0..bank_size).collect();
-    let bank = loader(
-        run.splits.train.subset(&bank_positions, "knn-bank"),
-        eval_transform(&run.input),
-        256,
-        false,
-        config.workers,
-        config.seed,
-    )?;
-    let val = match &run.splits.val {
-        Some(val) => Some(loader(val.clone(), eval_transform(&run.input), 256, false, config.workers, config.seed)?),
-        None => None,
-    };
-    let validation = match &val {
-        Some(queries) => Validation::Knn { bank: &bank, queries, config: moco.knn },
+    let sources = KnnSources::new(run.splits, &run.input, moco.knn_bank, config.workers, config.seed)?;
+    let validation = match &sources.val {
+        Some(queries) => Validation::Knn { bank: &sources.bank, queries, config: moco.knn },
         None => Validation::None,
     };
     let mut objective = Moco::new(moco.clone(), &network, batch, config.seed, &inner)?;
@@ -230,41 +217,18 @@ pub fn train(run: MocoRun, mut spec: ModelSpec, out: &Path) -> AnyResult<()> {
     let outcome = train::fit(network, &mut objective, &fit_run)?;
     let network = outcome.model.valid();
 
-    let test = loader(run.splits.test.clone(), eval_transform(&run.input), 256, false, config.workers, config.seed)?;
-    let test_knn = knn_top1(&network, &bank, &test, moco.knn, device)?;
-    let last = outcome.rows.last();
-    let metrics = serde_json::json!({
-        "test_knn_top1": test_knn,
-        "last_val_knn_top1": last.and_then(|r| r.val("val_knn_top1")),
-        "knn_bank": bank_size,
-        "epochs": last.map_or(0, |r| r.epoch),
-        "train_images_per_s": outcome.rows.iter().map(|r| r.images_per_s).sum::<f64>() / outcome.rows.len().max(1) as f64,
-        "train_seconds": outcome.rows.iter().map(|r| r.seconds).sum::<f64>(),
-        "resumed_after_pass": outcome.resumed_after,
-    });
-    let meta = CheckpointMeta {
-        format_version: checkpoint::FORMAT_VERSION,
-        model: spec,
+    let encoder = TrainedEncoder {
+        network: &network,
+        spec,
         input: run.input,
-        dataset: serde_json::to_value(run.splits.train.identity())?,
-        classes: run.splits.train.classes.clone(),
-        training: serde_json::to_value(config)?,
-        metrics: metrics.clone(),
-        weights_sha256: String::new(),
-        written_by: format!("kd-pretrain (MoCo v2) {}", env!("CARGO_PKG_VERSION")),
-        pruning: None,
-        imported_from: None,
-        other: Default::default(),
+        splits: run.splits,
+        config: serde_json::to_value(config)?,
+        rows: &outcome.rows,
+        resumed_after: outcome.resumed_after,
+        tool: "kd-pretrain (MoCo v2)",
     };
-    let weights = out.join("model.safetensors");
-    checkpoint::save(&network, &meta, &weights)?;
-    tracing::info!(
-        "test kNN top-1 {test_knn:.2}% (bank of {bank_size}); wrote {} after {:.0} s",
-        weights.display(),
-        started.elapsed().as_secs_f64()
-    );
-    let mut summary = metrics;
-    summary["checkpoint"] = serde_json::json!(weights);
+    let summary = save_encoder(encoder, &sources, moco.knn, device, &out.join("model.safetensors"))?;
+    tracing::info!("finished after {:.0} s", started.elapsed().as_secs_f64());
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod encoder;
 pub mod finish;
 pub mod profiles;
 pub mod teachers;

@@ -1,0 +1,53 @@
+use crate::fixture::*;
+
+/// `kd-seed` on the fixture data from `teacher`: batch 8, 3 epochs.
+fn seed(t: &KdTest, teacher: &str, out: &str, extra: &[&str]) -> std::process::Command {
+    let mut cmd = t.cmd("kd-seed");
+    cmd.args(["--teacher", teacher, "--out", out, "--device", "cpu", "--dataset", "fashion-mnist"]);
+    cmd.arg("--data-dir").arg(t.data());
+    for (flag, value) in [("--epochs", "3"), ("--batch-size", "8"), ("--val-size", "8"), ("--width", "0.25")] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    if !extra.contains(&"--queue") && !extra.contains(&"--dataset-bank") {
+        cmd.args(["--queue", "16"]);
+    }
+    cmd.args(extra);
+    cmd
+}
+
+/// A MoCo teacher (projection head, 128-d), then SEED students: with the queue (killed after
+/// pass 1 and resumed with the queue it had: the saved pointer counts both processes' steps),
+/// and with the whole training set's teacher embeddings as negatives. A supervised teacher
+/// serves through its pooled features; asked for a projection it has not, it is refused.
+#[test]
+fn seed_distils_resumes_with_its_queue_and_takes_any_embedding() {
+    let t = KdTest::new();
+    let moco = ["--method", "moco", "--epochs", "1", "--batch-size", "8", "--queue", "16", "--val-size", "8"];
+    json_ok(&run(&mut t.pretrain("moco", "cpu", &moco)));
+
+    let killed = run(seed(&t, "moco/model.safetensors", "s", &[]).env("KD_ABORT_AFTER_PASS", "1"));
+    assert!(!killed.status.success());
+    let output = run(&mut seed(&t, "moco/model.safetensors", "s", &[]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("resuming after pass 1 of 3"), "{stderr}");
+    let summary = json_ok(&output);
+    assert!((0.0..=100.0).contains(&summary["test_knn_top1"].as_f64().unwrap()), "{summary}");
+    let queue = std::fs::read(t.path("s/state/objective-seed_queue-pass3.bin")).unwrap();
+    assert_eq!(u64::from_le_bytes(queue[16..24].try_into().unwrap()), 8, "15 steps x 8 keys mod 16");
+    let metrics = std::fs::read_to_string(t.path("s/metrics.csv")).unwrap();
+    assert!(metrics.lines().next().unwrap().contains("val_knn_top1"), "{metrics}");
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("s/model.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["model"]["head"]["out"], 128, "the student projects to the teacher's 128 dimensions");
+
+    json_ok(&run(&mut seed(&t, "moco/model.safetensors", "bank", &["--dataset-bank"])));
+
+    json_ok(&run(&mut t.pretrain("sup", "cpu", &["--epochs", "1", "--val-size", "0"])));
+    json_ok(&run(&mut seed(&t, "sup/model.safetensors", "from-sup", &["--epochs", "1"])));
+    let refused = run(&mut seed(&t, "sup/model.safetensors", "nope", &["--teacher-output", "projection"]));
+    assert_input_error(&refused, &["sup/model.safetensors", "no projection head"]);
+    assert_input_error(&run(&mut seed(&t, "moco/model.safetensors", "q", &["--queue", "12"])), &["queue size (12)"]);
+    assert!(!t.path("nope").exists() && !t.path("q").exists());
+}

@@ -1,0 +1,304 @@
+//! `kd-seed`: SEED self-supervised distillation (Fang et al., ICLR 2021): a small student with an
+//! MLP projection head learns, without labels, to reproduce a frozen self-supervised teacher's
+//! similarity distribution over a queue of teacher embeddings. Trained through the one loop,
+//! monitored by kNN top-1 on the validation split; the queue survives a kill.
+
+pub mod objective;
+
+use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
+use crate::shared::data::{eval_transform, input_spec, loader, open_splits};
+use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder};
+use crate::shared::profiles::{self, Profile, Role};
+use crate::shared::train_args::{ModelChoice, TrainArgs};
+use anyhow::{Context, Result, bail, ensure};
+use burn::module::Module;
+use burn::tensor::Tensor;
+use clap::Parser;
+use kd_common::checkpoint;
+use kd_common::contrastive::EmbeddingQueue;
+use kd_common::device::{self, DeviceSpec};
+use kd_common::models::HeadSpec;
+use kd_common::train::{self, KnnConfig, Phase, Run, TrainConfig, Validation};
+use kd_datasets::{Augment, BatchLoader, DatasetKind, LoaderConfig, Transform};
+use objective::{Negatives, Seed, TeacherOutput};
+use std::path::PathBuf;
+
+/// Distil a self-supervised teacher into a small student without labels (SEED).
+#[derive(Parser, Debug)]
+#[command(name = "kd-seed", version, long_about = None)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The frozen teacher: a MoCo checkpoint, or any checkpoint with an embedding.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Which teacher output is its embedding (default: the projection head's when it has one,
+    /// else the pooled features).
+    #[arg(long, value_enum)]
+    pub teacher_output: Option<TeacherOutput>,
+    /// Output directory: config.json, metrics.csv, model.safetensors + model.json, state/.
+    #[arg(long, default_value = "runs/seed")]
+    pub out: PathBuf,
+    /// Preset: quick or full.
+    #[arg(long, value_enum, default_value_t = Profile::Quick)]
+    pub profile: Profile,
+    /// Teacher embeddings in the queue (a multiple of the batch size).
+    #[arg(long)]
+    pub queue: Option<usize>,
+    /// Use the teacher embeddings of every training image, computed once, instead of a queue.
+    #[arg(long)]
+    pub dataset_bank: bool,
+    /// Student temperature tau_S.
+    #[arg(long)]
+    pub tau_student: Option<f32>,
+    /// Teacher temperature tau_T.
+    #[arg(long)]
+    pub tau_teacher: Option<f32>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// Where the negatives come from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum NegativesConfig {
+    /// SEED's FIFO queue of this many teacher embeddings.
+    Queue {
+        /// K, a multiple of the batch size.
+        size: usize,
+    },
+    /// Every training image's teacher embedding (no augmentation), computed once.
+    DatasetBank,
+}
+
+/// The resolved configuration, written to `config.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedConfig {
+    /// Preset the defaults came from.
+    pub profile: Profile,
+    /// The teacher checkpoint.
+    pub teacher: PathBuf,
+    /// Its embedding (null: chosen from its head).
+    pub teacher_output: Option<TeacherOutput>,
+    /// Dataset.
+    pub dataset: DatasetKind,
+    /// Dataset directory (null: the standard location).
+    pub data_dir: Option<PathBuf>,
+    /// The student backbone (its head becomes a projection to the teacher's dimension).
+    pub model: ModelChoice,
+    /// Negatives.
+    pub negatives: NegativesConfig,
+    /// Student temperature tau_S (SEED: 0.2).
+    pub tau_student: f32,
+    /// Teacher temperature tau_T (SEED's code: 1e-4).
+    pub tau_teacher: f32,
+    /// Loop hyper-parameters.
+    pub train: TrainConfig,
+    /// Training augmentation (MoCo v2's; teacher and student see the same view).
+    pub augment: Augment,
+    /// Validation hold-out (kNN monitor).
+    pub val_size: usize,
+    /// Training images in the kNN bank (0: all).
+    pub knn_bank: usize,
+    /// kNN monitor.
+    pub knn: KnnConfig,
+    /// Channels for folders.
+    pub folder_channels: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Loader workers.
+    pub workers: usize,
+    /// Device.
+    pub device: DeviceSpec,
+}
+
+impl SeedConfig {
+    fn defaults(profile: Profile, dataset: DatasetKind) -> Self {
+        let (arch, width) = profiles::model(profile, Role::Student);
+        let (moco, train) = profiles::moco(profile, dataset);
+        Self {
+            profile,
+            teacher: PathBuf::new(),
+            teacher_output: None,
+            dataset,
+            data_dir: None,
+            model: ModelChoice::new(arch, width),
+            negatives: NegativesConfig::Queue { size: moco.queue },
+            tau_student: 0.2,
+            tau_teacher: 1e-4,
+            train,
+            augment: Augment::moco_v2(dataset.default_side().unwrap_or(224), dataset.mirrors()),
+            val_size: if dataset == DatasetKind::Folder { 0 } else { 5000 },
+            knn_bank: moco.knn_bank,
+            knn: moco.knn,
+            folder_channels: 3,
+            seed: 0,
+            workers: default_workers(),
+            device: DeviceSpec::Auto,
+        }
+    }
+
+    /// Defaults of the preset, then the config file, then the flags; checked.
+    pub fn resolve(args: &Args) -> Result<Self> {
+        let (file, dataset) = args.common.config_file_and_dataset()?;
+        let mut config = overlay_config(&Self::defaults(args.profile, dataset), file.as_ref())?;
+        config.dataset = dataset;
+        let c = &args.common;
+        c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
+        let mut image_size = None;
+        args.train.apply(&mut config.model, &mut config.train, &mut config.val_size, &mut image_size);
+        ensure!(image_size.is_none(), "the student reads the teacher's input size: --image-size does not apply");
+        if let Some(teacher) = &args.teacher {
+            config.teacher = teacher.clone();
+        }
+        ensure!(!config.teacher.as_os_str().is_empty(), "--teacher is required (the frozen self-supervised teacher)");
+        if args.teacher_output.is_some() {
+            config.teacher_output = args.teacher_output;
+        }
+        match (args.dataset_bank, args.queue) {
+            (true, Some(_)) => bail!("--queue and --dataset-bank exclude each other"),
+            (true, None) => config.negatives = NegativesConfig::DatasetBank,
+            (false, Some(size)) => config.negatives = NegativesConfig::Queue { size },
+            (false, None) => {}
+        }
+        if let Some(t) = args.tau_student {
+            config.tau_student = t;
+        }
+        if let Some(t) = args.tau_teacher {
+            config.tau_teacher = t;
+        }
+        for (name, t) in [("tau_S", config.tau_student), ("tau_T", config.tau_teacher)] {
+            ensure!(t.is_finite() && t > 0.0, "{name} must be positive, got {t}");
+        }
+        if let NegativesConfig::Queue { size } = config.negatives {
+            let batch = config.train.batch_size;
+            ensure!(
+                size > 0 && size.is_multiple_of(batch),
+                "the queue size ({size}) must be a positive multiple of the batch size ({batch})"
+            );
+        }
+        config.train.validate()?;
+        config.model.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs `kd-seed`.
+pub fn run(args: Args) -> Result<()> {
+    args.common.init_output();
+    let config = SeedConfig::resolve(&args)?;
+    let device = device::resolve(&config.device)?;
+    tracing::info!("device: {}", device.description);
+    let inner = device.device.clone();
+    let ad = inner.clone().autodiff();
+
+    let (teacher, teacher_meta) = checkpoint::load(&config.teacher, &inner)
+        .with_context(|| format!("loading the teacher {}", config.teacher.display()))?;
+    let teacher = teacher.valid();
+    let output = match (config.teacher_output, teacher_meta.model.head) {
+        (Some(TeacherOutput::Projection), HeadSpec::Projection { .. }) | (None, HeadSpec::Projection { .. }) => {
+            TeacherOutput::Projection
+        }
+        (Some(TeacherOutput::Projection), head) => bail!(
+            "{}: the teacher has no projection head ({head:?}); use --teacher-output features for its pooled features",
+            config.teacher.display()
+        ),
+        _ => TeacherOutput::Features,
+    };
+    let splits =
+        open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
+    let input = teacher_meta.input.clone();
+    let data_input = input_spec(config.dataset, &splits.train, Some(input.height))?;
+    ensure!(
+        data_input.channels == input.channels,
+        "{} reads {}-channel images; {} has {} channels",
+        config.teacher.display(),
+        input.channels,
+        config.dataset,
+        data_input.channels
+    );
+    let mut seed = Seed::new(
+        teacher,
+        output,
+        Negatives::DatasetBank(Tensor::zeros([1, 1], &inner)),
+        (config.tau_student, config.tau_teacher),
+        &inner,
+    );
+    let blank = Tensor::<4>::zeros([1, input.channels, input.height, input.width], &inner);
+    let [_, teacher_dim] = seed.teacher_embedding(blank.clone()).dims();
+
+    // The student: the chosen backbone with a projection to the teacher's dimension.
+    let mut spec = config.model.spec(input.channels, splits.train.classes.len());
+    spec.head = HeadSpec::None;
+    let [_, embedding] = spec.init(&inner)?.forward_features(blank).dims();
+    spec.head = HeadSpec::Projection { hidden: embedding, out: teacher_dim };
+    kd_common::atomic::ensure_writable_dir(&args.out)
+        .with_context(|| format!("output directory {}", args.out.display()))?;
+    kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
+    let mut hashed = serde_json::to_value(&config)?;
+    let object = hashed.as_object_mut().expect("an object");
+    object.remove("device");
+    object.remove("workers");
+    object.insert("teacher_sha256".into(), teacher_meta.weights_sha256.clone().into());
+    let run_hash = hash_json(&hashed);
+
+    seed.negatives = match config.negatives {
+        NegativesConfig::Queue { size } => {
+            Negatives::Queue(EmbeddingQueue::new(size, teacher_dim, config.train.batch_size, config.seed, &inner)?)
+        }
+        NegativesConfig::DatasetBank => {
+            let all = loader(splits.train.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?;
+            let mut parts = Vec::new();
+            for batch in kd_datasets::BatchSource::pass(&all, 0) {
+                parts.push(seed.teacher_embedding(train::upload::images(&batch?, 0, &inner)?));
+            }
+            let bank = Tensor::cat(parts, 0);
+            tracing::info!("teacher embeddings of all {} training images as negatives", bank.dims()[0]);
+            Negatives::DatasetBank(bank)
+        }
+    };
+    device.device.seed(config.seed);
+    let network = spec.init(&ad)?;
+    tracing::info!(
+        "SEED: {} ({:.3} M parameters, {embedding}-d embedding -> {teacher_dim}-d) from {} ({:?} output), tau_S {} tau_T {}",
+        spec.arch,
+        kd_common::models::trainable_params(&network) as f64 / 1e6,
+        config.teacher.display(),
+        output,
+        config.tau_student,
+        config.tau_teacher
+    );
+    let mut loader_config = LoaderConfig::new(config.train.batch_size, true, true, config.workers, config.seed);
+    loader_config.labelled = false;
+    let transform = Transform { augment: config.augment.clone(), ..eval_transform(&input) };
+    let train_loader = BatchLoader::new(splits.train.clone(), transform, loader_config)?;
+    let sources = KnnSources::new(&splits, &input, config.knn_bank, config.workers, config.seed)?;
+    let validation = match &sources.val {
+        Some(queries) => Validation::Knn { bank: &sources.bank, queries, config: config.knn },
+        None => Validation::None,
+    };
+    let run = Run {
+        config: &config.train,
+        phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
+        validation,
+        device: &device,
+        out_dir: &args.out,
+        run_hash: &run_hash,
+    };
+    let outcome = train::fit(network, &mut seed, &run)?;
+    let network = outcome.model.valid();
+    let encoder = TrainedEncoder {
+        network: &network,
+        spec,
+        input,
+        splits: &splits,
+        config: serde_json::to_value(&config)?,
+        rows: &outcome.rows,
+        resumed_after: outcome.resumed_after,
+        tool: "kd-seed",
+    };
+    let summary = save_encoder(encoder, &sources, config.knn, &inner, &args.out.join("model.safetensors"))?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! What every self-supervised trainer (MoCo v2 in `kd-pretrain`, `kd-seed`) shares: the kNN
+//! monitor's sources (a labelled bank from the training split, the validation and test
+//! splits, all without augmentation), and the end of a run: test kNN top-1, the checkpoint with
+//! its sidecar, the summary.
+
+use crate::shared::data::{Splits, eval_transform, loader};
+use anyhow::Result;
+use burn::tensor::Device;
+use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
+use kd_common::models::{ModelSpec, Network};
+use kd_common::train::{KnnConfig, PassRow, knn_top1};
+use kd_datasets::BatchLoader;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// Loaders of the kNN monitor.
+pub struct KnnSources {
+    /// The first `bank_size` training images, labelled.
+    pub bank: BatchLoader,
+    /// Size of the bank.
+    pub bank_size: usize,
+    /// The validation split (monitored per pass), if any.
+    pub val: Option<BatchLoader>,
+    /// The test split.
+    pub test: BatchLoader,
+}
+
+impl KnnSources {
+    /// A bank of `bank` training images (0: all).
+    pub fn new(splits: &Splits, input: &InputSpec, bank: usize, workers: usize, seed: u64) -> Result<Self> {
+        let bank_size = if bank == 0 { splits.train.len() } else { bank.min(splits.train.len()) };
+        let positions: Vec<usize> = (0..bank_size).collect();
+        let eval = |dataset: kd_datasets::Dataset| loader(dataset, eval_transform(input), 256, false, workers, seed);
+        Ok(Self {
+            bank: eval(splits.train.subset(&positions, "knn-bank"))?,
+            bank_size,
+            val: splits.val.as_ref().map(|v| eval(v.clone())).transpose()?,
+            test: eval(splits.test.clone())?,
+        })
+    }
+}
+
+/// A finished encoder run.
+pub struct TrainedEncoder<'a> {
+    /// The network (inference mode).
+    pub network: &'a Network,
+    /// Its spec.
+    pub spec: ModelSpec,
+    /// Its input.
+    pub input: InputSpec,
+    /// The training split (identity and class names).
+    pub splits: &'a Splits,
+    /// The resolved configuration.
+    pub config: Value,
+    /// Metrics rows.
+    pub rows: &'a [PassRow],
+    /// The pass a killed run resumed after.
+    pub resumed_after: Option<usize>,
+    /// Tool name for the sidecar.
+    pub tool: &'a str,
+}
+
+/// Measures test kNN top-1, writes `weights` and its sidecar, returns the summary.
+pub fn save_encoder(
+    run: TrainedEncoder,
+    sources: &KnnSources,
+    knn: KnnConfig,
+    device: &Device,
+    weights: &Path,
+) -> Result<Value> {
+    let test_knn = knn_top1(run.network, &sources.bank, &sources.test, knn, device)?;
+    let last = run.rows.last();
+    let metrics = json!({
+        "test_knn_top1": test_knn,
+        "last_val_knn_top1": last.and_then(|r| r.val("val_knn_top1")),
+        "knn_bank": sources.bank_size,
+        "epochs": last.map_or(0, |r| r.epoch),
+        "train_images_per_s": run.rows.iter().map(|r| r.images_per_s).sum::<f64>() / run.rows.len().max(1) as f64,
+        "train_seconds": run.rows.iter().map(|r| r.seconds).sum::<f64>(),
+        "resumed_after_pass": run.resumed_after,
+    });
+    let meta = CheckpointMeta {
+        format_version: checkpoint::FORMAT_VERSION,
+        model: run.spec,
+        input: run.input,
+        dataset: serde_json::to_value(run.splits.train.identity())?,
+        classes: run.splits.train.classes.clone(),
+        training: run.config,
+        metrics: metrics.clone(),
+        weights_sha256: String::new(),
+        written_by: format!("{} {}", run.tool, env!("CARGO_PKG_VERSION")),
+        pruning: None,
+        imported_from: None,
+        other: Default::default(),
+    };
+    checkpoint::save(run.network, &meta, weights)?;
+    tracing::info!("test kNN top-1 {test_knn:.2}% (bank of {}); wrote {}", sources.bank_size, weights.display());
+    let mut summary = metrics;
+    summary["checkpoint"] = json!(weights);
+    Ok(summary)
+}
