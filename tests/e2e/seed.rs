@@ -44,6 +44,15 @@ fn seed_distils_resumes_with_its_queue_and_takes_any_embedding() {
 
     json_ok(&run(&mut seed(&t, "moco/model.safetensors", "bank", &["--dataset-bank"])));
 
+    // kd-eval on an encoder: kNN and the linear probe, no classifier metrics.
+    let mut eval = t.cmd("kd-eval");
+    eval.arg(t.path("s/model.safetensors")).args(["--device", "cpu"]).arg("--data-dir").arg(t.data());
+    let eval = json_ok(&run(&mut eval));
+    for key in ["knn_top1", "linear_probe_top1"] {
+        assert!((0.0..=100.0).contains(&eval[key].as_f64().unwrap()), "{eval}");
+    }
+    assert!(eval.get("top1").is_none(), "{eval}");
+
     json_ok(&run(&mut t.pretrain("sup", "cpu", &["--epochs", "1", "--val-size", "0"])));
     json_ok(&run(&mut seed(&t, "sup/model.safetensors", "from-sup", &["--epochs", "1"])));
     let refused = run(&mut seed(&t, "sup/model.safetensors", "nope", &["--teacher-output", "projection"]));

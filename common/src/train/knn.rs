@@ -86,8 +86,7 @@ pub fn knn_top1(
     for batch in queries.pass(0) {
         let batch = batch?;
         let labels = batch.labels().ok_or_else(|| Error::InvalidConfig("kNN queries need labels".into()))?.to_vec();
-        let z = network.forward_features(super::upload::images(&batch, 0, device)?);
-        let z = z.clone() / z.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+        let z = crate::contrastive::l2_normalize(network.forward_features(super::upload::images(&batch, 0, device)?));
         let (sims, idx) = z.matmul(bank_t.clone()).topk_with_indices(k, 1);
         let sims = sims.into_data().try_to_vec::<f32>().map_err(|e| Error::Shape(format!("{e:?}")))?;
         let idx: Vec<usize> = idx

@@ -2,13 +2,17 @@
 //! agreement and KL divergence to a reference checkpoint, a confusion matrix and per-image
 //! predictions for checking results with any other tool.
 
+mod frozen;
+
 use crate::shared::cli::{CommonArgs, default_workers};
 use crate::shared::data::{eval_transform, loader};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use frozen::{FrozenEval, evaluate_frozen};
 use kd_common::checkpoint;
 use kd_common::device::{self, DeviceSpec};
 use kd_common::metrics::{EvalAccumulator, log_softmax};
+use kd_common::train::{KnnConfig, LinearProbeConfig};
 use kd_datasets::{DatasetKind, Split};
 use serde_json::json;
 use std::io::Write;
@@ -39,6 +43,31 @@ pub struct Args {
     /// Images per batch.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Weighted kNN top-1 of the pooled features, the training split as the bank (on by
+    /// default for encoders without a classifier).
+    #[arg(long)]
+    pub knn: bool,
+    /// Neighbours that vote.
+    #[arg(long, default_value_t = 200)]
+    pub knn_k: usize,
+    /// Temperature of the vote.
+    #[arg(long, default_value_t = 0.07)]
+    pub knn_temperature: f32,
+    /// Linear probe on cached features (on by default for encoders without a classifier).
+    #[arg(long)]
+    pub linear_probe: bool,
+    /// Linear probe: epochs (MoCo protocol: 100).
+    #[arg(long, default_value_t = 100)]
+    pub probe_epochs: usize,
+    /// Linear probe: SGD learning rate (MoCo protocol: 30).
+    #[arg(long, default_value_t = 30.0)]
+    pub probe_lr: f64,
+    /// Linear probe: epochs where the rate drops 10x.
+    #[arg(long, value_delimiter = ',', default_value = "60,80")]
+    pub probe_milestones: Vec<usize>,
+    /// Linear probe: batch size.
+    #[arg(long, default_value_t = 256)]
+    pub probe_batch_size: usize,
 }
 
 /// `--split`.
@@ -107,6 +136,44 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let workers = args.common.workers.unwrap_or_else(default_workers);
+    let encoder = !meta.model.head.is_classifier();
+    let frozen = FrozenEval {
+        knn: (encoder || args.knn).then_some(KnnConfig { k: args.knn_k, temperature: args.knn_temperature }),
+        probe: (encoder || args.linear_probe).then(|| LinearProbeConfig {
+            epochs: args.probe_epochs,
+            lr: args.probe_lr,
+            milestones: args.probe_milestones.clone(),
+            batch_size: args.probe_batch_size,
+            weight_decay: 0.0,
+        }),
+        workers,
+        seed,
+    };
+    let frozen_metrics = if frozen.knn.is_some() || frozen.probe.is_some() {
+        anyhow::ensure!(
+            args.probe_epochs > 0 && args.probe_batch_size > 0 && args.knn_k > 0 && args.knn_temperature > 0.0,
+            "kNN and the linear probe need k >= 1, a positive temperature, epochs and a batch size >= 1"
+        );
+        let train = kind.open(data_dir.as_deref(), Split::Train, meta.input.channels, 0.1, seed)?;
+        evaluate_frozen(&network, &meta.input, &train, &dataset, &frozen, &device)?
+    } else {
+        json!({})
+    };
+    if encoder {
+        let (global_sparsity, _) = kd_common::sparsity::sparsity(&network)?;
+        let mut output = json!({
+            "checkpoint": args.checkpoint,
+            "arch": meta.model.arch.to_string(),
+            "dataset": kind.to_string(),
+            "split": if split == Split::Train { "train" } else { "test" },
+            "images": dataset.len(),
+            "sparsity": {"global": global_sparsity},
+            "device": device.description,
+        });
+        merge_into(&mut output, frozen_metrics);
+        println!("{}", serde_json::to_string_pretty(&output)?);
+        return Ok(());
+    }
     let loader = loader(dataset.clone(), eval_transform(&meta.input), args.batch_size, false, workers, seed)?;
     let classes = meta.model.num_classes;
     let mut accumulator = EvalAccumulator::new(classes);
@@ -157,8 +224,16 @@ pub fn run(args: Args) -> Result<()> {
         "images_per_s": report.images as f64 / seconds,
         "device": device.description,
     });
+    let mut output = output;
+    merge_into(&mut output, frozen_metrics);
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
+}
+
+fn merge_into(output: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(out), serde_json::Value::Object(extra)) = (output.as_object_mut(), extra) {
+        out.extend(extra);
+    }
 }
 
 /// Streams prediction rows to a temporary file, renamed into place when complete.
