@@ -9,6 +9,7 @@
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
+#   make ssl                MoCo v2 teacher and student, SEED student; kNN / linear probe (ssl-report.md)
 #   make test               the test suite (CI runs this)
 #   make lint               rustfmt and clippy, as CI checks them
 #   make bench              throughput table
@@ -24,7 +25,7 @@ FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda)
 CARGO_FEATURES = $(if $(FEATURES),--features $(FEATURES))
 CUDA_ENV = $(if $(findstring cuda,$(FEATURES)),XDG_DATA_HOME=$(CURDIR)/target/llvm-shim)
 BIN      = target/debug
-TOOLS    = $(BIN)/kd-prune $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
+TOOLS    = $(BIN)/kd-prune $(BIN)/kd-seed $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
 # Random-resized-crop area range of the labels. FKD's 0.08-1 assumes a teacher trained on such
@@ -52,7 +53,7 @@ evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.js
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all prune-distill build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
+.PHONY: all prune-distill ssl build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete.
 .SECONDARY:
@@ -157,6 +158,33 @@ PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/ev
 
 $(RUN)/prune-report.md: $(PTD_EVALS) | build
 	$(BIN)/kd-report $(PTD_ROWS) > $@.tmp && mv $@.tmp $@
+
+# Self-supervised distillation (`make ssl`): a MoCo v2 teacher (the preset's teacher network), a
+# MoCo v2 student and a SEED student (the preset's student network, one per seed in SEEDS), each
+# evaluated frozen by kNN and the linear probe into ssl-report.md.
+$(RUN)/moco-teacher/model.safetensors: | build
+	@mkdir -p $(RUN)
+	$(BIN)/kd-pretrain --method moco --role teacher $(COMMON) --out $(RUN)/moco-teacher > $(RUN)/moco-teacher.json.tmp && mv $(RUN)/moco-teacher.json.tmp $(RUN)/moco-teacher/summary.json
+
+$(RUN)/moco-student-s%/model.safetensors: | build
+	@mkdir -p $(RUN)
+	$(BIN)/kd-pretrain --method moco --role student --profile $(PROFILE) --device $(DEVICE) --seed $* --out $(RUN)/moco-student-s$* > $(RUN)/moco-student-s$*.json.tmp && mv $(RUN)/moco-student-s$*.json.tmp $(RUN)/moco-student-s$*/summary.json
+
+$(RUN)/seed-s%/model.safetensors: $(RUN)/moco-teacher/model.safetensors | build
+	$(BIN)/kd-seed --teacher $< --profile $(PROFILE) --device $(DEVICE) --seed $* --out $(RUN)/seed-s$* > $(RUN)/seed-s$*.json.tmp && mv $(RUN)/seed-s$*.json.tmp $(RUN)/seed-s$*/summary.json
+
+# Encoders: kNN top-1 and the linear probe (kd-eval's default for a network without a classifier).
+$(RUN)/moco-%/eval.json: $(RUN)/moco-%/model.safetensors | build
+	$(BIN)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
+
+$(RUN)/seed-s%/eval.json: $(RUN)/seed-s%/model.safetensors | build
+	$(BIN)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
+
+$(RUN)/ssl-report.md: $(RUN)/moco-teacher/eval.json $(foreach s,$(SEEDS),$(RUN)/moco-student-s$(s)/eval.json $(RUN)/seed-s$(s)/eval.json) | build
+	$(BIN)/kd-report moco-teacher=$(RUN)/moco-teacher/eval.json moco-student=$(call evals,moco-student) seed-student=$(call evals,seed) > $@.tmp && mv $@.tmp $@
+
+ssl: $(RUN)/ssl-report.md
+	@cat $<
 
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.

@@ -52,6 +52,14 @@ fn seed_distils_resumes_with_its_queue_and_takes_any_embedding() {
         assert!((0.0..=100.0).contains(&eval[key].as_f64().unwrap()), "{eval}");
     }
     assert!(eval.get("top1").is_none(), "{eval}");
+    std::fs::write(t.path("s/eval.json"), eval.to_string()).unwrap();
+    let report = run(t.cmd("kd-report").arg(format!("seed={}", t.path("s/eval.json").display())));
+    let table = String::from_utf8_lossy(&report.stdout);
+    let knn = format!("{:.2}", eval["knn_top1"].as_f64().unwrap());
+    assert!(
+        table.contains("| kNN top-1 (%) |") && table.contains(&format!("| seed | small-cnn | 1 | {knn} |")),
+        "{table}"
+    );
 
     json_ok(&run(&mut t.pretrain("sup", "cpu", &["--epochs", "1", "--val-size", "0"])));
     json_ok(&run(&mut seed(&t, "sup/model.safetensors", "from-sup", &["--epochs", "1"])));

@@ -72,8 +72,52 @@ pub fn mean_sd(values: &[f64], decimals: usize) -> String {
     format!("{mean:.decimals$} ± {sd:.decimals$}")
 }
 
+/// The table of frozen encoders (every run's kd-eval JSON has `knn_top1` and no classifier
+/// `top1`): kNN and linear-probe top-1, mean +- sd over the runs of a row.
+fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
+    println!("| run | model | runs | kNN top-1 (%) | linear-probe top-1 (%) | train s |");
+    println!("|---|---|---|---|---|---|");
+    for (name, runs) in entries {
+        let column = |key: &str, decimals: usize| -> String {
+            let values: Vec<f64> = runs.iter().filter_map(|r| r.get(key).and_then(|v| v.as_f64())).collect();
+            if values.len() == runs.len() { mean_sd(&values, decimals) } else { "-".into() }
+        };
+        let seconds: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.get("checkpoint").and_then(|c| c.as_str()))
+            .filter_map(|c| kd_common::checkpoint::read_meta(Path::new(c)).ok())
+            .filter_map(|m| m.metrics.get("train_seconds").and_then(|s| s.as_f64()))
+            .collect();
+        let seconds = if seconds.len() == runs.len() { mean_sd(&seconds, 0) } else { "-".into() };
+        let arch = runs[0].get("arch").and_then(|a| a.as_str()).unwrap_or("?");
+        println!(
+            "| {name} | {arch} | {} | {} | {} | {seconds} |",
+            runs.len(),
+            column("knn_top1", 2),
+            column("linear_probe_top1", 2)
+        );
+    }
+    Ok(())
+}
+
 /// Runs `kd-report`.
 pub fn run(args: Args) -> Result<()> {
+    let mut entries = Vec::new();
+    for entry in &args.runs {
+        let (name, files) = entry.split_once('=').with_context(|| format!("`{entry}` is not NAME=FILE[,FILE...]"))?;
+        let runs = files
+            .split(',')
+            .map(|f| {
+                let text = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+                serde_json::from_str(&text).with_context(|| format!("{f} is not kd-eval JSON"))
+            })
+            .collect::<Result<Vec<serde_json::Value>>>()?;
+        entries.push((name.to_string(), runs));
+    }
+    let encoder = |v: &serde_json::Value| v.get("top1").is_none() && v.get("knn_top1").is_some();
+    if entries.iter().all(|(_, runs)| runs.iter().all(encoder)) {
+        return encoder_table(&entries);
+    }
     println!(
         "| run | model | non-zero weights | teacher sparsity (%) | runs | top-1 (%) | top-5 (%) | NLL | ECE | \
          agreement with teacher (%) | train s |"
