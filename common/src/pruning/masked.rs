@@ -176,25 +176,12 @@ impl<M: Module, O: Objective<M>> Objective<M> for Masked<O> {
 mod tests {
     use super::*;
     use crate::device::{DeviceSpec, resolve};
-    use crate::losses::cross_entropy_with_smoothing;
     use crate::sparsity::Mask;
-    use crate::train::{Decay, OptimizerConfig, Phase, Run, ScheduleConfig, TrainConfig, Validation, fit, upload};
+    use crate::train::{
+        Decay, LinearCrossEntropy, OptimizerConfig, Phase, Run, ScheduleConfig, TrainConfig, Validation, fit,
+    };
     use burn::nn::{Linear, LinearConfig};
     use kd_datasets::FeatureSource;
-
-    struct LinearCe;
-
-    impl Objective<Linear> for LinearCe {
-        fn step(&mut self, model: &Linear, batch: &Batch, device: &Device) -> Result<StepOutput> {
-            let logits = model.forward(upload::features(batch, 0, device)?);
-            let loss = cross_entropy_with_smoothing(logits.clone(), upload::labels(batch, device)?, 0.0);
-            Ok(StepOutput::with_logits(loss, logits))
-        }
-
-        fn network<'a>(&self, _model: &'a Linear) -> Option<&'a Network> {
-            None
-        }
-    }
 
     /// The weight in PyTorch's layout `[out, in]`, row-major.
     fn torch_weight(model: &Linear) -> Vec<f32> {
@@ -225,7 +212,7 @@ mod tests {
         let device_masks = DeviceMasks::new(&model, masks, &ad).unwrap();
         let model = device_masks.apply(model);
         let before = torch_weight(&model);
-        let mut objective = Masked::new(LinearCe, device_masks);
+        let mut objective = Masked::new(LinearCrossEntropy, device_masks);
         let config = TrainConfig {
             epochs: 3,
             batch_size: 4,
@@ -256,7 +243,7 @@ mod tests {
         let state = Objective::<Linear>::save_state(&objective).unwrap();
         assert!(state.contains_key(STATE_KEY));
         let other = Masks::from([("weight".to_string(), Mask { shape: vec![2, 3], keep: vec![1; 6] })]);
-        let mut other = Masked::new(LinearCe, DeviceMasks::new(&outcome.model, other, &ad).unwrap());
+        let mut other = Masked::new(LinearCrossEntropy, DeviceMasks::new(&outcome.model, other, &ad).unwrap());
         assert!(Objective::<Linear>::load_state(&mut other, state).unwrap_err().to_string().contains("differ"));
     }
 

@@ -75,10 +75,10 @@ pub fn cache_features(network: &Network, source: &dyn BatchSource, device: &Devi
     Ok(CachedFeatures { values, dim, labels, classes: source.num_classes() })
 }
 
-/// Cross-entropy of a linear classifier on cached features.
-struct Probe;
+/// Cross-entropy of a linear classifier on feature vectors (the probe's objective).
+pub struct LinearCrossEntropy;
 
-impl Objective<Linear> for Probe {
+impl Objective<Linear> for LinearCrossEntropy {
     fn step(&mut self, model: &Linear, batch: &Batch, device: &Device) -> Result<StepOutput> {
         let logits = model.forward(upload::features(batch, 0, device)?);
         let loss = cross_entropy_with_smoothing(logits.clone(), upload::labels(batch, device)?, 0.0);
@@ -135,7 +135,7 @@ pub fn linear_probe(
     };
     device.device.seed(seed);
     let probe = LinearConfig::new(train.dim, train.classes).init(&device.device.clone().autodiff());
-    let probe = fit(probe, &mut Probe, &run)?.model.valid();
+    let probe = fit(probe, &mut LinearCrossEntropy, &run)?.model.valid();
     let rows = test.labels.len();
     let x = Tensor::<2>::from_data(TensorData::new(test.values.clone(), [rows, test.dim]), &device.device);
     let predicted: Vec<i64> = probe

@@ -16,7 +16,7 @@ mod validation;
 
 pub use evaluate::{evaluate, predict};
 pub use knn::{KnnConfig, knn_top1, vote as knn_vote};
-pub use linear_probe::{CachedFeatures, LinearProbeConfig, cache_features, linear_probe};
+pub use linear_probe::{CachedFeatures, LinearCrossEntropy, LinearProbeConfig, cache_features, linear_probe};
 pub use objective::{Objective, ObjectiveState, StepInfo, StepOutput};
 pub use optimizer::OptimizerConfig;
 pub use schedule::{Decay, ScheduleConfig};

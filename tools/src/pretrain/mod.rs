@@ -2,7 +2,7 @@
 //! optional label smoothing.
 
 use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
-use crate::shared::data::{eval_transform, input_spec, loader, open_splits, train_transform};
+use crate::shared::data::{input_spec, open_splits, train_and_val_loaders};
 use crate::shared::finish::{TrainedRun, save_trained};
 use crate::shared::profiles::{self, Profile, Role};
 pub mod moco;
@@ -263,18 +263,8 @@ pub fn run(args: Args) -> Result<()> {
         splits.test.len()
     );
     let batch = config.train.batch_size;
-    let train_loader = loader(
-        splits.train.clone(),
-        train_transform(&input, config.augment.clone()),
-        batch,
-        true,
-        config.workers,
-        config.seed,
-    )?;
-    let val_loader = match &splits.val {
-        Some(val) => Some(loader(val.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?),
-        None => None,
-    };
+    let (train_loader, val_loader) =
+        train_and_val_loaders(&splits, &input, config.augment.clone(), batch, config.workers, config.seed)?;
     let mut objective = CrossEntropy { label_smoothing: config.label_smoothing };
     let started = std::time::Instant::now();
     let validation = Validation::classification_if_any(val_loader.as_ref());

@@ -8,7 +8,7 @@ mod derive;
 
 use crate::pretrain::CrossEntropy;
 use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
-use crate::shared::data::{eval_transform, input_spec, loader, open_splits, train_transform};
+use crate::shared::data::{input_spec, open_splits, train_and_val_loaders};
 use crate::shared::finish::{TrainedRun, save_trained};
 use crate::shared::profiles::{self, Profile};
 use crate::shared::train_args::TrainArgs;
@@ -331,18 +331,14 @@ fn prune(args: PruneArgs) -> Result<()> {
     let run_hash = config.run_hash(&teacher_meta.weights_sha256)?;
     kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
 
-    let train_loader = loader(
-        splits.train.clone(),
-        train_transform(&input, config.augment.clone()),
+    let (train_loader, val_loader) = train_and_val_loaders(
+        &splits,
+        &input,
+        config.augment.clone(),
         config.retrain.batch_size,
-        true,
         config.workers,
         config.seed,
     )?;
-    let val_loader = match &splits.val {
-        Some(val) => Some(loader(val.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?),
-        None => None,
-    };
     let (mut network, mut masks) = (teacher, start_masks);
     let mut ladder = Vec::new();
     let p = &config.pruning;

@@ -83,3 +83,21 @@ pub fn loader(
     let config = LoaderConfig::new(batch_size, training, training, workers, seed);
     Ok(BatchLoader::new(dataset, transform, config)?)
 }
+
+/// The training loader (shuffled, last partial batch dropped, with `augment`) and the
+/// validation loader (in order, no augmentation) when the splits hold a validation set.
+pub fn train_and_val_loaders(
+    splits: &Splits,
+    input: &InputSpec,
+    augment: kd_datasets::Augment,
+    batch_size: usize,
+    workers: usize,
+    seed: u64,
+) -> Result<(BatchLoader, Option<BatchLoader>)> {
+    let train = loader(splits.train.clone(), train_transform(input, augment), batch_size, true, workers, seed)?;
+    let val = match &splits.val {
+        Some(val) => Some(loader(val.clone(), eval_transform(input), 256, false, workers, seed)?),
+        None => None,
+    };
+    Ok((train, val))
+}
