@@ -140,3 +140,41 @@ impl Objective<Network> for Seed {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kd_common::models::{Arch, HeadSpec, ModelSpec};
+    use kd_datasets::{HostTensor, Targets};
+
+    fn network(out: usize, device: &Device) -> Network {
+        let mut spec = ModelSpec::new(Arch::SmallCnn, 1, 10);
+        spec.channels = Some(vec![4, 8, 16]);
+        spec.head = HeadSpec::Projection { hidden: 16, out };
+        spec.init(device).unwrap()
+    }
+
+    fn batch() -> Batch {
+        let view =
+            HostTensor { values: (0..4 * 64).map(|i| (i % 11) as f32 / 11.0).collect(), shape: vec![4, 1, 8, 8] };
+        Batch { views: vec![view], indices: vec![0, 1, 2, 3], targets: Targets::None }
+    }
+
+    /// A step queues the teacher's embeddings after the optimizer step; a student whose
+    /// embedding has another width than the teacher's is refused with both widths named.
+    #[test]
+    fn queues_teacher_embeddings_and_refuses_a_dimension_mismatch() {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let queue = EmbeddingQueue::new(8, 6, 4, 0, &device).unwrap();
+        let mut seed =
+            Seed::new(network(6, &device), TeacherOutput::Projection, Negatives::Queue(queue), (0.2, 1e-4), &device);
+        let student = network(6, &ad);
+        assert!(seed.step(&student, &batch(), &ad).unwrap().loss.into_scalar::<f32>().is_finite());
+        seed.after_step(student, &StepInfo { step: 1, total_steps: 1, lr: 0.1 }).unwrap();
+        let Negatives::Queue(queue) = &seed.negatives else { unreachable!() };
+        assert_eq!(queue.pointer(), 4);
+        let err = seed.step(&network(5, &ad), &batch(), &ad).err().unwrap().to_string();
+        assert!(err.contains("5 dimensions, the teacher into 6"), "{err}");
+    }
+}
