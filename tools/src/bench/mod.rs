@@ -5,6 +5,7 @@
 pub mod distill;
 pub mod labels;
 pub mod prune;
+pub mod ssl;
 
 use crate::pretrain::CrossEntropy;
 use crate::shared::cli::{CommonArgs, default_workers};
@@ -38,8 +39,8 @@ pub struct Args {
     /// Batches read in the data-loader benchmark.
     #[arg(long, default_value_t = 200)]
     pub loader_batches: usize,
-    /// Sections to run: train, distill, prune, loader, labels.
-    #[arg(long, value_delimiter = ',', default_value = "train,distill,prune,loader,labels")]
+    /// Sections to run: train, distill, prune, ssl, loader, labels.
+    #[arg(long, value_delimiter = ',', default_value = "train,distill,prune,ssl,loader,labels")]
     pub sections: Vec<String>,
     /// Teacher for the label benchmark (default: a randomly initialised ResNet-56, which
     /// runs at the same speed as a trained one).
@@ -191,6 +192,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if wants("prune") {
         crate::bench::prune::prune_section(&args, &device, workers)?;
+    }
+    if wants("ssl") {
+        crate::bench::ssl::ssl_section(&args, &device, workers)?;
     }
     if wants("loader") {
         loader_section(&args, workers)?;
