@@ -7,7 +7,7 @@
 //! saved with the run's state, so a resumed run continues with the queue it had.
 
 use crate::shared::data::{Splits, eval_transform};
-use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder};
+use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder, with_projection_head};
 use anyhow::Result as AnyResult;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -170,18 +170,14 @@ pub struct MocoRun<'a> {
 /// Trains `spec` (its head replaced by the projection head) with MoCo v2 through the one loop,
 /// monitoring kNN top-1 on the validation split; writes `<out>/model.safetensors` with test kNN
 /// top-1 and prints the summary.
-pub fn train(run: MocoRun, mut spec: ModelSpec, out: &Path) -> AnyResult<()> {
+pub fn train(run: MocoRun, spec: ModelSpec, out: &Path) -> AnyResult<()> {
     let (config, moco) = (run.config, run.moco);
     let started = std::time::Instant::now();
     let device = &run.device.device;
     let inner = device.clone();
     let ad = device.clone().autodiff();
-    // The embedding width: the backbone's output on one blank image.
-    spec.head = HeadSpec::None;
-    let probe = spec.init(&inner)?;
-    let blank = Tensor::<4>::zeros([1, run.input.channels, run.input.height, run.input.width], &inner);
-    let [_, embedding] = probe.forward_features(blank).dims();
-    spec.head = HeadSpec::Projection { hidden: embedding, out: moco.projection_dim };
+    let spec = with_projection_head(spec, &run.input, moco.projection_dim, &inner)?;
+    let HeadSpec::Projection { hidden: embedding, .. } = spec.head else { unreachable!("a projection head") };
     device.seed(config.seed);
     let network = spec.init(&ad)?;
     tracing::info!(

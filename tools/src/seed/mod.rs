@@ -7,7 +7,7 @@ pub mod objective;
 
 use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
 use crate::shared::data::{eval_transform, input_spec, loader, open_splits};
-use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder};
+use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder, with_projection_head};
 use crate::shared::profiles::{self, Profile, Role};
 use crate::shared::train_args::{ModelChoice, TrainArgs};
 use anyhow::{Context, Result, bail, ensure};
@@ -218,21 +218,13 @@ pub fn run(args: Args) -> Result<()> {
         config.dataset,
         data_input.channels
     );
-    let mut seed = Seed::new(
-        teacher,
-        output,
-        Negatives::DatasetBank(Tensor::zeros([1, 1], &inner)),
-        (config.tau_student, config.tau_teacher),
-        &inner,
-    );
     let blank = Tensor::<4>::zeros([1, input.channels, input.height, input.width], &inner);
-    let [_, teacher_dim] = seed.teacher_embedding(blank.clone()).dims();
+    let [_, teacher_dim] = output.embed(&teacher, blank).dims();
 
     // The student: the chosen backbone with a projection to the teacher's dimension.
-    let mut spec = config.model.spec(input.channels, splits.train.classes.len());
-    spec.head = HeadSpec::None;
-    let [_, embedding] = spec.init(&inner)?.forward_features(blank).dims();
-    spec.head = HeadSpec::Projection { hidden: embedding, out: teacher_dim };
+    let spec = config.model.spec(input.channels, splits.train.classes.len());
+    let spec = with_projection_head(spec, &input, teacher_dim, &inner)?;
+    let HeadSpec::Projection { hidden: embedding, .. } = spec.head else { unreachable!("a projection head") };
     kd_common::atomic::ensure_writable_dir(&args.out)
         .with_context(|| format!("output directory {}", args.out.display()))?;
     kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
@@ -243,7 +235,7 @@ pub fn run(args: Args) -> Result<()> {
     object.insert("teacher_sha256".into(), teacher_meta.weights_sha256.clone().into());
     let run_hash = hash_json(&hashed);
 
-    seed.negatives = match config.negatives {
+    let negatives = match config.negatives {
         NegativesConfig::Queue { size } => {
             Negatives::Queue(EmbeddingQueue::new(size, teacher_dim, config.train.batch_size, config.seed, &inner)?)
         }
@@ -251,13 +243,14 @@ pub fn run(args: Args) -> Result<()> {
             let all = loader(splits.train.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?;
             let mut parts = Vec::new();
             for batch in kd_datasets::BatchSource::pass(&all, 0) {
-                parts.push(seed.teacher_embedding(train::upload::images(&batch?, 0, &inner)?));
+                parts.push(output.embed(&teacher, train::upload::images(&batch?, 0, &inner)?));
             }
             let bank = Tensor::cat(parts, 0);
             tracing::info!("teacher embeddings of all {} training images as negatives", bank.dims()[0]);
             Negatives::DatasetBank(bank)
         }
     };
+    let mut seed = Seed::new(teacher, output, negatives, (config.tau_student, config.tau_teacher), &inner);
     device.device.seed(config.seed);
     let network = spec.init(&ad)?;
     tracing::info!(

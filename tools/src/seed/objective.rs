@@ -23,6 +23,16 @@ pub enum TeacherOutput {
     Features,
 }
 
+impl TeacherOutput {
+    /// `teacher`'s L2-normalised embedding of normalised images.
+    pub fn embed(self, teacher: &Network, images: Tensor<4>) -> Tensor<2> {
+        l2_normalize(match self {
+            Self::Projection => teacher.forward(images),
+            Self::Features => teacher.forward_features(images),
+        })
+    }
+}
+
 /// Where the negatives come from.
 pub enum Negatives {
     /// SEED's FIFO queue of teacher embeddings, pushed after every step.
@@ -80,10 +90,7 @@ impl Seed {
 
     /// The teacher's L2-normalised embedding of normalised images.
     pub fn teacher_embedding(&self, images: Tensor<4>) -> Tensor<2> {
-        l2_normalize(match self.output {
-            TeacherOutput::Projection => self.teacher.forward(images),
-            TeacherOutput::Features => self.teacher.forward_features(images),
-        })
+        self.output.embed(&self.teacher, images)
     }
 }
 

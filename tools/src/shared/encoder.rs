@@ -13,6 +13,16 @@ use kd_datasets::BatchLoader;
 use serde_json::{Value, json};
 use std::path::Path;
 
+/// `spec` with an MLP projection head `embedding -> embedding -> out` (MoCo v2's), the
+/// embedding width read off the backbone's output on one blank `input`-sized image.
+pub fn with_projection_head(mut spec: ModelSpec, input: &InputSpec, out: usize, device: &Device) -> Result<ModelSpec> {
+    spec.head = kd_common::models::HeadSpec::None;
+    let blank = burn::tensor::Tensor::<4>::zeros([1, input.channels, input.height, input.width], device);
+    let [_, embedding] = spec.init(device)?.forward_features(blank).dims();
+    spec.head = kd_common::models::HeadSpec::Projection { hidden: embedding, out };
+    Ok(spec)
+}
+
 /// Loaders of the kNN monitor.
 pub struct KnnSources {
     /// The first `bank_size` training images, labelled.
