@@ -68,3 +68,54 @@ fn seed_distils_resumes_with_its_queue_and_takes_any_embedding() {
     assert_input_error(&run(&mut seed(&t, "moco/model.safetensors", "q", &["--queue", "12"])), &["queue size (12)"]);
     assert!(!t.path("nope").exists() && !t.path("q").exists());
 }
+
+/// Self-supervised training on images without labels: MoCo v2 and SEED on a flat, nested
+/// folder of PNGs (`--unlabeled`: no class folders, no kNN monitor, no test kNN); the encoder is
+/// then judged by kd-eval on labelled images. Options that need labels are refused on such
+/// data, before anything is written.
+#[test]
+fn ssl_trains_on_unlabelled_images_and_refuses_labelled_only_options() {
+    let t = KdTest::new();
+    // 24 unlabelled images in a flat folder with one nested level, and a labelled 3-class folder.
+    make_folder(&t.path("pool"), 24);
+    make_folder(&t.path("labelled"), 24);
+    let pool = t.path("pool");
+    let pool = pool.to_str().unwrap();
+    let unlabeled = ["--dataset", "folder", "--data-dir", pool, "--unlabeled", "--batch-size", "8"];
+    let moco = |out: &str, extra: &[&str]| {
+        let mut cmd = t.cmd("kd-pretrain");
+        cmd.args(["--method", "moco", "--queue", "16", "--epochs", "1", "--image-size", "8", "--out", out]);
+        cmd.args(["--device", "cpu", "--arch", "small-cnn", "--width", "0.25"]).args(unlabeled).args(extra);
+        cmd
+    };
+    let summary = json_ok(&run(&mut moco("moco", &[])));
+    assert!(summary["test_knn_top1"].is_null() && summary["knn_bank"].is_null(), "{summary}");
+    let metrics = std::fs::read_to_string(t.path("moco/metrics.csv")).unwrap();
+    assert!(!metrics.contains("val_knn_top1"), "no labels, no kNN monitor: {metrics}");
+
+    let mut seed = t.cmd("kd-seed");
+    seed.args(["--teacher", "moco/model.safetensors", "--out", "seed", "--device", "cpu", "--queue", "16"]);
+    seed.args(["--epochs", "1", "--width", "0.25"]).args(unlabeled);
+    let summary = json_ok(&run(&mut seed));
+    assert!(summary["test_knn_top1"].is_null(), "{summary}");
+
+    // kd-eval needs labelled images: refused without them, measured with them.
+    let mut eval = t.cmd("kd-eval");
+    eval.args(["seed/model.safetensors", "--device", "cpu", "--probe-epochs", "2"]);
+    assert_input_error(&run(&mut eval), &["seed/model.safetensors", "unlabelled images", "--data-dir"]);
+    let labelled = t.path("labelled");
+    let eval = json_ok(&run(eval.args(["--dataset", "folder", "--data-dir", labelled.to_str().unwrap()])));
+    assert!((0.0..=100.0).contains(&eval["knn_top1"].as_f64().unwrap()), "{eval}");
+
+    // Labelled-only options on unlabelled images: exit 2, nothing written.
+    let refused = run(&mut moco("val", &["--val-size", "8"]));
+    assert_input_error(&refused, &["--val-size 8", "kNN monitor", "labels"]);
+    let mut supervised = t.cmd("kd-pretrain");
+    supervised.args(["--out", "sup", "--device", "cpu", "--image-size", "8"]).args(unlabeled);
+    let supervised = run(&mut supervised);
+    assert_input_error(&supervised, &["--unlabeled", "supervised pretraining", "--method moco"]);
+    let mut labelled_dataset = t.cmd("kd-seed");
+    labelled_dataset.args(["--teacher", "moco/model.safetensors", "--out", "fm", "--unlabeled", "--device", "cpu"]);
+    assert_input_error(&run(&mut labelled_dataset), &["--unlabeled", "fashion-mnist"]);
+    assert!(!t.path("val").exists() && !t.path("sup").exists() && !t.path("fm").exists());
+}

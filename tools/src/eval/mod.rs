@@ -84,6 +84,15 @@ pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
     let meta = checkpoint::read_meta(&args.checkpoint)
         .with_context(|| format!("reading checkpoint {}", args.checkpoint.display()))?;
+    let trained_unlabeled = meta.training.get("unlabeled").and_then(|u| u.as_bool()).unwrap_or(false);
+    if trained_unlabeled && args.common.data_dir.is_none() {
+        bail!(
+            "{} was trained on unlabelled images ({}); kNN and the linear probe need labelled ones: \
+             pass --dataset and --data-dir",
+            args.checkpoint.display(),
+            meta.trained_data_dir().map_or_else(|| "no directory recorded".into(), |d| d.display().to_string())
+        );
+    }
     let kind = args.common.dataset.or_else(|| meta.trained_on()).unwrap_or(DatasetKind::FashionMnist);
     let data_dir =
         args.common.data_dir.clone().or_else(|| meta.trained_data_dir().filter(|_| args.common.dataset.is_none()));
@@ -96,7 +105,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let seed = args.common.seed.unwrap_or(0);
     let dataset = kind.open(data_dir.as_deref(), split, meta.input.channels, 0.1, seed)?;
-    if dataset.num_classes() != meta.model.num_classes {
+    let encoder = !meta.model.head.is_classifier();
+    if !encoder && dataset.num_classes() != meta.model.num_classes {
         bail!(
             "{} was trained for {} classes but {kind} has {}",
             args.checkpoint.display(),
@@ -136,7 +146,6 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let workers = args.common.workers.unwrap_or_else(default_workers);
-    let encoder = !meta.model.head.is_classifier();
     let frozen = FrozenEval {
         knn: (encoder || args.knn).then_some(KnnConfig { k: args.knn_k, temperature: args.knn_temperature }),
         probe: (encoder || args.linear_probe).then(|| LinearProbeConfig {

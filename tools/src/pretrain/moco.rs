@@ -6,8 +6,9 @@
 //! against a FIFO queue of earlier keys. No labels are read. The key encoder and the queue are
 //! saved with the run's state, so a resumed run continues with the queue it had.
 
-use crate::shared::data::{Splits, eval_transform};
+use crate::shared::data::eval_transform;
 use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder, with_projection_head};
+use crate::shared::ssl_data::SslData;
 use anyhow::Result as AnyResult;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -19,9 +20,7 @@ use kd_common::host_tensors::{host_tensors, to_safetensors};
 use kd_common::losses::info_nce;
 use kd_common::models::Network;
 use kd_common::models::{HeadSpec, ModelSpec};
-use kd_common::train::{
-    self, KnnConfig, Objective, ObjectiveState, Phase, Run, StepInfo, StepOutput, Validation, upload,
-};
+use kd_common::train::{self, KnnConfig, Objective, ObjectiveState, Phase, Run, StepInfo, StepOutput, upload};
 use kd_common::{Error, Result};
 use kd_datasets::Batch;
 use kd_datasets::{BatchLoader, LoaderConfig, Transform};
@@ -158,7 +157,7 @@ pub struct MocoRun<'a> {
     /// Its MoCo part.
     pub moco: &'a MocoConfig,
     /// The data.
-    pub splits: &'a Splits,
+    pub data: &'a SslData,
     /// The network's input.
     pub input: InputSpec,
     /// Where to compute.
@@ -188,19 +187,16 @@ pub fn train(run: MocoRun, spec: ModelSpec, out: &Path) -> AnyResult<()> {
         moco.queue,
         moco.momentum,
         moco.temperature,
-        run.splits.train.len()
+        run.data.train.len()
     );
     let batch = config.train.batch_size;
     let mut two_views = LoaderConfig::new(batch, true, true, config.workers, config.seed);
     two_views.views = 2;
     two_views.labelled = false;
     let train_transform = Transform { augment: config.augment.clone(), ..eval_transform(&run.input) };
-    let train_loader = BatchLoader::new(run.splits.train.clone(), train_transform, two_views)?;
-    let sources = KnnSources::new(run.splits, &run.input, moco.knn_bank, config.workers, config.seed)?;
-    let validation = match &sources.val {
-        Some(queries) => Validation::Knn { bank: &sources.bank, queries, config: moco.knn },
-        None => Validation::None,
-    };
+    let train_loader = BatchLoader::new(run.data.train.clone(), train_transform, two_views)?;
+    let sources = run.data.knn_sources(&run.input, moco.knn_bank, config.workers, config.seed)?;
+    let validation = KnnSources::validation(sources.as_ref(), moco.knn);
     let mut objective = Moco::new(moco.clone(), &network, batch, config.seed, &inner)?;
     let fit_run = Run {
         config: &config.train,
@@ -217,13 +213,13 @@ pub fn train(run: MocoRun, spec: ModelSpec, out: &Path) -> AnyResult<()> {
         network: &network,
         spec,
         input: run.input,
-        splits: run.splits,
+        train: &run.data.train,
         config: serde_json::to_value(config)?,
         rows: &outcome.rows,
         resumed_after: outcome.resumed_after,
         tool: "kd-pretrain (MoCo v2)",
     };
-    let summary = save_encoder(encoder, &sources, moco.knn, device, &out.join("model.safetensors"))?;
+    let summary = save_encoder(encoder, sources.as_ref(), moco.knn, device, &out.join("model.safetensors"))?;
     tracing::info!("finished after {:.0} s", started.elapsed().as_secs_f64());
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

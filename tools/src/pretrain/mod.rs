@@ -5,6 +5,7 @@ use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config}
 use crate::shared::data::{input_spec, open_splits, train_and_val_loaders};
 use crate::shared::finish::{TrainedRun, save_trained};
 use crate::shared::profiles::{self, Profile, Role};
+use crate::shared::ssl_data::{SslData, SslDataSpec, fit_moco_augment};
 pub mod moco;
 
 use moco::MocoConfig;
@@ -54,6 +55,10 @@ pub struct Args {
     /// MoCo: InfoNCE temperature.
     #[arg(long)]
     pub moco_temperature: Option<f32>,
+    /// MoCo: train on every PNG/JPEG under --data-dir (with --dataset folder), images without
+    /// class folders or labels; no kNN monitor (evaluate the encoder with kd-eval).
+    #[arg(long)]
+    pub unlabeled: bool,
 }
 
 /// `--method`.
@@ -95,6 +100,9 @@ pub struct PretrainConfig {
     pub dataset: DatasetKind,
     /// Dataset directory (null: the standard location).
     pub data_dir: Option<PathBuf>,
+    /// The folder's images carry no labels (MoCo only); absent in older configs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlabeled: bool,
     /// Network.
     pub model: ModelChoice,
     /// Loop hyper-parameters.
@@ -127,6 +135,7 @@ impl PretrainConfig {
             profile,
             dataset,
             data_dir: None,
+            unlabeled: false,
             model: ModelChoice::new(arch, width),
             train: profiles::train_config(profile, dataset),
             label_smoothing: 0.0,
@@ -179,6 +188,13 @@ impl PretrainConfig {
         if let Some(eps) = args.label_smoothing {
             config.label_smoothing = eps;
         }
+        config.unlabeled |= args.unlabeled;
+        if config.unlabeled && config.method == PretrainMethod::Supervised {
+            anyhow::bail!(
+                "--unlabeled: supervised pretraining learns from labels and the images have none; \
+                 use --method moco for self-supervised pretraining"
+            );
+        }
         if let PretrainMethod::Moco(moco) = &mut config.method {
             if let Some(queue) = args.queue {
                 moco.queue = queue;
@@ -190,6 +206,11 @@ impl PretrainConfig {
                 moco.temperature = t;
             }
             moco.validate(config.train.batch_size)?;
+            anyhow::ensure!(
+                config.label_smoothing == 0.0,
+                "--label-smoothing smooths labels, which MoCo does not read; leave it out with --method moco"
+            );
+            config.ssl_data().validate()?;
         } else if args.queue.is_some() || args.moco_momentum.is_some() || args.moco_temperature.is_some() {
             anyhow::bail!("--queue, --moco-momentum and --moco-temperature belong to --method moco");
         }
@@ -197,6 +218,18 @@ impl PretrainConfig {
             anyhow::bail!("label smoothing must be in [0, 1), got {}", config.label_smoothing);
         }
         Ok(config)
+    }
+
+    /// The data of a MoCo run.
+    fn ssl_data(&self) -> SslDataSpec<'_> {
+        SslDataSpec {
+            kind: self.dataset,
+            data_dir: self.data_dir.as_deref(),
+            unlabeled: self.unlabeled,
+            val_size: self.val_size,
+            folder_channels: self.folder_channels,
+            seed: self.seed,
+        }
     }
 
     /// Hash of everything that shapes the result (not the device or the worker count).
@@ -227,6 +260,13 @@ impl Objective<Network> for CrossEntropy {
     }
 }
 
+/// Creates the output directory and writes the resolved configuration into it.
+fn write_config(out: &std::path::Path, config: &PretrainConfig) -> Result<()> {
+    kd_common::atomic::ensure_writable_dir(out).with_context(|| format!("output directory {}", out.display()))?;
+    kd_common::atomic::write_json(&out.join("config.json"), config)?;
+    Ok(())
+}
+
 /// Runs `kd-pretrain`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
@@ -237,19 +277,23 @@ pub fn run(args: Args) -> Result<()> {
     let device = device::resolve(&config.device)?;
     tracing::info!("device: {}", device.description);
 
+    if let PretrainMethod::Moco(moco) = &config.method {
+        let data = SslData::open(&config.ssl_data())?;
+        let input = input_spec(config.dataset, &data.train, config.image_size)?;
+        let spec = config.model.spec(input.channels, data.train.classes.len());
+        let mut config = config.clone();
+        fit_moco_augment(&mut config.augment, config.dataset, input.height);
+        write_config(&args.out, &config)?;
+        let run_hash = config.run_hash()?;
+        let run = moco::MocoRun { config: &config, moco, data: &data, input, device: &device, run_hash: &run_hash };
+        return moco::train(run, spec, &args.out);
+    }
     let splits =
         open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
     let input = input_spec(config.dataset, &splits.train, config.image_size)?;
-    let classes = splits.train.classes.clone();
-    let spec = config.model.spec(input.channels, classes.len());
-    kd_common::atomic::ensure_writable_dir(&args.out)
-        .with_context(|| format!("output directory {}", args.out.display()))?;
-    kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
+    let spec = config.model.spec(input.channels, splits.train.classes.len());
+    write_config(&args.out, &config)?;
     let run_hash = config.run_hash()?;
-    if let PretrainMethod::Moco(moco) = &config.method {
-        let run = moco::MocoRun { config: &config, moco, splits: &splits, input, device: &device, run_hash: &run_hash };
-        return moco::train(run, spec, &args.out);
-    }
 
     device.device.seed(config.seed);
     let network = spec.init(&device.device.clone().autodiff())?;

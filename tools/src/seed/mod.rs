@@ -6,9 +6,10 @@
 pub mod objective;
 
 use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
-use crate::shared::data::{eval_transform, input_spec, loader, open_splits};
+use crate::shared::data::{eval_transform, input_spec, loader};
 use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder, with_projection_head};
 use crate::shared::profiles::{self, Profile, Role};
+use crate::shared::ssl_data::{SslData, SslDataSpec, fit_moco_augment};
 use crate::shared::train_args::{ModelChoice, TrainArgs};
 use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
@@ -18,7 +19,7 @@ use kd_common::checkpoint;
 use kd_common::contrastive::EmbeddingQueue;
 use kd_common::device::{self, DeviceSpec};
 use kd_common::models::HeadSpec;
-use kd_common::train::{self, KnnConfig, Phase, Run, TrainConfig, Validation};
+use kd_common::train::{self, KnnConfig, Phase, Run, TrainConfig};
 use kd_datasets::{Augment, BatchLoader, DatasetKind, LoaderConfig, Transform};
 use objective::{Negatives, Seed, TeacherOutput};
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ pub struct Args {
     /// Use the teacher embeddings of every training image, computed once, instead of a queue.
     #[arg(long)]
     pub dataset_bank: bool,
+    /// Train on every PNG/JPEG under --data-dir (with --dataset folder), images without class
+    /// folders or labels; no kNN monitor (evaluate the student with kd-eval).
+    #[arg(long)]
+    pub unlabeled: bool,
     /// Student temperature tau_S.
     #[arg(long)]
     pub tau_student: Option<f32>,
@@ -85,6 +90,9 @@ pub struct SeedConfig {
     pub dataset: DatasetKind,
     /// Dataset directory (null: the standard location).
     pub data_dir: Option<PathBuf>,
+    /// The folder's images carry no labels; absent in older configs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlabeled: bool,
     /// The student backbone (its head becomes a projection to the teacher's dimension).
     pub model: ModelChoice,
     /// Negatives.
@@ -123,6 +131,7 @@ impl SeedConfig {
             teacher_output: None,
             dataset,
             data_dir: None,
+            unlabeled: false,
             model: ModelChoice::new(arch, width),
             negatives: NegativesConfig::Queue { size: moco.queue },
             tau_student: 0.2,
@@ -178,16 +187,30 @@ impl SeedConfig {
                 "the queue size ({size}) must be a positive multiple of the batch size ({batch})"
             );
         }
+        config.unlabeled |= args.unlabeled;
+        config.ssl_data().validate()?;
         config.train.validate()?;
         config.model.validate()?;
         Ok(config)
+    }
+
+    /// The training images.
+    fn ssl_data(&self) -> SslDataSpec<'_> {
+        SslDataSpec {
+            kind: self.dataset,
+            data_dir: self.data_dir.as_deref(),
+            unlabeled: self.unlabeled,
+            val_size: self.val_size,
+            folder_channels: self.folder_channels,
+            seed: self.seed,
+        }
     }
 }
 
 /// Runs `kd-seed`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
-    let config = SeedConfig::resolve(&args)?;
+    let mut config = SeedConfig::resolve(&args)?;
     let device = device::resolve(&config.device)?;
     tracing::info!("device: {}", device.description);
     let inner = device.device.clone();
@@ -206,10 +229,10 @@ pub fn run(args: Args) -> Result<()> {
         ),
         _ => TeacherOutput::Features,
     };
-    let splits =
-        open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
+    let data = SslData::open(&config.ssl_data())?;
     let input = teacher_meta.input.clone();
-    let data_input = input_spec(config.dataset, &splits.train, Some(input.height))?;
+    fit_moco_augment(&mut config.augment, config.dataset, input.height);
+    let data_input = input_spec(config.dataset, &data.train, Some(input.height))?;
     ensure!(
         data_input.channels == input.channels,
         "{} reads {}-channel images; {} has {} channels",
@@ -222,7 +245,7 @@ pub fn run(args: Args) -> Result<()> {
     let [_, teacher_dim] = output.embed(&teacher, blank).dims();
 
     // The student: the chosen backbone with a projection to the teacher's dimension.
-    let spec = config.model.spec(input.channels, splits.train.classes.len());
+    let spec = config.model.spec(input.channels, data.train.classes.len());
     let spec = with_projection_head(spec, &input, teacher_dim, &inner)?;
     let HeadSpec::Projection { hidden: embedding, .. } = spec.head else { unreachable!("a projection head") };
     kd_common::atomic::ensure_writable_dir(&args.out)
@@ -240,7 +263,7 @@ pub fn run(args: Args) -> Result<()> {
             Negatives::Queue(EmbeddingQueue::new(size, teacher_dim, config.train.batch_size, config.seed, &inner)?)
         }
         NegativesConfig::DatasetBank => {
-            let all = loader(splits.train.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?;
+            let all = loader(data.train.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?;
             let mut parts = Vec::new();
             for batch in kd_datasets::BatchSource::pass(&all, 0) {
                 parts.push(output.embed(&teacher, train::upload::images(&batch?, 0, &inner)?));
@@ -265,12 +288,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut loader_config = LoaderConfig::new(config.train.batch_size, true, true, config.workers, config.seed);
     loader_config.labelled = false;
     let transform = Transform { augment: config.augment.clone(), ..eval_transform(&input) };
-    let train_loader = BatchLoader::new(splits.train.clone(), transform, loader_config)?;
-    let sources = KnnSources::new(&splits, &input, config.knn_bank, config.workers, config.seed)?;
-    let validation = match &sources.val {
-        Some(queries) => Validation::Knn { bank: &sources.bank, queries, config: config.knn },
-        None => Validation::None,
-    };
+    let train_loader = BatchLoader::new(data.train.clone(), transform, loader_config)?;
+    let sources = data.knn_sources(&input, config.knn_bank, config.workers, config.seed)?;
+    let validation = KnnSources::validation(sources.as_ref(), config.knn);
     let run = Run {
         config: &config.train,
         phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
@@ -285,13 +305,13 @@ pub fn run(args: Args) -> Result<()> {
         network: &network,
         spec,
         input,
-        splits: &splits,
+        train: &data.train,
         config: serde_json::to_value(&config)?,
         rows: &outcome.rows,
         resumed_after: outcome.resumed_after,
         tool: "kd-seed",
     };
-    let summary = save_encoder(encoder, &sources, config.knn, &inner, &args.out.join("model.safetensors"))?;
+    let summary = save_encoder(encoder, sources.as_ref(), config.knn, &inner, &args.out.join("model.safetensors"))?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

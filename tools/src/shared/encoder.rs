@@ -1,15 +1,15 @@
 //! What every self-supervised trainer (MoCo v2 in `kd-pretrain`, `kd-seed`) shares: the kNN
 //! monitor's sources (a labelled bank from the training split, the validation and test
-//! splits, all without augmentation), and the end of a run: test kNN top-1, the checkpoint with
-//! its sidecar, the summary.
+//! splits, all without augmentation), and the end of a run: test kNN top-1 (when the data has
+//! labels), the checkpoint with its sidecar, the summary.
 
 use crate::shared::data::{Splits, eval_transform, loader};
 use anyhow::Result;
 use burn::tensor::Device;
 use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
 use kd_common::models::{ModelSpec, Network};
-use kd_common::train::{KnnConfig, PassRow, knn_top1};
-use kd_datasets::BatchLoader;
+use kd_common::train::{KnnConfig, PassRow, Validation, knn_top1};
+use kd_datasets::{BatchLoader, Dataset};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -50,6 +50,16 @@ impl KnnSources {
     }
 }
 
+impl KnnSources {
+    /// The loop's per-pass validation: kNN top-1 on the validation split, when there is one.
+    pub fn validation(sources: Option<&Self>, knn: KnnConfig) -> Validation<'_> {
+        match sources {
+            Some(Self { bank, val: Some(queries), .. }) => Validation::Knn { bank, queries, config: knn },
+            _ => Validation::None,
+        }
+    }
+}
+
 /// A finished encoder run.
 pub struct TrainedEncoder<'a> {
     /// The network (inference mode).
@@ -58,8 +68,8 @@ pub struct TrainedEncoder<'a> {
     pub spec: ModelSpec,
     /// Its input.
     pub input: InputSpec,
-    /// The training split (identity and class names).
-    pub splits: &'a Splits,
+    /// The training images (identity and class names).
+    pub train: &'a Dataset,
     /// The resolved configuration.
     pub config: Value,
     /// Metrics rows.
@@ -70,20 +80,24 @@ pub struct TrainedEncoder<'a> {
     pub tool: &'a str,
 }
 
-/// Measures test kNN top-1, writes `weights` and its sidecar, returns the summary.
+/// Measures test kNN top-1 (labelled data only), writes `weights` and its sidecar, returns the
+/// summary.
 pub fn save_encoder(
     run: TrainedEncoder,
-    sources: &KnnSources,
+    sources: Option<&KnnSources>,
     knn: KnnConfig,
     device: &Device,
     weights: &Path,
 ) -> Result<Value> {
-    let test_knn = knn_top1(run.network, &sources.bank, &sources.test, knn, device)?;
+    let test_knn = match sources {
+        Some(s) => Some(knn_top1(run.network, &s.bank, &s.test, knn, device)?),
+        None => None,
+    };
     let last = run.rows.last();
     let metrics = json!({
         "test_knn_top1": test_knn,
         "last_val_knn_top1": last.and_then(|r| r.val("val_knn_top1")),
-        "knn_bank": sources.bank_size,
+        "knn_bank": sources.map(|s| s.bank_size),
         "epochs": last.map_or(0, |r| r.epoch),
         "train_images_per_s": run.rows.iter().map(|r| r.images_per_s).sum::<f64>() / run.rows.len().max(1) as f64,
         "train_seconds": run.rows.iter().map(|r| r.seconds).sum::<f64>(),
@@ -93,8 +107,8 @@ pub fn save_encoder(
         format_version: checkpoint::FORMAT_VERSION,
         model: run.spec,
         input: run.input,
-        dataset: serde_json::to_value(run.splits.train.identity())?,
-        classes: run.splits.train.classes.clone(),
+        dataset: serde_json::to_value(run.train.identity())?,
+        classes: run.train.classes.clone(),
         training: run.config,
         metrics: metrics.clone(),
         weights_sha256: String::new(),
@@ -104,7 +118,14 @@ pub fn save_encoder(
         other: Default::default(),
     };
     checkpoint::save(run.network, &meta, weights)?;
-    tracing::info!("test kNN top-1 {test_knn:.2}% (bank of {}); wrote {}", sources.bank_size, weights.display());
+    match (test_knn, sources) {
+        (Some(top1), Some(s)) => {
+            tracing::info!("test kNN top-1 {top1:.2}% (bank of {}); wrote {}", s.bank_size, weights.display())
+        }
+        _ => {
+            tracing::info!("wrote {} (unlabelled data: evaluate it with kd-eval on labelled images)", weights.display())
+        }
+    }
     let mut summary = metrics;
     summary["checkpoint"] = json!(weights);
     Ok(summary)

@@ -1,6 +1,6 @@
 //! Plumbing every kdkit tool shares: command-line conventions and config files ([`cli`]),
 //! dataset splits and loaders ([`data`]), presets ([`profiles`]), network and optimisation
-//! flags ([`train_args`]), frozen teachers ([`teachers`]) and the end of a training run
+//! flags ([`train_args`]), self-supervised data ([`ssl_data`]) and encoders ([`encoder`]), frozen teachers ([`teachers`]) and the end of a training run
 //! ([`finish`]).
 
 pub mod cli;
@@ -8,5 +8,6 @@ pub mod data;
 pub mod encoder;
 pub mod finish;
 pub mod profiles;
+pub mod ssl_data;
 pub mod teachers;
 pub mod train_args;
