@@ -24,3 +24,5 @@ mod moco;
 mod seed;
 // Hostile input: exit 2 naming the file, arguments checked first, no Vulkan noise.
 mod hostile;
+// kd-report --run-dir: report.md with the results table, verdicts and PNG plots.
+mod report;

@@ -1,18 +1,30 @@
-//! `kd-report`: one Markdown table from the JSON that `kd-eval` printed for several runs; a row
-//! may name several runs (seeds) and then shows mean +- sample standard deviation.
+//! `kd-report`: with `--run-dir`, the report of a `make` run directory (`report.md`: results
+//! table, frozen encoders, one verdict per seed claim, PNG plots); otherwise one Markdown table
+//! from the JSON that `kd-eval` printed for the named runs. A row may name several runs (seeds)
+//! and then shows mean +- sample standard deviation.
 
-use anyhow::{Context, Result};
+pub mod document;
+pub mod plots;
+pub mod run_dir;
+pub mod stats;
+pub mod verdicts;
+
+use anyhow::{Context, Result, bail};
 use clap::Parser;
+use stats::format_mean_sd as mean_sd_text;
 use std::path::{Path, PathBuf};
 
-/// Summarise `kd-eval` results as a Markdown table on stdout.
+/// Summarise `kd-eval` results: a run directory's report, or a Markdown table on stdout.
 #[derive(Parser, Debug)]
 #[command(name = "kd-report", version, long_about = None)]
 pub struct Args {
     /// `NAME=FILE[,FILE...]` entries: a row name and the `kd-eval` JSON of its run(s), for
     /// example one per seed.
-    #[arg(required = true)]
     pub runs: Vec<String>,
+    /// A run directory (`runs/quick`): writes `report.md` and `plots/` into it and prints the
+    /// report.
+    #[arg(long, conflicts_with = "runs")]
+    pub run_dir: Option<PathBuf>,
 }
 
 /// One run's numbers.
@@ -61,17 +73,6 @@ fn read_run(path: &Path) -> Result<RunNumbers> {
     })
 }
 
-/// `mean` with `+- sd` (sample standard deviation, n - 1) when there are several values.
-pub fn mean_sd(values: &[f64], decimals: usize) -> String {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return format!("{mean:.decimals$}");
-    }
-    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    format!("{mean:.decimals$} ± {sd:.decimals$}")
-}
-
 /// The table of frozen encoders (every run's kd-eval JSON has `knn_top1` and no classifier
 /// `top1`): kNN and linear-probe top-1, mean +- sd over the runs of a row.
 fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
@@ -80,7 +81,7 @@ fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
     for (name, runs) in entries {
         let column = |key: &str, decimals: usize| -> String {
             let values: Vec<f64> = runs.iter().filter_map(|r| r.get(key).and_then(|v| v.as_f64())).collect();
-            if values.len() == runs.len() { mean_sd(&values, decimals) } else { "-".into() }
+            if values.len() == runs.len() { mean_sd_text(&values, decimals) } else { "-".into() }
         };
         let seconds: Vec<f64> = runs
             .iter()
@@ -88,7 +89,7 @@ fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
             .filter_map(|c| kd_common::checkpoint::read_meta(Path::new(c)).ok())
             .filter_map(|m| m.metrics.get("train_seconds").and_then(|s| s.as_f64()))
             .collect();
-        let seconds = if seconds.len() == runs.len() { mean_sd(&seconds, 0) } else { "-".into() };
+        let seconds = if seconds.len() == runs.len() { mean_sd_text(&seconds, 0) } else { "-".into() };
         let arch = runs[0].get("arch").and_then(|a| a.as_str()).unwrap_or("?");
         println!(
             "| {name} | {arch} | {} | {} | {} | {seconds} |",
@@ -102,6 +103,17 @@ fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
 
 /// Runs `kd-report`.
 pub fn run(args: Args) -> Result<()> {
+    if let Some(dir) = &args.run_dir {
+        let methods = run_dir::collect(dir)?;
+        if methods.is_empty() {
+            bail!("{}: no evaluated run (no <run>/eval.json)", dir.display());
+        }
+        print!("{}", document::write_report(dir, &methods)?);
+        return Ok(());
+    }
+    if args.runs.is_empty() {
+        bail!("name the runs (NAME=FILE[,FILE...]) or a --run-dir");
+    }
     let mut entries = Vec::new();
     for entry in &args.runs {
         let (name, files) = entry.split_once('=').with_context(|| format!("`{entry}` is not NAME=FILE[,FILE...]"))?;
@@ -128,7 +140,7 @@ pub fn run(args: Args) -> Result<()> {
         let runs: Vec<RunNumbers> = files.split(',').map(|f| read_run(&PathBuf::from(f))).collect::<Result<_>>()?;
         let column = |f: &dyn Fn(&RunNumbers) -> Option<f64>, decimals: usize| -> String {
             let values: Vec<f64> = runs.iter().filter_map(f).collect();
-            if values.len() == runs.len() { mean_sd(&values, decimals) } else { "-".into() }
+            if values.len() == runs.len() { mean_sd_text(&values, decimals) } else { "-".into() }
         };
         println!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -145,16 +157,4 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// [1, 2, 3]: mean 2, sample variance ((1 + 0 + 1) / 2) = 1.
-    #[test]
-    fn mean_and_sample_sd() {
-        assert_eq!(mean_sd(&[1.0, 2.0, 3.0], 2), "2.00 ± 1.00");
-        assert_eq!(mean_sd(&[88.42], 2), "88.42");
-    }
 }

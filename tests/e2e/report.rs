@@ -1,0 +1,47 @@
+use crate::fixture::*;
+
+/// Writes `<dir>/<name>/eval.json` and `metrics.csv` with the given test and per-epoch
+/// validation top-1.
+fn fake_run(dir: &std::path::Path, name: &str, top1: f64, val: [f64; 2]) {
+    let run = dir.join(name);
+    std::fs::create_dir_all(&run).unwrap();
+    let eval = serde_json::json!({"arch": "small-cnn", "top1": top1, "top5": 99.0, "nll": 0.3, "ece": 0.01});
+    std::fs::write(run.join("eval.json"), eval.to_string()).unwrap();
+    let csv = format!("pass,epoch,val_top1\n1,1,{}\n2,2,{}\n", val[0], val[1]);
+    std::fs::write(run.join("metrics.csv"), csv).unwrap();
+}
+
+/// A run directory with three seeds of a baseline and of KD (KD 1 point better, sd 0.1) and a
+/// one-seed MEAL V2: the report has every method, KD "reproduced" with its Welch test, MEAL V2
+/// "inconclusive" (one seed), the rest "not run", and a PNG per plot it embeds.
+#[test]
+fn run_directory_report_has_table_verdicts_and_plots() {
+    let t = KdTest::new();
+    let dir = t.path("run");
+    for (seed, delta) in [(0, -0.1), (1, 0.0), (2, 0.1)] {
+        fake_run(&dir, &format!("baseline-s{seed}"), 88.0 + delta, [80.0, 85.0]);
+        fake_run(&dir, &format!("kd-s{seed}"), 89.0 + delta, [82.0, 87.0]);
+    }
+    fake_run(&dir, "meal-v2-s0", 89.5, [83.0, 88.0]);
+    let output = run(t.cmd("kd-report").arg("--run-dir").arg(&dir));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), report, "the report is also printed");
+    for row in ["| baseline | small-cnn | - | 3 | 88.00 ± 0.10 |", "| kd | small-cnn | - | 3 | 89.00 ± 0.10 |"] {
+        assert!(report.contains(row), "{row}\n{report}");
+    }
+    assert!(report.contains("**KD** (") && report.contains("**reproduced**. kd top-1"), "{report}");
+    assert!(report.contains("Welch t = 12.25"), "t = 1 / sqrt(2 * 0.01 / 3): {report}");
+    assert!(report.contains("**MEAL V2** (") && report.contains("**inconclusive**. meal-v2"), "{report}");
+    assert!(report.contains("**SEED** (") && report.contains("**not run**. no runs of seed"), "{report}");
+    for plot in ["val-top1.png", "top1-vs-time.png"] {
+        let embedded = format!("(plots/{plot})");
+        assert!(report.contains(&embedded) == (plot == "val-top1.png"), "{plot}: {report}");
+    }
+    let image = kd_datasets::folder::decode(&dir.join("plots/val-top1.png"), 3).unwrap();
+    assert_eq!((image.width, image.height), (800, 500));
+
+    let empty = t.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_input_error(&run(t.cmd("kd-report").arg("--run-dir").arg(&empty)), &["empty", "no evaluated run"]);
+}

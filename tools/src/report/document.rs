@@ -1,0 +1,284 @@
+//! `report.md` of a run directory: when and where it ran, the results table (mean ± sd over the
+//! seeds), frozen encoders, one verdict per seed claim, and the PNG plots it embeds.
+
+use super::plots::{Chart, Series, Style, write_png};
+use super::run_dir::{MethodRuns, RunRecord};
+use super::stats::{format_mean_sd, mean_sd};
+use super::verdicts::{claims, judge};
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Writes `<dir>/report.md` and `<dir>/plots/*.png`; returns the report's text.
+pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<String> {
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).with_context(|| format!("creating {}", plots_dir.display()))?;
+    let mut text = String::new();
+    let _ = writeln!(text, "# kdkit report: {}\n", dir.display());
+    let _ = writeln!(text, "{}\n", provenance());
+    let classifiers: Vec<&MethodRuns> = methods.iter().filter(|m| !m.runs.iter().any(RunRecord::is_encoder)).collect();
+    let encoders: Vec<&MethodRuns> = methods.iter().filter(|m| m.runs.iter().all(RunRecord::is_encoder)).collect();
+    if !classifiers.is_empty() {
+        text.push_str("## Results\n\n");
+        text.push_str(&results_table(&classifiers));
+    }
+    if !encoders.is_empty() {
+        text.push_str("\n## Frozen encoders (kNN and linear probe)\n\n");
+        text.push_str(&encoder_table(&encoders));
+    }
+    text.push_str("\n## Verdicts\n\n");
+    text.push_str(
+        "Each seed paper's claim, tested over the student seeds with Welch's t-test (one-sided, alpha \
+         0.05); one seed gives no test and at best \"inconclusive\".\n\n",
+    );
+    for claim in claims(methods) {
+        let verdict = judge(&claim, methods);
+        let _ = writeln!(
+            text,
+            "- **{}** ({}): **{}**. {}.",
+            claim.name,
+            claim.statement,
+            verdict.outcome.word(),
+            verdict.evidence
+        );
+    }
+    let charts = charts(methods);
+    if !charts.is_empty() {
+        text.push_str("\n## Plots\n\n");
+    }
+    for (file, chart) in charts {
+        let path = plots_dir.join(file);
+        write_png(&chart, &path).with_context(|| format!("writing {}", path.display()))?;
+        let _ = writeln!(text, "![{}](plots/{file})\n", chart.title);
+    }
+    kd_common::atomic::write_bytes(&dir.join("report.md"), text.as_bytes())?;
+    Ok(text)
+}
+
+/// "Made <date> on <CPU> (<n> threads)".
+fn provenance() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.to_string()))
+        .and_then(|line| line.split_once(':').map(|(_, model)| model.trim().to_string()))
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("Made {} on {cpu} ({threads} threads).", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))
+}
+
+/// `mean ± sd` of `f` over a method's runs, "-" when a run lacks it.
+fn column(method: &MethodRuns, f: impl Fn(&RunRecord) -> Option<f64>, decimals: usize) -> String {
+    method.all(f).map_or_else(|| "-".into(), |values| format_mean_sd(&values, decimals))
+}
+
+/// The short name of a teacher checkpoint: its run directory (`runs/quick/teacher/model.safetensors`
+/// -> `teacher`), or the file stem for files that share a directory (pruned checkpoints).
+fn checkpoint_name(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = path.parent().and_then(|p| p.file_name()).map(|p| p.to_string_lossy().into_owned());
+    match parent {
+        Some(parent) if stem == "model" => parent,
+        Some(parent) => format!("{parent}/{stem}"),
+        None => stem,
+    }
+}
+
+/// Bytes per crop of an FKD label file (file size over stored crops).
+pub fn label_bytes_per_crop(path: &Path) -> Option<f64> {
+    let (_, meta) = kd_datasets::soft_labels::file::open_complete(path).ok()?;
+    let size = std::fs::metadata(path).ok()?.len() as f64;
+    Some(size / (meta.num_images * meta.crops_per_image).max(1) as f64)
+}
+
+fn teacher_cell(run: &RunRecord) -> String {
+    if let Some(labels) = run.label_file() {
+        return format!("labels: {}", labels.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+    }
+    let teachers: Vec<String> = run.teachers().iter().map(|t| checkpoint_name(t)).collect();
+    if teachers.is_empty() { "-".into() } else { teachers.join(" + ") }
+}
+
+fn results_table(methods: &[&MethodRuns]) -> String {
+    let mut text = String::from(
+        "| method | student | teacher | runs | top-1 (%) | top-5 (%) | NLL | ECE | agreement with teacher (%) \
+         | train s | images/s | label bytes/crop |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for method in methods {
+        let first = &method.runs[0];
+        let arch = first.eval.get("arch").and_then(|a| a.as_str()).unwrap_or("?");
+        let weights = first.eval_number("sparsity/nonzero_weights").map_or(String::new(), |w| format!(" ({w:.0} w)"));
+        let label_bytes =
+            first.label_file().and_then(|l| label_bytes_per_crop(&l)).map_or("-".into(), |b| format!("{b:.1}"));
+        let _ = writeln!(
+            text,
+            "| {} | {arch}{weights} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {label_bytes} |",
+            method.name,
+            teacher_cell(first),
+            method.runs.len(),
+            column(method, |r| r.eval_number("top1"), 2),
+            column(method, |r| r.eval_number("top5"), 2),
+            column(method, |r| r.eval_number("nll"), 4),
+            column(method, |r| r.eval_number("ece"), 4),
+            column(method, |r| r.eval_number("agreement"), 2),
+            column(method, |r| r.trained_number("train_seconds"), 0),
+            column(method, |r| r.trained_number("train_images_per_s"), 0),
+        );
+    }
+    text
+}
+
+fn encoder_table(methods: &[&MethodRuns]) -> String {
+    let mut text = String::from(
+        "| method | model | runs | kNN top-1 (%) | linear-probe top-1 (%) | train s |\n|---|---|---|---|---|---|\n",
+    );
+    for method in methods {
+        let arch = method.runs[0].eval.get("arch").and_then(|a| a.as_str()).unwrap_or("?");
+        let _ = writeln!(
+            text,
+            "| {} | {arch} | {} | {} | {} | {} |",
+            method.name,
+            method.runs.len(),
+            column(method, |r| r.eval_number("knn_top1"), 2),
+            column(method, |r| r.eval_number("linear_probe_top1"), 2),
+            column(method, |r| r.trained_number("train_seconds"), 0),
+        );
+    }
+    text
+}
+
+/// The mean of `f` over a method's runs, if every run has it.
+fn mean_of(method: &MethodRuns, f: impl Fn(&RunRecord) -> Option<f64>) -> Option<f64> {
+    method.all(f).map(|values| mean_sd(&values).0)
+}
+
+/// Global sparsity (%) of the first teacher a run learnt from: 0 for a dense teacher.
+fn teacher_sparsity(run: &RunRecord) -> Option<f64> {
+    let teacher: PathBuf = run.teachers().into_iter().next()?;
+    let meta = kd_common::checkpoint::read_meta(&teacher).ok()?;
+    Some(100.0 * meta.pruning.map_or(0.0, |p| p.global_sparsity))
+}
+
+/// Teachers of the chain (trained or pruned), as opposed to students.
+fn is_teacher(name: &str) -> bool {
+    name == "teacher" || name.starts_with("teacher-") || name.starts_with("pruned-")
+}
+
+/// The charts the runs allow (a chart without points is left out).
+fn charts(methods: &[MethodRuns]) -> Vec<(&'static str, Chart)> {
+    let curves = |column: &str, encoders: bool| -> Vec<Series> {
+        methods
+            .iter()
+            .filter(|m| m.runs.iter().all(RunRecord::is_encoder) == encoders)
+            .map(|m| Series { label: m.name.clone(), points: m.mean_curve(column) })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    let students: Vec<&MethodRuns> =
+        methods.iter().filter(|m| !is_teacher(&m.name) && !m.runs.iter().any(RunRecord::is_encoder)).collect();
+    let point = |m: &MethodRuns, x: Option<f64>, y: Option<f64>| {
+        x.zip(y).map(|p| Series { label: m.name.clone(), points: vec![p] })
+    };
+    let time: Vec<Series> = students
+        .iter()
+        .filter_map(|m| {
+            point(m, mean_of(m, |r| r.trained_number("train_seconds")), mean_of(m, |r| r.eval_number("top1")))
+        })
+        .collect();
+    let sparsity_points =
+        |select: &dyn Fn(&MethodRuns) -> bool, x: &dyn Fn(&RunRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+            let mut points: Vec<(f64, f64)> = methods
+                .iter()
+                .filter(|m| select(m))
+                .filter_map(|m| mean_of(m, x).zip(mean_of(m, |r| r.eval_number("top1"))))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points
+        };
+    let pruned_students = |m: &MethodRuns| m.name == "kd" || m.name.starts_with("kd-pruned");
+    let pruned_teachers = |m: &MethodRuns| m.name == "teacher" || m.name.starts_with("pruned-");
+    let sparsity = vec![
+        Series {
+            label: "student, KD from the teacher".into(),
+            points: sparsity_points(&pruned_students, &teacher_sparsity),
+        },
+        Series {
+            label: "teacher".into(),
+            points: sparsity_points(&pruned_teachers, &|r| r.eval_number("sparsity/global").map(|s| 100.0 * s)),
+        },
+    ];
+    let labels: Vec<Series> = methods
+        .iter()
+        .filter_map(|m| {
+            let bytes = m.runs[0].label_file().and_then(|l| label_bytes_per_crop(&l));
+            point(m, bytes, mean_of(m, |r| r.eval_number("top1")))
+        })
+        .collect();
+    let mut charts = vec![
+        (
+            "val-top1.png",
+            Chart {
+                title: "Validation accuracy per epoch".into(),
+                x_label: "epoch".into(),
+                y_label: "validation top-1 (%)".into(),
+                series: curves("val_top1", false),
+                style: Style::Lines,
+            },
+        ),
+        (
+            "top1-vs-time.png",
+            Chart {
+                title: "Test accuracy against training time".into(),
+                x_label: "training time (s)".into(),
+                y_label: "test top-1 (%)".into(),
+                series: time,
+                style: Style::Points,
+            },
+        ),
+        (
+            "top1-vs-sparsity.png",
+            Chart {
+                title: "Accuracy against teacher sparsity".into(),
+                x_label: "teacher sparsity (%)".into(),
+                y_label: "test top-1 (%)".into(),
+                series: sparsity.into_iter().filter(|s| s.points.len() > 1).collect(),
+                style: Style::Lines,
+            },
+        ),
+        (
+            "top1-vs-label-bytes.png",
+            Chart {
+                title: "FKD student accuracy against label storage".into(),
+                x_label: "label bytes per crop".into(),
+                y_label: "test top-1 (%)".into(),
+                series: labels,
+                style: Style::Points,
+            },
+        ),
+        (
+            "knn-per-epoch.png",
+            Chart {
+                title: "kNN accuracy per epoch (frozen encoders)".into(),
+                x_label: "epoch".into(),
+                y_label: "validation kNN top-1 (%)".into(),
+                series: curves("val_knn_top1", true),
+                style: Style::Lines,
+            },
+        ),
+    ];
+    charts.retain(|(_, chart)| !chart.series.is_empty());
+    charts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_named_by_their_run() {
+        assert_eq!(checkpoint_name(Path::new("runs/quick/teacher/model.safetensors")), "teacher");
+        assert_eq!(
+            checkpoint_name(Path::new("runs/quick/prune/model-remaining-0.210.safetensors")),
+            "prune/model-remaining-0.210"
+        );
+    }
+}
