@@ -2,14 +2,17 @@
 #
 #   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5), then
 #                           per student seed: baseline (no KD), online KD, FKD, MEAL V2 (two
-#                           teachers), SSLD (unlabeled hold-out); all evaluated into report.md;
-#                           then prune, then distill (prune-report.md): the teacher pruned in
-#                           rounds, the same student distilled from each pruned teacher, and the
-#                           student derived from the sparsest one (random / strongest filters)
+#                           teachers), SSLD (unlabeled hold-out); prune, then distill: the
+#                           teacher pruned in rounds, the same student distilled from each pruned
+#                           teacher, and the student derived from the sparsest one (random /
+#                           strongest filters); MoCo v2 teacher and student, SEED student. All
+#                           evaluated into report.md (kd-report --run-dir: results, one verdict
+#                           per seed claim, plots/*.png)
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
-#   make ssl                MoCo v2 teacher and student, SEED student; kNN / linear probe (ssl-report.md)
+#   make prune-distill      only the prune-then-distill stages (prune-report.md)
+#   make ssl                only the MoCo v2 / SEED stages; kNN / linear probe (ssl-report.md)
 #   make test               the test suite (CI runs this)
 #   make lint               rustfmt and clippy, as CI checks them
 #   make bench              throughput table
@@ -58,8 +61,8 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 # Checkpoints made by pattern rules are results, not intermediates to delete.
 .SECONDARY:
 
-all: $(RUN)/report.md $(RUN)/labels-stats.json $(RUN)/prune-report.md
-	@cat $(RUN)/report.md $(RUN)/prune-report.md
+all: $(RUN)/report.md
+	@cat $<
 
 prune-distill: $(RUN)/prune-report.md
 	@cat $<
@@ -100,9 +103,6 @@ $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
 	$(BIN)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \
 	  --confusion-matrix $(RUN)/$*/confusion.csv > $@.tmp && mv $@.tmp $@
 
-$(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/teacher-b/eval.json $(addsuffix /eval.json,$(STUDENTS)) | build
-	$(BIN)/kd-report teacher=$(RUN)/teacher/eval.json teacher-b=$(RUN)/teacher-b/eval.json \
-	  $(foreach m,$(METHODS),$(m)=$(call evals,$(m))) > $@.tmp && mv $@.tmp $@
 
 # FKD region labels from the trained teacher (marginal smoothing top-5, u8 probabilities).
 $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
@@ -180,11 +180,18 @@ $(RUN)/moco-%/eval.json: $(RUN)/moco-%/model.safetensors | build
 $(RUN)/seed-s%/eval.json: $(RUN)/seed-s%/model.safetensors | build
 	$(BIN)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
 
-$(RUN)/ssl-report.md: $(RUN)/moco-teacher/eval.json $(foreach s,$(SEEDS),$(RUN)/moco-student-s$(s)/eval.json $(RUN)/seed-s$(s)/eval.json) | build
+SSL_EVALS = $(RUN)/moco-teacher/eval.json $(foreach s,$(SEEDS),$(RUN)/moco-student-s$(s)/eval.json $(RUN)/seed-s$(s)/eval.json)
+$(RUN)/ssl-report.md: $(SSL_EVALS) | build
 	$(BIN)/kd-report moco-teacher=$(RUN)/moco-teacher/eval.json moco-student=$(call evals,moco-student) seed-student=$(call evals,seed) > $@.tmp && mv $@.tmp $@
 
 ssl: $(RUN)/ssl-report.md
 	@cat $<
+
+# The report of every stage: results table, verdicts, plots (kd-report writes report.md and
+# plots/ atomically itself).
+$(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/teacher-b/eval.json $(addsuffix /eval.json,$(STUDENTS)) \
+  $(PTD_EVALS) $(SSL_EVALS) $(RUN)/labels-stats.json | build
+	$(BIN)/kd-report --run-dir $(RUN) > /dev/null
 
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.
