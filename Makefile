@@ -13,6 +13,7 @@
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
 #   make prune-distill      only the prune-then-distill stages (prune-report.md)
 #   make ssl                only the MoCo v2 / SEED stages; kNN / linear probe (ssl-report.md)
+#   make readme             rewrite README's generated results section from report.md
 #   make test               the test suite (CI runs this)
 #   make lint               rustfmt and clippy, as CI checks them
 #   make bench              throughput table
@@ -56,7 +57,7 @@ evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.js
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all prune-distill ssl build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
+.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete.
 .SECONDARY:
@@ -192,6 +193,10 @@ ssl: $(RUN)/ssl-report.md
 $(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/teacher-b/eval.json $(addsuffix /eval.json,$(STUDENTS)) \
   $(PTD_EVALS) $(SSL_EVALS) $(RUN)/labels-stats.json | build
 	$(BIN)/kd-report --run-dir $(RUN) > /dev/null
+
+# The README's generated results section (between its kd-report markers), from report.md's run.
+readme: $(RUN)/report.md
+	$(BIN)/kd-report --run-dir $(RUN) --readme README.md > /dev/null
 
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.

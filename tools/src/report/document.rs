@@ -9,13 +9,33 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Writes `<dir>/report.md` and `<dir>/plots/*.png`; returns the report's text.
-pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<String> {
+/// The report's sections.
+pub struct Report {
+    /// "Made <date> on <CPU>".
+    pub provenance: String,
+    /// Results, frozen encoders and verdicts (Markdown).
+    pub body: String,
+    /// The plots, embedded (Markdown).
+    pub plots: String,
+}
+
+impl Report {
+    /// The whole `report.md` of `dir`.
+    pub fn full(&self, dir: &Path) -> String {
+        format!("# kdkit report: {}\n\n{}\n\n{}{}", dir.display(), self.provenance, self.body, self.plots)
+    }
+}
+
+/// Markers of the README section `--readme` rewrites.
+pub const README_BEGIN: &str = "<!-- kd-report:begin -->";
+/// End marker.
+pub const README_END: &str = "<!-- kd-report:end -->";
+
+/// Writes `<dir>/report.md` and `<dir>/plots/*.png`; returns the report.
+pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<Report> {
     let plots_dir = dir.join("plots");
     std::fs::create_dir_all(&plots_dir).with_context(|| format!("creating {}", plots_dir.display()))?;
     let mut text = String::new();
-    let _ = writeln!(text, "# kdkit report: {}\n", dir.display());
-    let _ = writeln!(text, "{}\n", provenance());
     let classifiers: Vec<&MethodRuns> = methods.iter().filter(|m| !m.runs.iter().any(RunRecord::is_encoder)).collect();
     let encoders: Vec<&MethodRuns> = methods.iter().filter(|m| m.runs.iter().all(RunRecord::is_encoder)).collect();
     if !classifiers.is_empty() {
@@ -42,17 +62,41 @@ pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<String> {
             verdict.evidence
         );
     }
+    let mut plots = String::new();
     let charts = charts(methods);
     if !charts.is_empty() {
-        text.push_str("\n## Plots\n\n");
+        plots.push_str("\n## Plots\n\n");
     }
     for (file, chart) in charts {
         let path = plots_dir.join(file);
         write_png(&chart, &path).with_context(|| format!("writing {}", path.display()))?;
-        let _ = writeln!(text, "![{}](plots/{file})\n", chart.title);
+        let _ = writeln!(plots, "![{}](plots/{file})\n", chart.title);
     }
-    kd_common::atomic::write_bytes(&dir.join("report.md"), text.as_bytes())?;
-    Ok(text)
+    let report = Report { provenance: provenance(), body: text, plots };
+    kd_common::atomic::write_bytes(&dir.join("report.md"), report.full(dir).as_bytes())?;
+    Ok(report)
+}
+
+/// Rewrites the section between [`README_BEGIN`] and [`README_END`] of `readme` with the
+/// report's provenance, tables and verdicts (headings one level down); the plots stay in the
+/// run directory's `report.md`.
+pub fn update_readme(readme: &Path, dir: &Path, report: &Report) -> Result<()> {
+    let text = std::fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
+    let (Some(begin), Some(end)) = (text.find(README_BEGIN), text.find(README_END)) else {
+        anyhow::bail!("{}: no {README_BEGIN} ... {README_END} section to rewrite", readme.display());
+    };
+    anyhow::ensure!(begin < end, "{}: {README_END} comes before {README_BEGIN}", readme.display());
+    let body = report.body.replace("\n## ", "\n#### ").replace("## ", "#### ");
+    let section = format!(
+        "{README_BEGIN}\n<!-- written by `kd-report --run-dir {} --readme`; do not edit by hand -->\n\n{} The plots are in \
+         `{}/report.md`.\n\n{body}\n",
+        dir.display(),
+        report.provenance,
+        dir.display()
+    );
+    let updated = format!("{}{section}{}", &text[..begin], &text[end..]);
+    kd_common::atomic::write_bytes(readme, updated.as_bytes())?;
+    Ok(())
 }
 
 /// "Made <date> on <CPU> (<n> threads)".
@@ -272,6 +316,27 @@ fn charts(methods: &[MethodRuns]) -> Vec<(&'static str, Chart)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readme_section_is_rewritten_between_its_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let readme = dir.path().join("README.md");
+        let before = format!("intro\n{README_BEGIN}\nold numbers\n{README_END}\nrest\n");
+        std::fs::write(&readme, before).unwrap();
+        let report = Report {
+            provenance: "Made today.".into(),
+            body: "## Results\n\n| a |\n\n## Verdicts\n\n- x\n".into(),
+            plots: "## Plots".into(),
+        };
+        update_readme(&readme, Path::new("runs/quick"), &report).unwrap();
+        let after = std::fs::read_to_string(&readme).unwrap();
+        assert!(after.starts_with("intro\n<!-- kd-report:begin -->\n"), "{after}");
+        assert!(after.ends_with("<!-- kd-report:end -->\nrest\n"), "{after}");
+        assert!(after.contains("Made today.") && after.contains("#### Results") && after.contains("#### Verdicts"));
+        assert!(!after.contains("old numbers") && !after.contains("## Plots"), "{after}");
+        std::fs::write(&readme, "no markers").unwrap();
+        assert!(update_readme(&readme, Path::new("r"), &report).unwrap_err().to_string().contains("kd-report:begin"));
+    }
 
     #[test]
     fn checkpoints_are_named_by_their_run() {

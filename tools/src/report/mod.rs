@@ -25,6 +25,10 @@ pub struct Args {
     /// report.
     #[arg(long, conflicts_with = "runs")]
     pub run_dir: Option<PathBuf>,
+    /// With --run-dir: also rewrite this README's section between `<!-- kd-report:begin -->` and
+    /// `<!-- kd-report:end -->` with the report's tables and verdicts.
+    #[arg(long, requires = "run_dir")]
+    pub readme: Option<PathBuf>,
 }
 
 /// One run's numbers.
@@ -108,7 +112,11 @@ pub fn run(args: Args) -> Result<()> {
         if methods.is_empty() {
             bail!("{}: no evaluated run (no <run>/eval.json)", dir.display());
         }
-        print!("{}", document::write_report(dir, &methods)?);
+        let report = document::write_report(dir, &methods)?;
+        if let Some(readme) = &args.readme {
+            document::update_readme(readme, dir, &report)?;
+        }
+        print!("{}", report.full(dir));
         return Ok(());
     }
     if args.runs.is_empty() {
