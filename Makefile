@@ -28,7 +28,9 @@ RUN      ?= runs/$(PROFILE)
 FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda)
 CARGO_FEATURES = $(if $(FEATURES),--features $(FEATURES))
 CUDA_ENV = $(if $(findstring cuda,$(FEATURES)),XDG_DATA_HOME=$(CURDIR)/target/llvm-shim)
-BIN      = target/debug
+BIN      ?= target/debug
+# NO_BUILD=1: use the binaries already in BIN (tests that drive the Makefile set both).
+NO_BUILD ?=
 TOOLS    = $(BIN)/kd-prune $(BIN)/kd-seed $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
@@ -42,7 +44,23 @@ SEEDS    ?= 0
 # kept by teacher score.
 UNLABELED ?= $(if $(filter quick,$(PROFILE)),25000,20000)
 SELECT_PER_CLASS ?= $(if $(filter quick,$(PROFILE)),2000,1500)
-COMMON   = --profile $(PROFILE) --device $(DEVICE) --seed $(SEED)
+# Your own data: DATASET (fashion-mnist, mnist, cifar10, cifar100, folder), DATA_DIR, and for
+# image folders IMAGE_SIZE; a shorter schedule for smoke runs: EPOCHS, BATCH, QUEUE (MoCo/SEED),
+# PRUNE_EPOCHS (per pruning round). Empty means the preset's value.
+DATASET  ?=
+DATA_DIR ?=
+IMAGE_SIZE ?=
+EPOCHS   ?=
+BATCH    ?=
+QUEUE    ?=
+PRUNE_EPOCHS ?=
+DATA     = $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+RUNARGS  = --profile $(PROFILE) --device $(DEVICE) $(DATA)
+# Flags of the tools that train: schedule, and the image size (pretraining and distillation).
+SCHEDULE = $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH),--batch-size $(BATCH))
+SIZED    = $(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE))
+MOCO_QUEUE = $(if $(QUEUE),--queue $(QUEUE))
+COMMON   = $(RUNARGS) --seed $(SEED)
 TEACHER  = $(RUN)/teacher/model.safetensors
 TEACHER_B = $(RUN)/teacher-b/model.safetensors
 METHODS  = baseline kd fkd meal-v2 ssld
@@ -70,35 +88,37 @@ prune-distill: $(RUN)/prune-report.md
 
 build:
 	@mkdir -p $(XDG_RUNTIME_DIR)
+ifeq ($(NO_BUILD),)
 	$(if $(findstring cuda,$(FEATURES)),scripts/setup-cuda.sh)
 	$(CUDA_ENV) cargo build --bins $(CARGO_FEATURES)
+endif
 
 $(TOOLS): build
 
 $(RUN)/teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain $(COMMON) --role teacher --out $(RUN)/teacher > $(RUN)-teacher.json.tmp && mv $(RUN)-teacher.json.tmp $(RUN)/teacher/summary.json
+	$(BIN)/kd-pretrain $(COMMON) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher > $(RUN)-teacher.json.tmp && mv $(RUN)-teacher.json.tmp $(RUN)/teacher/summary.json
 
 # A second teacher for MEAL V2's ensemble: the same recipe with another seed.
 $(RUN)/teacher-b/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain --profile $(PROFILE) --device $(DEVICE) --seed $$(( $(SEED) + 1 )) --role teacher --out $(RUN)/teacher-b > $(RUN)-teacher-b.json.tmp && mv $(RUN)-teacher-b.json.tmp $(RUN)/teacher-b/summary.json
+	$(BIN)/kd-pretrain $(RUNARGS) --seed $$(( $(SEED) + 1 )) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher-b > $(RUN)-teacher-b.json.tmp && mv $(RUN)-teacher-b.json.tmp $(RUN)/teacher-b/summary.json
 
 # Students, one directory per method and seed: <method>-s<seed>/.
 $(RUN)/baseline-s%/model.safetensors: | build
-	$(BIN)/kd-pretrain --profile $(PROFILE) --device $(DEVICE) --seed $* --role student --out $(RUN)/baseline-s$* > $(RUN)/baseline-s$*.json.tmp && mv $(RUN)/baseline-s$*.json.tmp $(RUN)/baseline-s$*/summary.json
+	$(BIN)/kd-pretrain $(RUNARGS) --seed $* --role student $(SCHEDULE) $(SIZED) --out $(RUN)/baseline-s$* > $(RUN)/baseline-s$*.json.tmp && mv $(RUN)/baseline-s$*.json.tmp $(RUN)/baseline-s$*/summary.json
 
 $(RUN)/kd-s%/model.safetensors: $(TEACHER) | build
-	$(BIN)/kd-distill kd --profile $(PROFILE) --device $(DEVICE) --seed $* --teacher $(TEACHER) --out $(RUN)/kd-s$* > $(RUN)/kd-s$*.json.tmp && mv $(RUN)/kd-s$*.json.tmp $(RUN)/kd-s$*/summary.json
+	$(BIN)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-s$* > $(RUN)/kd-s$*.json.tmp && mv $(RUN)/kd-s$*.json.tmp $(RUN)/kd-s$*/summary.json
 
 $(RUN)/fkd-s%/model.safetensors: $(RUN)/labels.h5 | build
-	$(BIN)/kd-distill fkd --profile $(PROFILE) --device $(DEVICE) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
+	$(BIN)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
 
 $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) | build
-	$(BIN)/kd-distill meal-v2 --profile $(PROFILE) --device $(DEVICE) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
+	$(BIN)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
-	$(BIN)/kd-distill ssld --profile $(PROFILE) --device $(DEVICE) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
+	$(BIN)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
 
 $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
 	$(BIN)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \
@@ -107,7 +127,7 @@ $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
 
 # FKD region labels from the trained teacher (marginal smoothing top-5, u8 probabilities).
 $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
-	$(BIN)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) --seed $(SEED) --force \
+	$(BIN)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) $(DATA) --seed $(SEED) --force \
 	  --out $@ > $(RUN)/labels-pack.json.tmp && mv $(RUN)/labels-pack.json.tmp $(RUN)/labels-pack.json
 
 $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
@@ -122,7 +142,7 @@ SPARSEST = $(lastword $(PRUNED))
 PRUNED_CKPT = $(RUN)/prune/model-remaining-$(1).safetensors
 
 $(RUN)/prune/ladder.csv: $(TEACHER) | build
-	$(BIN)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) --out $(RUN)/prune > $(RUN)/prune-summary.json.tmp && mv $(RUN)/prune-summary.json.tmp $(RUN)/prune/summary.json
+	$(BIN)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) $(if $(PRUNE_EPOCHS),--epochs $(PRUNE_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) --out $(RUN)/prune > $(RUN)/prune-summary.json.tmp && mv $(RUN)/prune-summary.json.tmp $(RUN)/prune/summary.json
 
 $(foreach r,$(PRUNED),$(call PRUNED_CKPT,$(r))): $(RUN)/prune/ladder.csv
 
@@ -134,7 +154,7 @@ $(RUN)/pruned-%/eval.json: $(RUN)/prune/ladder.csv | build
 # The preset's student distilled (online KD) from each pruned teacher: kd-pruned<remaining>-s<seed>.
 define KD_FROM_PRUNED
 $(RUN)/kd-pruned$(1)-s$(2)/model.safetensors: $(call PRUNED_CKPT,$(1)) | build
-	$(BIN)/kd-distill kd --profile $(PROFILE) --device $(DEVICE) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) --out $(RUN)/kd-pruned$(1)-s$(2) > $(RUN)/kd-pruned$(1)-s$(2).json.tmp && mv $(RUN)/kd-pruned$(1)-s$(2).json.tmp $(RUN)/kd-pruned$(1)-s$(2)/summary.json
+	$(BIN)/kd-distill kd $(RUNARGS) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-pruned$(1)-s$(2) > $(RUN)/kd-pruned$(1)-s$(2).json.tmp && mv $(RUN)/kd-pruned$(1)-s$(2).json.tmp $(RUN)/kd-pruned$(1)-s$(2)/summary.json
 endef
 $(foreach r,$(PRUNED),$(foreach s,$(SEEDS),$(eval $(call KD_FROM_PRUNED,$(r),$(s)))))
 
@@ -147,7 +167,7 @@ $(RUN)/derived-strongest/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | bu
 	$(BIN)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest > $(RUN)/derived-strongest.json.tmp && mv $(RUN)/derived-strongest.json.tmp $(RUN)/derived-strongest/shape.json
 
 $(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
-	$(BIN)/kd-distill kd --profile $(PROFILE) --device $(DEVICE) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< --out $(RUN)/kd-derived-$*-s$(SEED) > $(RUN)/kd-derived-$*-s$(SEED).json.tmp && mv $(RUN)/kd-derived-$*-s$(SEED).json.tmp $(RUN)/kd-derived-$*-s$(SEED)/summary.json
+	$(BIN)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED) > $(RUN)/kd-derived-$*-s$(SEED).json.tmp && mv $(RUN)/kd-derived-$*-s$(SEED).json.tmp $(RUN)/kd-derived-$*-s$(SEED)/summary.json
 
 PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
   baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) \
@@ -165,14 +185,14 @@ $(RUN)/prune-report.md: $(PTD_EVALS) | build
 # evaluated frozen by kNN and the linear probe into ssl-report.md.
 $(RUN)/moco-teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain --method moco --role teacher $(COMMON) --out $(RUN)/moco-teacher > $(RUN)/moco-teacher.json.tmp && mv $(RUN)/moco-teacher.json.tmp $(RUN)/moco-teacher/summary.json
+	$(BIN)/kd-pretrain --method moco --role teacher $(COMMON) $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-teacher > $(RUN)/moco-teacher.json.tmp && mv $(RUN)/moco-teacher.json.tmp $(RUN)/moco-teacher/summary.json
 
 $(RUN)/moco-student-s%/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain --method moco --role student --profile $(PROFILE) --device $(DEVICE) --seed $* --out $(RUN)/moco-student-s$* > $(RUN)/moco-student-s$*.json.tmp && mv $(RUN)/moco-student-s$*.json.tmp $(RUN)/moco-student-s$*/summary.json
+	$(BIN)/kd-pretrain --method moco --role student $(RUNARGS) --seed $* $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-student-s$* > $(RUN)/moco-student-s$*.json.tmp && mv $(RUN)/moco-student-s$*.json.tmp $(RUN)/moco-student-s$*/summary.json
 
 $(RUN)/seed-s%/model.safetensors: $(RUN)/moco-teacher/model.safetensors | build
-	$(BIN)/kd-seed --teacher $< --profile $(PROFILE) --device $(DEVICE) --seed $* --out $(RUN)/seed-s$* > $(RUN)/seed-s$*.json.tmp && mv $(RUN)/seed-s$*.json.tmp $(RUN)/seed-s$*/summary.json
+	$(BIN)/kd-seed --teacher $< $(RUNARGS) --seed $* $(SCHEDULE) $(MOCO_QUEUE) --out $(RUN)/seed-s$* > $(RUN)/seed-s$*.json.tmp && mv $(RUN)/seed-s$*.json.tmp $(RUN)/seed-s$*/summary.json
 
 # Encoders: kNN top-1 and the linear probe (kd-eval's default for a network without a classifier).
 $(RUN)/moco-%/eval.json: $(RUN)/moco-%/model.safetensors | build

@@ -26,3 +26,5 @@ mod seed;
 mod hostile;
 // kd-report --run-dir: report.md with the results table, verdicts and PNG plots.
 mod report;
+// The Makefile chain on a generated image folder: every stage, the report, interrupt and rerun.
+mod make_chain;

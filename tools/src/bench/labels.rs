@@ -73,7 +73,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         out: out.clone(),
         crops: args.label_crops,
         label_type: LabelType::MarginalSmoothing,
-        top_k: 5,
+        top_k: Some(5),
         prob_encoding: ProbEncoding::U8,
         geometry: crate::pack_labels::GeometryArg::Stored,
         temperature: 1.0,

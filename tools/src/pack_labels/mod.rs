@@ -75,9 +75,9 @@ pub struct PackArgs {
     /// Compression: hard, smoothing, marginal-smoothing, marginal-renorm, full.
     #[arg(long, value_enum, default_value_t = LabelType::MarginalSmoothing)]
     pub label_type: LabelType,
-    /// K of the top-K types.
-    #[arg(long, default_value_t = 5)]
-    pub top_k: usize,
+    /// K of the top-K types (default FKD's 5, at most classes - 1 for fewer than 6 classes).
+    #[arg(long)]
+    pub top_k: Option<usize>,
     /// Probability encoding: u8 (round(255 p)) or f16.
     #[arg(long, value_enum, default_value_t = ProbEncoding::U8)]
     pub prob_encoding: ProbEncoding,

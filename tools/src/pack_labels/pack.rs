@@ -115,7 +115,9 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         first.input.channels,
         dataset.channels()
     );
-    let compression = Compression { label_type: args.label_type, k: args.top_k, encoding: args.prob_encoding };
+    // FKD's top-5, which needs at least 6 classes to leave anything out; the flag is taken as given.
+    let k = args.top_k.unwrap_or_else(|| 5.min(classes.saturating_sub(1)).max(1));
+    let compression = Compression { label_type: args.label_type, k, encoding: args.prob_encoding };
     compression.validate(classes)?;
     let total = dataset.len();
     let (start, end) = match shard {

@@ -15,7 +15,10 @@ pub fn mean_sd(values: &[f64]) -> (f64, Option<f64>) {
 
 /// `mean` with `± sd` when there are several values, at `decimals`.
 pub fn format_mean_sd(values: &[f64], decimals: usize) -> String {
-    match mean_sd(values) {
+    let (mean, sd) = mean_sd(values);
+    // A mean that rounds to zero prints as "0", not "-0".
+    let mean = if mean.abs() < 0.5 * 10f64.powi(-(decimals as i32)) { 0.0 } else { mean };
+    match (mean, sd) {
         (mean, Some(sd)) => format!("{mean:.decimals$} ± {sd:.decimals$}"),
         (mean, None) => format!("{mean:.decimals$}"),
     }
@@ -70,6 +73,7 @@ mod tests {
         assert_eq!(mean_sd(&[1.0, 2.0, 3.0]), (2.0, Some(1.0)));
         assert_eq!(format_mean_sd(&[1.0, 2.0, 3.0], 2), "2.00 ± 1.00");
         assert_eq!(format_mean_sd(&[88.42], 2), "88.42");
+        assert_eq!(format_mean_sd(&[-0.001], 0), "0");
     }
 
     /// a = [1, 3], b = [0, 2]: means 2 and 1, variances 2 and 2, so v = 1 each, t = 1 / sqrt 2,

@@ -1,0 +1,88 @@
+use crate::fixture::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// `make` in the repository on the image folder `data` into `run`, with the binaries cargo built
+/// for this test (no build) and a schedule for seconds, not minutes.
+fn make(data: &Path, run: &Path) -> Command {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let bin = bin("kd-pretrain").parent().unwrap().to_path_buf();
+    let mut cmd = Command::new("make");
+    cmd.arg("-C").arg(repo).arg(format!("RUN={}", run.display())).arg(format!("BIN={}", bin.display()));
+    cmd.args(["NO_BUILD=1", "DEVICE=cpu", "DATASET=folder", "IMAGE_SIZE=8", "EPOCHS=1", "BATCH=8", "QUEUE=16"]);
+    cmd.args(["UNLABELED=20", "SELECT_PER_CLASS=3", "CROPS=2", "PRUNE_TARGET=0.36", "PRUNED=0.640", "PRUNE_EPOCHS=0"]);
+    cmd.arg(format!("DATA_DIR={}", data.display()));
+    cmd.env("KD_NO_PROGRESS", "1").env_remove("RUST_LOG").env_remove("MAKEFLAGS").env_remove("MFLAGS");
+    cmd
+}
+
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every checkpoint under `run` with its modification time.
+fn checkpoints(run: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let mut found: Vec<(PathBuf, SystemTime)> = std::fs::read_dir(run)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("model.safetensors"))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let time = modified(&p);
+            (p, time)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The whole `make` chain on a user's image folder (`DATASET=folder DATA_DIR=... IMAGE_SIZE=...`):
+/// interrupted (SIGINT to make's process group) once the teacher stage is done, then rerun, it finishes
+/// without retraining the teacher; the report has every method and its plots; a third run
+/// redoes nothing.
+#[test]
+fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
+    let t = KdTest::new();
+    make_folder(&t.path("images"), 60);
+    let (data, run) = (t.path("images"), t.path("run"));
+
+    let mut first = make(&data, &run);
+    first.stdout(Stdio::null()).stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut first, 0);
+    let mut child = first.spawn().expect("make should start");
+    // The teacher stage is complete once its recipe moved the summary into place.
+    let (teacher, done) = (run.join("teacher/model.safetensors"), run.join("teacher/summary.json"));
+    let started = Instant::now();
+    while !done.exists() && started.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(done.exists(), "the teacher stage finished");
+    let teacher_time = modified(&teacher);
+    let group = format!("-{}", child.id());
+    Command::new("kill").args(["-INT", "--", &group]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "make was interrupted");
+
+    let output = make(&data, &run).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert_eq!(modified(&teacher), teacher_time, "the teacher was not retrained");
+    assert!(!log.contains(&format!("--out {}/teacher ", run.display())), "{log}");
+
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for method in ["| baseline |", "| kd |", "| fkd |", "| meal-v2 |", "| ssld |", "| kd-pruned0.640 |", "| seed |"] {
+        assert!(report.contains(method), "{method} missing:\n{report}");
+    }
+    for claim in ["**KD**", "**FKD**", "**prune-then-distill**", "**MEAL V2**", "**SSLD**", "**SEED**"] {
+        assert!(report.contains(claim), "{claim} missing:\n{report}");
+    }
+    assert!(run.join("plots/top1-vs-time.png").is_file() && report.contains("(plots/top1-vs-time.png)"));
+
+    let before = checkpoints(&run);
+    assert!(before.len() >= 15, "{before:?}");
+    let again = make(&data, &run).output().unwrap();
+    let log = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success() && !log.contains("--out "), "nothing is retrained:\n{log}");
+    assert_eq!(checkpoints(&run), before);
+}
