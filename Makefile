@@ -2,7 +2,8 @@
 #
 #   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5), then
 #                           per student seed: baseline (no KD), online KD, FKD, MEAL V2 (two
-#                           teachers), SSLD (unlabeled hold-out); prune, then distill: the
+#                           teachers), SSLD (unlabeled hold-out) and its labelled-only
+#                           baseline; prune, then distill: the
 #                           teacher pruned in rounds, the same student distilled from each pruned
 #                           teacher, and the student derived from the sparsest one (random /
 #                           strongest filters); MoCo v2 teacher and student, SEED student. All
@@ -63,7 +64,7 @@ MOCO_QUEUE = $(if $(QUEUE),--queue $(QUEUE))
 COMMON   = $(RUNARGS) --seed $(SEED)
 TEACHER  = $(RUN)/teacher/model.safetensors
 TEACHER_B = $(RUN)/teacher-b/model.safetensors
-METHODS  = baseline kd fkd meal-v2 ssld
+METHODS  = baseline kd fkd meal-v2 ssld ssld-baseline
 STUDENTS = $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)))
 comma := ,
 empty :=
@@ -119,6 +120,11 @@ $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) | build
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
 	$(BIN)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
+
+# SSLD's labelled-only baseline: the student trained on the same labelled images as SSLD (the
+# training split minus SSLD's unlabelled hold-out, the same seeded choice).
+$(RUN)/ssld-baseline-s%/model.safetensors: | build
+	$(BIN)/kd-pretrain $(RUNARGS) --seed $* --role student --unlabeled-holdout $(UNLABELED) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-baseline-s$* > $(RUN)/ssld-baseline-s$*.json.tmp && mv $(RUN)/ssld-baseline-s$*.json.tmp $(RUN)/ssld-baseline-s$*/summary.json
 
 $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
 	$(BIN)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \

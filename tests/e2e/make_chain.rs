@@ -71,13 +71,20 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     assert!(!log.contains(&format!("--out {}/teacher ", run.display())), "{log}");
 
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    for method in ["| baseline |", "| kd |", "| fkd |", "| meal-v2 |", "| ssld |", "| kd-pruned0.640 |", "| seed |"] {
+    let methods = ["| baseline |", "| kd |", "| fkd |", "| meal-v2 |", "| ssld |", "| ssld-baseline |", "| seed |"];
+    for method in methods.into_iter().chain(["| kd-pruned0.640 |", "| moco-student |"]) {
         assert!(report.contains(method), "{method} missing:\n{report}");
     }
     for claim in ["**KD**", "**FKD**", "**prune-then-distill**", "**MEAL V2**", "**SSLD**", "**SEED**"] {
         assert!(report.contains(claim), "{claim} missing:\n{report}");
     }
+    assert!(!report.contains("**not run**"), "every claim has its runs:\n{report}");
     assert!(run.join("plots/top1-vs-time.png").is_file() && report.contains("(plots/top1-vs-time.png)"));
+    // 60 images: 6 held out as the test split, 54 for training, of which SSLD's baseline
+    // keeps the 34 that are not in the unlabelled hold-out of 20.
+    let sidecar = std::fs::read_to_string(run.join("ssld-baseline-s0/model.json")).unwrap();
+    let sidecar: serde_json::Value = serde_json::from_str(&sidecar).unwrap();
+    assert_eq!(sidecar["dataset"]["count"], 34, "{sidecar}");
 
     let before = checkpoints(&run);
     assert!(before.len() >= 15, "{before:?}");

@@ -6,12 +6,12 @@
 //! accuracy column reads: SSLD's loss has no ground-truth term.
 
 use super::method::UnlabeledSource;
-use crate::shared::data::eval_transform;
+use crate::shared::data::{eval_transform, unlabeled_holdout};
 use crate::shared::teachers::Teachers;
 use anyhow::{Context, Result, ensure};
 use kd_common::checkpoint::InputSpec;
 use kd_common::train::upload;
-use kd_datasets::{BatchLoader, Dataset, LoaderConfig, loader::permutation};
+use kd_datasets::{BatchLoader, Dataset, LoaderConfig};
 use serde_json::{Value, json};
 
 /// The two training sets of SSLD.
@@ -27,21 +27,7 @@ pub struct SsldData {
 /// Opens the unlabeled pool; for `TrainHoldout` the labeled set shrinks.
 fn pool(train: &Dataset, source: &UnlabeledSource, seed: u64) -> Result<(Dataset, Dataset)> {
     match source {
-        UnlabeledSource::TrainHoldout { count } => {
-            ensure!(
-                *count > 0 && *count < train.len(),
-                "the unlabeled hold-out must be between 1 and {} images, got {count}",
-                train.len() - 1
-            );
-            let order = permutation(train.len(), seed, u64::MAX - 2);
-            let (mut unlabeled, mut labeled) = (order[..*count].to_vec(), order[*count..].to_vec());
-            unlabeled.sort_unstable();
-            labeled.sort_unstable();
-            Ok((
-                train.subset(&labeled, &format!("{}[labeled]", train.split)),
-                train.subset(&unlabeled, &format!("{}[unlabeled:{count}]", train.split)),
-            ))
-        }
+        UnlabeledSource::TrainHoldout { count } => unlabeled_holdout(train, *count, seed),
         UnlabeledSource::Folder { path } => {
             let pool = kd_datasets::folder::open_unlabeled(path, train.channels())
                 .with_context(|| format!("unlabeled folder {}", path.display()))?;

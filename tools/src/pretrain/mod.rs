@@ -2,7 +2,7 @@
 //! optional label smoothing.
 
 use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
-use crate::shared::data::{input_spec, open_splits, train_and_val_loaders};
+use crate::shared::data::{input_spec, open_splits, train_and_val_loaders, unlabeled_holdout};
 use crate::shared::finish::{TrainedRun, save_trained};
 use crate::shared::profiles::{self, Profile, Role};
 use crate::shared::ssl_data::{SslData, SslDataSpec, fit_moco_augment};
@@ -55,6 +55,10 @@ pub struct Args {
     /// MoCo: InfoNCE temperature.
     #[arg(long)]
     pub moco_temperature: Option<f32>,
+    /// Leave out the N training images that `kd-distill ssld --unlabeled train-holdout:N` uses
+    /// as unlabelled data (same seed, same images): SSLD's labelled-only baseline.
+    #[arg(long)]
+    pub unlabeled_holdout: Option<usize>,
     /// MoCo: train on every PNG/JPEG under --data-dir (with --dataset folder), images without
     /// class folders or labels; no kNN monitor (evaluate the encoder with kd-eval).
     #[arg(long)]
@@ -100,6 +104,9 @@ pub struct PretrainConfig {
     pub dataset: DatasetKind,
     /// Dataset directory (null: the standard location).
     pub data_dir: Option<PathBuf>,
+    /// Training images left out as SSLD's unlabelled hold-out (0: none); absent in older configs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlabeled_holdout: usize,
     /// The folder's images carry no labels (MoCo only); absent in older configs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unlabeled: bool,
@@ -136,6 +143,7 @@ impl PretrainConfig {
             dataset,
             data_dir: None,
             unlabeled: false,
+            unlabeled_holdout: 0,
             model: ModelChoice::new(arch, width),
             train: profiles::train_config(profile, dataset),
             label_smoothing: 0.0,
@@ -189,6 +197,12 @@ impl PretrainConfig {
             config.label_smoothing = eps;
         }
         config.unlabeled |= args.unlabeled;
+        if let Some(count) = args.unlabeled_holdout {
+            config.unlabeled_holdout = count;
+        }
+        if config.unlabeled_holdout > 0 && config.method != PretrainMethod::Supervised {
+            anyhow::bail!("--unlabeled-holdout makes a labelled-only baseline: it belongs to supervised training");
+        }
         if config.unlabeled && config.method == PretrainMethod::Supervised {
             anyhow::bail!(
                 "--unlabeled: supervised pretraining learns from labels and the images have none; \
@@ -260,6 +274,10 @@ impl Objective<Network> for CrossEntropy {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Creates the output directory and writes the resolved configuration into it.
 fn write_config(out: &std::path::Path, config: &PretrainConfig) -> Result<()> {
     kd_common::atomic::ensure_writable_dir(out).with_context(|| format!("output directory {}", out.display()))?;
@@ -288,8 +306,11 @@ pub fn run(args: Args) -> Result<()> {
         let run = moco::MocoRun { config: &config, moco, data: &data, input, device: &device, run_hash: &run_hash };
         return moco::train(run, spec, &args.out);
     }
-    let splits =
+    let mut splits =
         open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
+    if config.unlabeled_holdout > 0 {
+        splits.train = unlabeled_holdout(&splits.train, config.unlabeled_holdout, config.seed)?.0;
+    }
     let input = input_spec(config.dataset, &splits.train, config.image_size)?;
     let spec = config.model.spec(input.channels, splits.train.classes.len());
     write_config(&args.out, &config)?;

@@ -41,6 +41,26 @@ pub fn open_splits(
     Ok(Splits { full_train: train, train: kept, val: Some(val), test, train_positions })
 }
 
+/// SSLD's split of the training images into labelled and unlabelled ones: `count` images picked
+/// by a permutation seeded with `seed` lose their labels. `kd-distill ssld --unlabeled
+/// train-holdout:N` and the labelled-only baseline (`kd-pretrain --unlabeled-holdout N`) use the
+/// same choice for the same seed. Returns `(labeled, unlabeled)`.
+pub fn unlabeled_holdout(train: &Dataset, count: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+    anyhow::ensure!(
+        count > 0 && count < train.len(),
+        "the unlabeled hold-out must be between 1 and {} images, got {count}",
+        train.len().saturating_sub(1)
+    );
+    let order = kd_datasets::loader::permutation(train.len(), seed, u64::MAX - 2);
+    let (mut unlabeled, mut labeled) = (order[..count].to_vec(), order[count..].to_vec());
+    unlabeled.sort_unstable();
+    labeled.sort_unstable();
+    Ok((
+        train.subset(&labeled, &format!("{}[labeled]", train.split)),
+        train.subset(&unlabeled, &format!("{}[unlabeled:{count}]", train.split)),
+    ))
+}
+
 /// The input a model trained on `dataset` expects: its fixed size, or `image_size` for folders.
 pub fn input_spec(kind: DatasetKind, dataset: &Dataset, image_size: Option<usize>) -> Result<InputSpec> {
     let (height, width) = match (image_size, dataset.fixed_size()) {
