@@ -115,8 +115,9 @@ $(RUN)/kd-s%/model.safetensors: $(TEACHER) | build
 $(RUN)/fkd-s%/model.safetensors: $(RUN)/labels.h5 | build
 	$(BIN)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
 
-$(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) | build
-	$(BIN)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
+# MEAL V2 starts from a trained student, as its recipe does (the baseline of the same seed).
+$(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) $(RUN)/baseline-s%/model.safetensors | build
+	$(BIN)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --init $(RUN)/baseline-s$*/model.safetensors $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
 	$(BIN)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json

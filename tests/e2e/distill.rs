@@ -128,13 +128,13 @@ fn meal_v2_online_and_from_packed_labels() {
     let t = KdTest::new();
     let (a, b) = (teacher(&t, "t1", "1"), teacher(&t, "t2", "2"));
     json_ok(&run(&mut t.pretrain("init", "cpu", &["--epochs", "1"])));
-    let mut cmd = distill(&t, "meal-v2", "meal", "cpu", &["--disc-final-relu"]);
+    let mut cmd = distill(&t, "meal-v2", "meal", "cpu", &["--disc-final-relu", "false"]);
     cmd.arg("--teacher").arg(&a).arg("--teacher").arg(&b).arg("--init").arg(t.path("init/model.safetensors"));
     let summary = json_ok(&run(&mut cmd));
     assert_eq!(summary["method"], "meal-v2");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.path("meal/config.json")).unwrap()).unwrap();
-    assert_eq!(config["method"]["discriminator"], serde_json::json!({"input": "logits", "final_relu": true}));
+    assert_eq!(config["method"]["discriminator"], serde_json::json!({"input": "logits", "final_relu": false}));
     assert_eq!(config["train"]["optimizer"]["weight_decay"], 0.0, "MEAL V2 trains without weight decay");
 
     let labels = pack(&t, &[&a, &b], "ensemble.h5");
@@ -146,6 +146,7 @@ fn meal_v2_online_and_from_packed_labels() {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.path("meal-packed/config.json")).unwrap()).unwrap();
     assert_eq!(config["method"]["discriminator"]["input"], "probs");
+    assert_eq!(config["method"]["discriminator"]["final_relu"], true, "MEAL V2's code's default");
 
     let mut cmd = distill(&t, "meal-v2", "meal-bad", "cpu", &["--disc-input", "logits"]);
     cmd.arg("--labels").arg(&labels);

@@ -2,7 +2,7 @@
 //! Shen & Savvides, MEAL V2, 2020, §3.1): three fully connected layers `C -> C/8 -> C/64 -> 2`, each followed by ReLU,
 //! telling the student's output vectors from the teachers'. MEAL V2 also applies ReLU after the
 //! last layer, so both logits are >= 0 before `BCEWithLogitsLoss` (sigmoid >= 0.5); that quirk
-//! is the `final_relu` parity switch, off by default here.
+//! is the `final_relu` switch, on by default in `kd-distill` for parity with MEAL V2's code.
 //!
 //! Hidden widths are `C/8` and `C/8/8` with integer division as in MEAL V2 (1000 -> 125 -> 15),
 //! but at least [`MIN_HIDDEN`] so that small label spaces (10 classes) still get a usable

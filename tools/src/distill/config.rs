@@ -121,9 +121,10 @@ pub struct MealArgs {
     /// --labels). Default: logits online, probs with --labels.
     #[arg(long, value_enum)]
     pub disc_input: Option<DiscriminatorInput>,
-    /// Parity with MEAL V2's code: ReLU after the discriminator's last layer.
-    #[arg(long)]
-    pub disc_final_relu: bool,
+    /// ReLU after the discriminator's last layer: true (the default) as MEAL V2's code does,
+    /// false for a plain linear output.
+    #[arg(long, value_name = "BOOL")]
+    pub disc_final_relu: Option<bool>,
 }
 
 /// `kd-distill ssld`.
@@ -215,7 +216,7 @@ fn default_method(args: &MethodArgs, profile: Profile) -> Method {
             crops: default_crops(profile),
             discriminator: Some(DiscriminatorConfig {
                 input: if a.labels.is_some() { DiscriminatorInput::Probs } else { DiscriminatorInput::Logits },
-                final_relu: false,
+                final_relu: true,
             }),
         },
         MethodArgs::Ssld(_) => Method::Ssld {
@@ -356,7 +357,7 @@ fn apply_method_flags(args: &MethodArgs, config: &mut DistillConfig) {
                 *discriminator = None;
             } else if let Some(d) = discriminator {
                 set_if(&mut d.input, &a.disc_input);
-                d.final_relu |= a.disc_final_relu;
+                set_if(&mut d.final_relu, &a.disc_final_relu);
             }
         }
         (
