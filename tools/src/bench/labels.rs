@@ -79,7 +79,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         temperature: 1.0,
         scale: vec![0.08, 1.0],
         ratio: vec![0.75, 4.0 / 3.0],
-        flip_prob: 0.5,
+        flip_prob: Some(0.5),
         batch_size: batch,
         shard: Some(format!("0/{shards}")),
         force: true,

@@ -93,9 +93,10 @@ pub struct PackArgs {
     /// Crop aspect-ratio range (width / height).
     #[arg(long, num_args = 2, default_values_t = [0.75f32, 4.0 / 3.0])]
     pub ratio: Vec<f32>,
-    /// Probability of a horizontal flip.
-    #[arg(long, default_value_t = 0.5)]
-    pub flip_prob: f32,
+    /// Probability of a horizontal flip (default: FKD's 0.5 if the first teacher was trained with
+    /// flips or its augmentation is unknown, 0 if it never saw a mirrored image).
+    #[arg(long)]
+    pub flip_prob: Option<f32>,
     /// Crops per teacher forward pass.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,

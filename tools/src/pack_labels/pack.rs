@@ -23,6 +23,17 @@ fn parse_shard(text: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
+/// Labels are drawn from the augmentation family the teacher was trained with: a teacher whose
+/// recorded training augmentation never flips (`training.augment` without `"flip": true`, e.g.
+/// the quick Fashion-MNIST teacher) labels unflipped crops only; one trained with flips, or
+/// whose training is unknown (imported), gets FKD's 0.5.
+fn default_flip_prob(training: &serde_json::Value) -> f32 {
+    match training.get("augment") {
+        Some(augment) if augment.get("flip") != Some(&serde_json::Value::Bool(true)) => 0.0,
+        _ => 0.5,
+    }
+}
+
 /// Crops of a block of images, normalised for each distinct teacher input normalisation.
 pub struct CropBlock {
     /// Normalised crops per teacher, NCHW.
@@ -84,7 +95,7 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         args.ratio[0].is_finite() && args.ratio[1].is_finite() && args.ratio[0] > 0.0 && args.ratio[0] <= args.ratio[1],
         "--ratio must satisfy 0 < min <= max"
     );
-    ensure!((0.0..=1.0).contains(&args.flip_prob), "--flip-prob must be between 0 and 1");
+    ensure!(args.flip_prob.is_none_or(|p| (0.0..=1.0).contains(&p)), "--flip-prob must be between 0 and 1");
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     for teacher in &args.teachers {
         ensure!(teacher.exists(), "teacher {}: not found", teacher.display());
@@ -97,6 +108,8 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
 
     let teachers = Teachers::load(&args.teachers, &device.device)?;
     let first = &teachers.metas[0];
+    let flip_prob = args.flip_prob.unwrap_or_else(|| default_flip_prob(&first.training));
+    tracing::info!("crops: scale {:?}, ratio {:?}, horizontal flip p {flip_prob}", args.scale, args.ratio);
     let kind = args.common.dataset.or_else(|| first.trained_on()).unwrap_or(DatasetKind::FashionMnist);
     let data_dir =
         args.common.data_dir.clone().or_else(|| first.trained_data_dir().filter(|_| args.common.dataset.is_none()));
@@ -135,7 +148,7 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         crop: CropParams {
             scale: [args.scale[0], args.scale[1]],
             ratio: [args.ratio[0], args.ratio[1]],
-            flip_prob: args.flip_prob,
+            flip_prob,
             output_size: [first.input.height, first.input.width],
         },
         geometry: match args.geometry {
@@ -333,4 +346,19 @@ pub fn pure_inference_rate(
         teachers.probabilities(&inputs, shape, 1.0, device)?;
     }
     Ok((batch * batches) as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flips_follow_the_teachers_training() {
+        assert_eq!(default_flip_prob(&json!({"augment": {"kind": "none"}})), 0.0);
+        assert_eq!(default_flip_prob(&json!({"augment": {"kind": "pad-crop", "pad": 2, "flip": false}})), 0.0);
+        assert_eq!(default_flip_prob(&json!({"augment": {"kind": "pad-crop", "pad": 4, "flip": true}})), 0.5);
+        assert_eq!(default_flip_prob(&json!({})), 0.5, "unknown training (imported): FKD's default");
+        assert_eq!(default_flip_prob(&serde_json::Value::Null), 0.5);
+    }
 }
