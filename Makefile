@@ -78,8 +78,12 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
 .PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
 .DELETE_ON_ERROR:
-# Checkpoints made by pattern rules are results, not intermediates to delete.
-.SECONDARY:
+# Checkpoints made by pattern rules are results, not intermediates to delete: .PRECIOUS names
+# each pattern rule's target pattern. (Not `.SECONDARY:`
+# without prerequisites: that makes every target secondary, and make then skips a missing
+# eval.json, e.g. of a seed added to SEEDS, when the report is newer than what exists.)
+.PRECIOUS: $(foreach m,baseline kd fkd meal-v2 ssld ssld-baseline moco-student seed,$(RUN)/$(m)-s%/model.safetensors) \
+  $(RUN)/kd-derived-%-s$(SEED)/model.safetensors
 
 all: $(RUN)/report.md
 	@cat $<

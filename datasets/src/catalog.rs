@@ -71,6 +71,10 @@ const CIFAR10_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// Per-dataset facts.
+/// Seed of the shuffle that holds a flat image folder's test split out (fixed: the split must
+/// not change with a run's seed, or runs over several seeds would be tested on different images).
+pub const FOLDER_SPLIT_SEED: u64 = 0;
+
 impl DatasetKind {
     /// `(channels, side, classes)` of the fixed-size datasets (not folders).
     pub fn known_shape(self) -> Option<(usize, usize, usize)> {
@@ -143,15 +147,10 @@ impl DatasetKind {
     }
 
     /// Opens a split. `channels` applies to folders only (IDX is grey, CIFAR is RGB);
-    /// `val_fraction` and `seed` split a flat folder that has no `train/` and `val/`.
-    pub fn open(
-        self,
-        root: Option<&Path>,
-        split: Split,
-        folder_channels: usize,
-        val_fraction: f64,
-        seed: u64,
-    ) -> Result<Dataset> {
+    /// `val_fraction` holds out the test split of a flat folder that has no `train/` and `val/`,
+    /// by a shuffle with the fixed [`FOLDER_SPLIT_SEED`]: the test images are a property of the
+    /// data, the same for every run, seed and tool.
+    pub fn open(self, root: Option<&Path>, split: Split, folder_channels: usize, val_fraction: f64) -> Result<Dataset> {
         let root: PathBuf = match (root, self.default_root()) {
             (Some(root), _) => root.into(),
             (None, Some(default)) => default,
@@ -202,7 +201,7 @@ impl DatasetKind {
                 // A flat folder: hold out a seeded fraction as the test split.
                 let all = folder::open(&root, "all", folder_channels)?;
                 let held_out = ((all.len() as f64 * val_fraction).round() as usize).clamp(1, all.len() - 1);
-                let (train, test) = all.split_off_validation(held_out, seed)?;
+                let (train, test) = all.split_off_validation(held_out, FOLDER_SPLIT_SEED)?;
                 Ok(if split == Split::Train { train } else { test })
             }
         }
@@ -216,7 +215,7 @@ mod tests {
     #[test]
     fn missing_directory_says_how_to_install() {
         let err = DatasetKind::FashionMnist
-            .open(Some(Path::new("/nonexistent/fm")), Split::Train, 1, 0.1, 0)
+            .open(Some(Path::new("/nonexistent/fm")), Split::Train, 1, 0.1)
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/fm") && err.contains("dataset-fashion-mnist"), "{err}");

@@ -40,7 +40,7 @@ fn checkpoints(run: &Path) -> Vec<(PathBuf, SystemTime)> {
 /// The whole `make` chain on a user's image folder (`DATASET=folder DATA_DIR=... IMAGE_SIZE=...`):
 /// interrupted (SIGINT to make's process group) once the teacher stage is done, then rerun, it finishes
 /// without retraining the teacher; the report has every method and its plots; a third run
-/// redoes nothing.
+/// redoes nothing; a seed added to SEEDS runs only that seed's stages.
 #[test]
 fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let t = KdTest::new();
@@ -92,4 +92,15 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let log = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !log.contains("--out "), "nothing is retrained:\n{log}");
     assert_eq!(checkpoints(&run), before);
+
+    // A seed added to SEEDS trains that seed's students only, and the report gains it.
+    let more = make(&data, &run).arg("SEEDS=0 1").output().unwrap();
+    let log = String::from_utf8_lossy(&more.stdout);
+    assert!(more.status.success(), "{log}\n{}", String::from_utf8_lossy(&more.stderr));
+    assert!(log.contains(&format!("--out {}/kd-s1 ", run.display())), "{log}");
+    assert!(!log.contains(&format!("--out {}/kd-s0 ", run.display())), "{log}");
+    let after = checkpoints(&run);
+    assert!(before.iter().all(|b| after.contains(b)), "nothing of seed 0 was redone");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| kd | small-cnn (") && report.contains("| 2 |"), "two seeds:\n{report}");
 }

@@ -48,8 +48,7 @@ fn packs_on_wgpu_and_crops_rebuild_exactly() {
     let device = burn::tensor::Device::flex();
     let (network, meta) = kd_common::checkpoint::load(&teacher, &device).unwrap();
     let network = burn::module::Module::valid(&network);
-    let data =
-        kd_datasets::DatasetKind::FashionMnist.open(Some(&t.data()), kd_datasets::Split::Train, 1, 0.1, 0).unwrap();
+    let data = kd_datasets::DatasetKind::FashionMnist.open(Some(&t.data()), kd_datasets::Split::Train, 1, 0.1).unwrap();
     let transform = kd_datasets::Transform {
         augment: kd_datasets::Augment::None,
         out_height: SIDE,

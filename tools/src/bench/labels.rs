@@ -55,8 +55,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     };
     let teachers = Teachers::load(std::slice::from_ref(&teacher), &device.device)?;
     let input = teachers.metas[0].input.clone();
-    let dataset =
-        DatasetKind::FashionMnist.open(args.common.data_dir.as_deref(), Split::Train, input.channels, 0.1, 0)?;
+    let dataset = DatasetKind::FashionMnist.open(args.common.data_dir.as_deref(), Split::Train, input.channels, 0.1)?;
     let shards = (dataset.len() / args.label_images.max(1)).max(1);
     let batch = 256;
     let pure = pure_inference_rate(&teachers, &input, batch, 8, &device.device)?;

@@ -224,7 +224,7 @@ fn train_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result
 fn loader_section(args: &Args, workers: usize) -> Result<()> {
     // Data loading alone: Fashion-MNIST when installed, else CIFAR-shaped random images.
     let kind = args.common.dataset.unwrap_or(DatasetKind::FashionMnist);
-    let dataset = match kind.open(args.common.data_dir.as_deref(), Split::Train, 3, 0.1, 0) {
+    let dataset = match kind.open(args.common.data_dir.as_deref(), Split::Train, 3, 0.1) {
         Ok(dataset) => dataset,
         Err(error) => {
             tracing::warn!("{error}; timing the loader on random 32x32 RGB images instead");

@@ -35,7 +35,7 @@ fn pool(train: &Dataset, source: &UnlabeledSource, seed: u64) -> Result<(Dataset
         }
         UnlabeledSource::Dataset { dataset, split, data_dir } => {
             let pool = dataset
-                .open(data_dir.as_deref(), *split, train.channels(), 0.1, seed)
+                .open(data_dir.as_deref(), *split, train.channels(), 0.1)
                 .with_context(|| format!("unlabeled dataset {dataset}"))?;
             ensure!(
                 pool.channels() == train.channels(),

@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
         SplitArg::Test => Split::Test,
     };
     let seed = args.common.seed.unwrap_or(0);
-    let dataset = kind.open(data_dir.as_deref(), split, meta.input.channels, 0.1, seed)?;
+    let dataset = kind.open(data_dir.as_deref(), split, meta.input.channels, 0.1)?;
     let encoder = !meta.model.head.is_classifier();
     if !encoder && dataset.num_classes() != meta.model.num_classes {
         bail!(
@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
             args.probe_epochs > 0 && args.probe_batch_size > 0 && args.knn_k > 0 && args.knn_temperature > 0.0,
             "kNN and the linear probe need k >= 1, a positive temperature, epochs and a batch size >= 1"
         );
-        let train = kind.open(data_dir.as_deref(), Split::Train, meta.input.channels, 0.1, seed)?;
+        let train = kind.open(data_dir.as_deref(), Split::Train, meta.input.channels, 0.1)?;
         evaluate_frozen(&network, &meta.input, &train, &dataset, &frozen, &device)?
     } else {
         json!({})

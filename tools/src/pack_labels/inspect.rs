@@ -16,7 +16,7 @@ pub fn stats(path: &Path, data_dir: Option<&Path>) -> Result<()> {
     let meta = &labels.meta;
     let kind: Option<DatasetKind> = meta.dataset.name.parse().ok();
     let dataset = match kind {
-        Some(kind) => Some(kind.open(data_dir, Split::Train, 1, 0.1, meta.seed)?),
+        Some(kind) => Some(kind.open(data_dir, Split::Train, 1, 0.1)?),
         None => None,
     };
     if let Some(dataset) = &dataset {

@@ -27,8 +27,8 @@ pub fn open_splits(
     seed: u64,
     folder_channels: usize,
 ) -> Result<Splits> {
-    let train = kind.open(data_dir, Split::Train, folder_channels, 0.1, seed).context("opening the training split")?;
-    let test = kind.open(data_dir, Split::Test, folder_channels, 0.1, seed).context("opening the test split")?;
+    let train = kind.open(data_dir, Split::Train, folder_channels, 0.1).context("opening the training split")?;
+    let test = kind.open(data_dir, Split::Test, folder_channels, 0.1).context("opening the test split")?;
     if train.classes.len() != test.classes.len() {
         anyhow::bail!("train has {} classes but test has {}", train.classes.len(), test.classes.len());
     }
