@@ -35,9 +35,9 @@ NO_BUILD ?=
 TOOLS    = $(BIN)/kd-prune $(BIN)/kd-seed $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
-# Random-resized-crop area range of the labels. FKD's 0.08-1 assumes a teacher trained on such
-# crops; the quick teacher is trained without augmentation and labels small crops badly, so the
-# quick profile keeps 80-100% of the image (chosen on validation accuracy; see README).
+# Random-resized-crop area range of the labels: the crops the teacher was trained on. FKD's
+# 0.08-1 in the full profile; the quick profile trains every network on 80-100% crops without
+# flips (tools/src/shared/profiles.rs, QUICK_CROP_SCALE) and labels the same family.
 CROP_SCALE ?= $(if $(filter quick,$(PROFILE)),0.8 1,0.08 1)
 # Student seeds; the teachers and the label file use SEED.
 SEEDS    ?= 0
@@ -64,7 +64,7 @@ MOCO_QUEUE = $(if $(QUEUE),--queue $(QUEUE))
 COMMON   = $(RUNARGS) --seed $(SEED)
 TEACHER  = $(RUN)/teacher/model.safetensors
 TEACHER_B = $(RUN)/teacher-b/model.safetensors
-METHODS  = baseline kd fkd meal-v2 ssld ssld-baseline
+METHODS  = baseline kd fkd fkd-online meal-v2 ssld ssld-baseline
 STUDENTS = $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)))
 comma := ,
 empty :=
@@ -82,7 +82,7 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 # each pattern rule's target pattern. (Not `.SECONDARY:`
 # without prerequisites: that makes every target secondary, and make then skips a missing
 # eval.json, e.g. of a seed added to SEEDS, when the report is newer than what exists.)
-.PRECIOUS: $(foreach m,baseline kd fkd meal-v2 ssld ssld-baseline moco-student seed,$(RUN)/$(m)-s%/model.safetensors) \
+.PRECIOUS: $(foreach m,baseline kd fkd fkd-online meal-v2 ssld ssld-baseline moco-student seed,$(RUN)/$(m)-s%/model.safetensors) \
   $(RUN)/kd-derived-%-s$(SEED)/model.safetensors
 
 all: $(RUN)/report.md
@@ -118,6 +118,11 @@ $(RUN)/kd-s%/model.safetensors: $(TEACHER) | build
 
 $(RUN)/fkd-s%/model.safetensors: $(RUN)/labels.h5 | build
 	$(BIN)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
+
+# FKD's online control: the teacher labels the same crop family on the fly, with FKD's loss
+# (soft cross-entropy at T 1, no hard-label term), for as many crops as FKD's plan visits.
+$(RUN)/fkd-online-s%/model.safetensors: $(TEACHER) | build
+	$(BIN)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --alpha 1 --temperature 1 $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-online-s$* > $(RUN)/fkd-online-s$*.json.tmp && mv $(RUN)/fkd-online-s$*.json.tmp $(RUN)/fkd-online-s$*/summary.json
 
 # MEAL V2 starts from a trained student, as its recipe does (the baseline of the same seed).
 $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) $(RUN)/baseline-s%/model.safetensors | build
