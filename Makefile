@@ -76,7 +76,7 @@ evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.js
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench clean-runs
+.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench bench-torch test-burn-flex clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete: .PRECIOUS names
 # each pattern rule's target pattern. (Not `.SECONDARY:`
@@ -240,6 +240,13 @@ test:
 	@mkdir -p $(XDG_RUNTIME_DIR)
 	cargo test --workspace
 	cargo test --workspace --test e2e -- --ignored disk_full
+	$(MAKE) test-burn-flex
+
+# The patched burn-flex's own tests of our kernels (it is outside the workspace), and that
+# vendor/burn-flex is exactly burn-flex 0.22.1 + patches/burn-flex.
+test-burn-flex:
+	scripts/patch-burn-flex.sh check
+	cargo test --locked --manifest-path vendor/burn-flex/Cargo.toml --target-dir target/burn-flex-tests --lib conv2d_nchw_tests
 
 # Formatting and lints, as CI checks them.
 lint:
@@ -271,6 +278,11 @@ test-cuda:
 # Uses the quick teacher for the label benchmark when it exists (else a random ResNet-56).
 bench: | build
 	$(BIN)/kd-bench --device $(DEVICE) $(if $(wildcard runs/quick/teacher/model.safetensors),--teacher runs/quick/teacher/model.safetensors)
+
+# kdkit vs PyTorch eager vs kdkit on the unpatched burn-flex, side by side (THREADS=2 by default;
+# installs Debian's python3-torch when no Python here imports torch).
+bench-torch:
+	scripts/bench-torch.sh
 
 clean-runs:
 	rm -rf runs

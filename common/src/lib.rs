@@ -1,6 +1,7 @@
 //! kd-common: the tensor side of kdkit — devices, the model zoo, checkpoints, losses, metrics and
 //! the one training loop that every trainer reuses.
 
+pub mod allocator;
 pub mod atomic;
 pub mod checkpoint;
 pub mod contrastive;

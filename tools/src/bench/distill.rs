@@ -7,6 +7,7 @@
 //! teacher distributions (the reading cost does not depend on the values).
 
 use crate::bench::Args;
+use crate::bench::pytorch::PyTorch;
 use crate::bench::{random_dataset, timed_fit};
 use crate::distill::method::DiscriminatorInput;
 use crate::distill::objective::{DistillObjective, Loss, Student, Targets};
@@ -25,11 +26,6 @@ use kd_datasets::soft_labels::{
 use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Transform};
 use std::path::Path;
 use std::sync::Arc;
-
-/// PyTorch eager on a 2-core CPU, batch 64 (the figures): plain ResNet-20 and online KD
-/// ResNet-56 -> ResNet-20.
-const PYTORCH_PLAIN: f64 = 218.0;
-const PYTORCH_ONLINE_KD: f64 = 134.0;
 
 /// Images in the benchmark dataset.
 const IMAGES: usize = 1024;
@@ -79,12 +75,12 @@ fn random_labels(dataset: &Dataset, crops: usize, path: &Path) -> Result<()> {
 const ROUNDS: usize = 3;
 
 /// Runs the distillation section: prints the three rates and the ratios c/a and c/b.
-pub fn distill_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
+pub fn distill_section(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &PyTorch) -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    run_in(args, device, workers, dir.path())
+    run_in(args, device, workers, pytorch, dir.path())
 }
 
-fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> Result<()> {
+fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &PyTorch, dir: &Path) -> Result<()> {
     let batch = 64;
     let dataset = random_dataset(IMAGES, 3, 32)?;
     let labels_path = dir.join("labels.h5");
@@ -173,20 +169,27 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         }
     }
     let [plain, kd, fkd] = totals.map(|(images, seconds)| images / seconds);
+    let torch_plain = pytorch.figure("resnet20", batch, None)?;
+    let torch_kd = pytorch.figure("resnet20", batch, Some("resnet56"))?;
     println!(
-        "| (a) train resnet20, plain | {batch} | {plain:.1} | {PYTORCH_PLAIN:.0} | {:.2} |",
-        plain / PYTORCH_PLAIN
+        "| (a) train resnet20, plain | {batch} | {plain:.1} | {} | {} |",
+        torch_plain.cell(),
+        torch_plain.ratio(plain)
     );
     println!(
-        "| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {PYTORCH_ONLINE_KD:.0} | {:.2} |",
-        kd / PYTORCH_ONLINE_KD
+        "| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {} | {} |",
+        torch_kd.cell(),
+        torch_kd.ratio(kd)
     );
     println!("| (c) FKD from packed labels, {CROPS} crops/image | {batch} | {fkd:.1} | - | - |");
     println!(
-        "\nFKD vs plain training c/a = {:.3} (target >= 0.97); FKD vs online KD c/b = {:.3} (target >= 1.5; PyTorch's ceiling {:.2})\n",
+        "\nFKD vs plain training c/a = {:.3} (target >= 0.97); FKD vs online KD c/b = {:.3} (target >= 1.5; PyTorch's ceiling {})\n",
         fkd / plain,
         fkd / kd,
-        PYTORCH_PLAIN / PYTORCH_ONLINE_KD
+        match (torch_plain.rate(), torch_kd.rate()) {
+            (Some(plain), Some(kd)) => format!("{:.2}", plain / kd),
+            _ => "-".into(),
+        }
     );
     Ok(())
 }

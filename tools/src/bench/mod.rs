@@ -1,10 +1,13 @@
 //! `kd-bench` (run by `make bench`): training images/s of ResNet-20 and ResNet-56 on CIFAR-shaped
-//! batches, plain vs online KD vs FKD training, and data-loader images/s alone, measured side by side in one process and printed as
-//! a table with the PyTorch reference figures for the same machine class.
+//! batches, plain vs online KD vs FKD training, and data-loader images/s alone, measured side by
+//! side in one process and printed as tables. PyTorch eager trains the same models at the same
+//! batch size and thread count in the same run, interleaved with kdkit (`pytorch`), and a second
+//! kd-bench binary (e.g. one built on the unpatched burn-flex) can be timed the same way.
 
 pub mod distill;
 pub mod labels;
 pub mod prune;
+pub mod pytorch;
 pub mod ssl;
 
 use crate::pretrain::CrossEntropy;
@@ -46,21 +49,29 @@ pub struct Args {
     /// runs at the same speed as a trained one).
     #[arg(long)]
     pub teacher: Option<std::path::PathBuf>,
+    /// Threads for kdkit's CPU kernels and for PyTorch (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The Python whose `torch` is timed side by side (`none`: print the fallback constants;
+    /// default: `python3` if it imports torch).
+    #[arg(long)]
+    pub pytorch: Option<String>,
+    /// Interleaved rounds per training configuration (kdkit, PyTorch, baseline, in turn).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Another kd-bench binary (e.g. built on the stock burn-flex) timed on the same training
+    /// configurations, interleaved.
+    #[arg(long)]
+    pub baseline_bin: Option<std::path::PathBuf>,
+    /// Print only the images/s of the first training configuration (what --baseline-bin reads).
+    #[arg(long, hide = true)]
+    pub rate_only: bool,
     /// Images labelled in the label benchmark.
     #[arg(long, default_value_t = 2048)]
     pub label_images: usize,
     /// Crops per image in the label benchmark.
     #[arg(long, default_value_t = 8)]
     pub label_crops: usize,
-}
-
-/// PyTorch eager on a 2-core CPU, 2 threads, batch 64 (the reference figures).
-fn pytorch_reference(arch: &str, batch: usize) -> Option<f64> {
-    match (arch, batch) {
-        ("resnet20", 64) => Some(218.0),
-        ("resnet56", 64) => Some(83.0),
-        _ => None,
-    }
 }
 
 /// Hands out `batches` batches per pass, running through the inner source's passes one after
@@ -175,49 +186,150 @@ pub fn loader_throughput(loader: &BatchLoader, batches: usize) -> Result<f64> {
     Ok(images as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The CPU's model name (from /proc/cpuinfo), to quote with every ratio.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
 /// Runs `kd-bench`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.threads.is_some() {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting the thread count")?;
+    }
     let device = device::resolve(&args.common.device.clone().unwrap_or(DeviceSpec::Auto))?;
     let workers = args.common.workers.unwrap_or_else(default_workers);
-    println!("kdkit benchmark on {} ({} loader workers)\n", device.description, workers);
-    println!("| what | batch | images/s | PyTorch (2-core CPU) | kdkit / PyTorch |");
+    if args.rate_only {
+        let (arch, batch) =
+            (args.archs.first().context("no --archs")?, *args.batch_sizes.first().context("no --batch-sizes")?);
+        println!("{}", train_throughput(arch.parse()?, batch, args.steps, args.warmup, &device, workers)?);
+        return Ok(());
+    }
+    let pytorch = if wants(&args, "train") || wants(&args, "distill") {
+        pytorch::PyTorch::detect(args.pytorch.as_deref(), threads, args.steps, args.warmup)?
+    } else {
+        pytorch::PyTorch::detect(Some("none"), threads, args.steps, args.warmup)?
+    };
+    println!(
+        "kdkit benchmark on {} ({}, {threads} threads, {workers} loader workers); PyTorch: {}\n",
+        device.description,
+        cpu_model(),
+        pytorch.version.as_deref().map_or("not installed, constants from a 2-core machine".into(), |v| format!(
+            "{v} eager, measured in this run"
+        ))
+    );
+    if wants(&args, "train") {
+        train_section(&args, &device, workers, &pytorch)?;
+    }
+    println!("| what | batch | images/s | PyTorch | kdkit / PyTorch |");
     println!("|---|---|---|---|---|");
-    let wants = |section: &str| args.sections.iter().any(|s| s == section);
-    if wants("train") {
-        train_section(&args, &device, workers)?;
+    if wants(&args, "distill") {
+        crate::bench::distill::distill_section(&args, &device, workers, &pytorch)?;
     }
-    if wants("distill") {
-        crate::bench::distill::distill_section(&args, &device, workers)?;
-    }
-    if wants("prune") {
+    if wants(&args, "prune") {
         crate::bench::prune::prune_section(&args, &device, workers)?;
     }
-    if wants("ssl") {
+    if wants(&args, "ssl") {
         crate::bench::ssl::ssl_section(&args, &device, workers)?;
     }
-    if wants("loader") {
+    if wants(&args, "loader") {
         loader_section(&args, workers)?;
     }
-    if wants("labels") {
+    if wants(&args, "labels") {
         crate::bench::labels::labels_section(&args, &device, workers)?;
     }
     Ok(())
 }
 
-fn train_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
+fn wants(args: &Args, section: &str) -> bool {
+    args.sections.iter().any(|s| s == section)
+}
+
+/// Images/s of `--baseline-bin` on one training configuration.
+fn baseline_rate(bin: &std::path::Path, args: &Args, arch: &str, batch: usize, threads: Option<usize>) -> Result<f64> {
+    let mut command = std::process::Command::new(bin);
+    command.args(["--rate-only", "--sections", "train", "--archs", arch]).args([
+        "--batch-sizes".to_string(),
+        batch.to_string(),
+        "--steps".to_string(),
+        args.steps.to_string(),
+        "--warmup".to_string(),
+        args.warmup.to_string(),
+    ]);
+    if let Some(device) = &args.common.device {
+        command.args(["--device", &device.to_string()]);
+    }
+    if let Some(threads) = threads {
+        command.args(["--threads", &threads.to_string()]);
+    }
+    let out = command.output().with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        anyhow::bail!("{} failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().with_context(|| format!("{} printed {text:?}", bin.display()))
+}
+
+/// Images and seconds summed over rounds: the rate is images / seconds.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    images: f64,
+    seconds: f64,
+}
+
+impl Tally {
+    fn add(&mut self, images: f64, rate: f64) {
+        self.images += images;
+        self.seconds += images / rate;
+    }
+
+    fn rate(&self) -> Option<f64> {
+        (self.seconds > 0.0).then(|| self.images / self.seconds)
+    }
+}
+
+/// Training throughput of each model and batch size: kdkit, PyTorch and the baseline binary,
+/// in turn, for `--rounds` rounds.
+fn train_section(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &pytorch::PyTorch) -> Result<()> {
+    let baseline = args.baseline_bin.as_deref();
+    print!("| train (plain, CIFAR-shaped) | batch | kdkit images/s | PyTorch images/s | kdkit / PyTorch |");
+    println!("{}", if baseline.is_some() { " baseline images/s | kdkit / baseline |" } else { "" });
+    println!("|---|---|---|---|---|{}", if baseline.is_some() { "---|---|" } else { "" });
     for name in &args.archs {
         let arch: Arch = name.parse()?;
         for &batch in &args.batch_sizes {
-            let rate = train_throughput(arch, batch, args.steps, args.warmup, device, workers)?;
-            let reference = pytorch_reference(name, batch);
-            println!(
-                "| train {name} | {batch} | {rate:.1} | {} | {} |",
-                reference.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into()),
-                reference.map(|r| format!("{:.2}", rate / r)).unwrap_or_else(|| "-".into())
-            );
+            let images = (args.steps * batch) as f64;
+            let (mut ours, mut theirs, mut base) = (Tally::default(), Tally::default(), Tally::default());
+            let mut torch_figure = pytorch::Figure::Unknown;
+            for _ in 0..args.rounds.max(1) {
+                ours.add(images, train_throughput(arch, batch, args.steps, args.warmup, device, workers)?);
+                torch_figure = pytorch.figure(name, batch, None)?;
+                if let pytorch::Figure::Measured(rate) = torch_figure {
+                    theirs.add(images, rate);
+                }
+                if let Some(bin) = baseline {
+                    base.add(images, baseline_rate(bin, args, name, batch, args.threads)?);
+                }
+            }
+            let rate = ours.rate().unwrap_or(0.0);
+            let figure = theirs.rate().map_or(torch_figure, pytorch::Figure::Measured);
+            print!("| {name} | {batch} | {rate:.1} | {} | {} |", figure.cell(), figure.ratio(rate));
+            match base.rate() {
+                Some(b) => println!(" {b:.1} | {:.2} |", rate / b),
+                None => println!(),
+            }
         }
     }
+    println!();
     Ok(())
 }
 

@@ -152,6 +152,7 @@ pub fn merge(base: &mut Value, overlay: &Value, path: &str, file: &Path) -> Resu
 /// Runs a tool's `run` function with the exit-code contract: errors print their whole chain to
 /// stderr and exit with 2.
 pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
+    kd_common::allocator::keep_tensor_buffers();
     ensure_runtime_dir();
     match run() {
         Ok(()) => ExitCode::SUCCESS,

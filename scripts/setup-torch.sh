@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# PyTorch for `make bench-torch` only (nothing else in kdkit needs it): Debian's python3-torch,
+# the CPU build. `--print-python` prints the interpreter that imports it.
+set -euo pipefail
+if [ "${1:-}" = "--print-python" ]; then
+  for python in "${PYTHON:-python3}" /usr/bin/python3; do
+    if "$python" -c 'import torch' 2>/dev/null; then echo "$python"; exit 0; fi
+  done
+  echo "no Python here imports torch" >&2
+  exit 1
+fi
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq python3-torch >/dev/null
+/usr/bin/python3 -c 'import torch; print("PyTorch", torch.__version__)'
