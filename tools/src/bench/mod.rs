@@ -186,19 +186,6 @@ pub fn loader_throughput(loader: &BatchLoader, batches: usize) -> Result<f64> {
     Ok(images as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The CPU's model name (from /proc/cpuinfo), to quote with every ratio.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// Runs `kd-bench`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
@@ -214,16 +201,15 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", train_throughput(arch.parse()?, batch, args.steps, args.warmup, &device, workers)?);
         return Ok(());
     }
-    let pytorch = if wants(&args, "train") || wants(&args, "distill") {
-        pytorch::PyTorch::detect(args.pytorch.as_deref(), threads, args.steps, args.warmup)?
-    } else {
-        pytorch::PyTorch::detect(Some("none"), threads, args.steps, args.warmup)?
-    };
+    // Only the train and distill sections have PyTorch columns.
+    let needs_pytorch = wants(&args, "train") || wants(&args, "distill");
+    let requested = if needs_pytorch { args.pytorch.as_deref() } else { Some("none") };
+    let pytorch = pytorch::PyTorch::detect(requested, threads, args.steps, args.warmup)?;
     println!(
         "kdkit benchmark on {} ({}, {threads} threads, {workers} loader workers); PyTorch: {}\n",
         device.description,
-        cpu_model(),
-        pytorch.version.as_deref().map_or("not installed, constants from a 2-core machine".into(), |v| format!(
+        crate::shared::machine::cpu_model().unwrap_or_else(|| "unknown CPU".into()),
+        pytorch.version.as_deref().map_or("not measured here, constants from a 2-core machine".into(), |v| format!(
             "{v} eager, measured in this run"
         ))
     );

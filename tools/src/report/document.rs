@@ -101,11 +101,7 @@ pub fn update_readme(readme: &Path, dir: &Path, report: &Report) -> Result<()> {
 
 /// "Made <date> on <CPU> (<n> threads)".
 fn provenance() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.to_string()))
-        .and_then(|line| line.split_once(':').map(|(_, model)| model.trim().to_string()))
-        .unwrap_or_else(|| "an unknown CPU".into());
+    let cpu = crate::shared::machine::cpu_model().unwrap_or_else(|| "an unknown CPU".into());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("Made {} on {cpu} ({threads} threads).", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod data;
 pub mod encoder;
 pub mod finish;
+pub mod machine;
 pub mod profiles;
 pub mod ssl_data;
 pub mod teachers;
