@@ -1,14 +1,14 @@
 # kdkit pipeline. The recipes only chain tool calls; all logic lives in the tools.
 #
-#   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5), then
-#                           per student seed: baseline (no KD), online KD, FKD, MEAL V2 (two
-#                           teachers), SSLD (unlabeled hold-out) and its labelled-only
-#                           baseline; prune, then distill: the
-#                           teacher pruned in rounds, the same student distilled from each pruned
-#                           teacher, and the student derived from the sparsest one (random /
-#                           strongest filters); MoCo v2 teacher and student, SEED student. All
-#                           evaluated into report.md (kd-report --run-dir: results, one verdict
-#                           per seed claim, plots/*.png)
+#   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5, and its
+#                           hard / smoothing conversions), then per student seed: baseline (no KD),
+#                           online KD, FKD, FKD's online control, MEAL V2 (two teachers), SSLD
+#                           (unlabeled hold-out) and its labelled-only baseline; prune, then
+#                           distill: the teacher pruned in rounds, the same student distilled from
+#                           the pruned teachers, and the student shaped by the sparsest one; MoCo v2
+#                           teacher and student, SEED student. All evaluated into report.md
+#                           (kd-report --run-dir: results, one verdict per seed claim, plots/*.png).
+#                           Stages run JOBS at a time (2 on a CPU without CUDA), THREADS each.
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
@@ -20,14 +20,27 @@
 #   make bench              throughput table
 #
 # Binaries are built with the workspace's dev profile, whose hot numeric crates are optimised
-# (see Cargo.toml); FEATURES adds `cuda` automatically on machines with an NVIDIA driver.
+# (see Cargo.toml) with the backends this machine can use (FEATURES, below).
 
 PROFILE  ?= quick
 DEVICE   ?= auto
 SEED     ?= 0
 RUN      ?= runs/$(PROFILE)
-FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda)
-CARGO_FEATURES = $(if $(FEATURES),--features $(FEATURES))
+# Backends compiled into the tools: CUDA where an NVIDIA driver is, wgpu where a GPU device node
+# is, Flex (the CPU) always. A machine without a GPU builds Flex alone, skipping wgpu and CubeCL.
+GPU_NODES := $(wildcard /dev/dri/renderD* /dev/nvidia0)
+FEATURES ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda wgpu flex,$(if $(GPU_NODES),wgpu flex,flex))
+CARGO_FEATURES = --no-default-features --features "$(FEATURES)"
+# Stages run side by side, JOBS at a time with THREADS compute threads each (RAYON_NUM_THREADS,
+# also the loader workers). Without CUDA, two single-threaded jobs on a 2-core CPU train more
+# images per second than one job on both cores: measured on the 2-core EPYC, one student epoch
+# took 12.2 s alone and two took 17.8 s side by side (1.37x), one online-KD epoch 35.6 s vs 56.8 s
+# for two (1.25x). With CUDA one job at a time has the GPU. `make JOBS=1` runs one stage at a time.
+NPROC   := $(shell nproc 2>/dev/null || echo 1)
+JOBS    ?= $(if $(findstring cuda,$(FEATURES)),1,$(if $(filter 1,$(NPROC)),1,2))
+THREADS ?= $(shell n=$$(( $(NPROC) / $(JOBS) )); [ $$n -gt 0 ] && echo $$n || echo 1)
+MAKEFLAGS += -j$(JOBS)
+TOOL     = RAYON_NUM_THREADS=$(THREADS) $(BIN)
 CUDA_ENV = $(if $(findstring cuda,$(FEATURES)),XDG_DATA_HOME=$(CURDIR)/target/llvm-shim)
 BIN      ?= target/debug
 # NO_BUILD=1: use the binaries already in BIN (tests that drive the Makefile set both).
@@ -102,124 +115,144 @@ $(TOOLS): build
 
 $(RUN)/teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain $(COMMON) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher > $(RUN)-teacher.json.tmp && mv $(RUN)-teacher.json.tmp $(RUN)/teacher/summary.json
+	$(TOOL)/kd-pretrain $(COMMON) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher > $(RUN)-teacher.json.tmp && mv $(RUN)-teacher.json.tmp $(RUN)/teacher/summary.json
 
 # A second teacher for MEAL V2's ensemble: the same recipe with another seed.
 $(RUN)/teacher-b/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain $(RUNARGS) --seed $$(( $(SEED) + 1 )) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher-b > $(RUN)-teacher-b.json.tmp && mv $(RUN)-teacher-b.json.tmp $(RUN)/teacher-b/summary.json
+	$(TOOL)/kd-pretrain $(RUNARGS) --seed $$(( $(SEED) + 1 )) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher-b > $(RUN)-teacher-b.json.tmp && mv $(RUN)-teacher-b.json.tmp $(RUN)/teacher-b/summary.json
 
 # Students, one directory per method and seed: <method>-s<seed>/.
 $(RUN)/baseline-s%/model.safetensors: | build
-	$(BIN)/kd-pretrain $(RUNARGS) --seed $* --role student $(SCHEDULE) $(SIZED) --out $(RUN)/baseline-s$* > $(RUN)/baseline-s$*.json.tmp && mv $(RUN)/baseline-s$*.json.tmp $(RUN)/baseline-s$*/summary.json
+	$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student $(SCHEDULE) $(SIZED) --out $(RUN)/baseline-s$* > $(RUN)/baseline-s$*.json.tmp && mv $(RUN)/baseline-s$*.json.tmp $(RUN)/baseline-s$*/summary.json
 
 $(RUN)/kd-s%/model.safetensors: $(TEACHER) | build
-	$(BIN)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-s$* > $(RUN)/kd-s$*.json.tmp && mv $(RUN)/kd-s$*.json.tmp $(RUN)/kd-s$*/summary.json
+	$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-s$* > $(RUN)/kd-s$*.json.tmp && mv $(RUN)/kd-s$*.json.tmp $(RUN)/kd-s$*/summary.json
 
 $(RUN)/fkd-s%/model.safetensors: $(RUN)/labels.h5 | build
-	$(BIN)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
+	$(TOOL)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
 
 # FKD's online control: the teacher labels the same crop family on the fly, with FKD's loss
 # (soft cross-entropy at T 1, no hard-label term), for as many crops as FKD's plan visits.
 $(RUN)/fkd-online-s%/model.safetensors: $(TEACHER) | build
-	$(BIN)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --alpha 1 --temperature 1 $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-online-s$* > $(RUN)/fkd-online-s$*.json.tmp && mv $(RUN)/fkd-online-s$*.json.tmp $(RUN)/fkd-online-s$*/summary.json
+	$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --alpha 1 --temperature 1 $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-online-s$* > $(RUN)/fkd-online-s$*.json.tmp && mv $(RUN)/fkd-online-s$*.json.tmp $(RUN)/fkd-online-s$*/summary.json
 
 # MEAL V2 starts from a trained student, as its recipe does (the baseline of the same seed).
 $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) $(RUN)/baseline-s%/model.safetensors | build
-	$(BIN)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --init $(RUN)/baseline-s$*/model.safetensors $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
+	$(TOOL)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --init $(RUN)/baseline-s$*/model.safetensors $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
-	$(BIN)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
+	$(TOOL)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
 
 # SSLD's labelled-only baseline: the student trained on the same labelled images as SSLD (the
 # training split minus SSLD's unlabelled hold-out, the same seeded choice).
 $(RUN)/ssld-baseline-s%/model.safetensors: | build
-	$(BIN)/kd-pretrain $(RUNARGS) --seed $* --role student --unlabeled-holdout $(UNLABELED) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-baseline-s$* > $(RUN)/ssld-baseline-s$*.json.tmp && mv $(RUN)/ssld-baseline-s$*.json.tmp $(RUN)/ssld-baseline-s$*/summary.json
+	$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student --unlabeled-holdout $(UNLABELED) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-baseline-s$* > $(RUN)/ssld-baseline-s$*.json.tmp && mv $(RUN)/ssld-baseline-s$*.json.tmp $(RUN)/ssld-baseline-s$*/summary.json
 
 $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
-	$(BIN)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \
+	$(TOOL)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \
 	  --confusion-matrix $(RUN)/$*/confusion.csv > $@.tmp && mv $@.tmp $@
 
 
 # FKD region labels from the trained teacher (marginal smoothing top-5, u8 probabilities).
 $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
-	$(BIN)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) $(DATA) --seed $(SEED) --force \
+	$(TOOL)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) $(DATA) --seed $(SEED) --force \
 	  --out $@ > $(RUN)/labels-pack.json.tmp && mv $(RUN)/labels-pack.json.tmp $(RUN)/labels-pack.json
 
 $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
-	$(BIN)/kd-pack-labels stats $< > $@.tmp && mv $@.tmp $@
+	$(TOOL)/kd-pack-labels stats $< > $@.tmp && mv $@.tmp $@
+
+# FKD's label compressions (Shen & Xing, ECCV 2022, §3.2) at equal crops: labels.h5 (marginal
+# smoothing, top-5, u8) re-compressed without the teacher (`kd-pack-labels convert`), one FKD
+# student each at SEED: labels-hard.h5 (arg-max only) and labels-smoothing.h5 (top-1 probability).
+LABEL_TYPES ?= hard smoothing
+define FKD_LABEL_TYPE
+$(RUN)/labels-$(1).h5: $(RUN)/labels.h5 | build
+	$(TOOL)/kd-pack-labels convert $(RUN)/labels.h5 --label-type $(1) --force --out $(RUN)/labels-$(1).h5 > $(RUN)/labels-$(1).json.tmp && mv $(RUN)/labels-$(1).json.tmp $(RUN)/labels-$(1).json
+
+$(RUN)/fkd-$(1)-s$(SEED)/model.safetensors: $(RUN)/labels-$(1).h5 | build
+	$(TOOL)/kd-distill fkd $(RUNARGS) --seed $(SEED) --labels $(RUN)/labels-$(1).h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-$(1)-s$(SEED) > $(RUN)/fkd-$(1)-s$(SEED).json.tmp && mv $(RUN)/fkd-$(1)-s$(SEED).json.tmp $(RUN)/fkd-$(1)-s$(SEED)/summary.json
+endef
+$(foreach t,$(LABEL_TYPES),$(eval $(call FKD_LABEL_TYPE,$(t))))
+FKD_TYPE_EVALS = $(foreach t,$(LABEL_TYPES),$(RUN)/fkd-$(t)-s$(SEED)/eval.json)
 
 # Prune, then distill (Park & No, ECCV 2022). One kd-prune run to PRUNE_TARGET sparsity keeps a
-# checkpoint per round, named by the remaining fraction 0.8^n: 0.640, 0.410 and 0.210 are
-# prune-then-distill's st36, st59 and st79 (2, 4 and 7 rounds of 20%).
+# checkpoint per round, named by the remaining fraction (1 - PRUNE_FRACTION)^n. Full profile:
+# prune-then-distill's rounds of 20%, whose 0.640, 0.410 and 0.210 are its st36, st59 and st79.
+# Quick profile: 3 rounds of 40% (each with one epoch of retraining) reach st79's sparsity in
+# less than half the time of 7 rounds; students learn from the 64% and 78% sparse teachers.
 PRUNE_TARGET ?= 0.79
-PRUNED   ?= 0.640 0.410 0.210
+PRUNE_FRACTION ?= $(if $(filter quick,$(PROFILE)),0.4,0.2)
+PRUNED   ?= $(if $(filter quick,$(PROFILE)),0.360 0.216,0.640 0.410 0.210)
 SPARSEST = $(lastword $(PRUNED))
 PRUNED_CKPT = $(RUN)/prune/model-remaining-$(1).safetensors
 
 $(RUN)/prune/ladder.csv: $(TEACHER) | build
-	$(BIN)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) $(if $(PRUNE_EPOCHS),--epochs $(PRUNE_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) --out $(RUN)/prune > $(RUN)/prune-summary.json.tmp && mv $(RUN)/prune-summary.json.tmp $(RUN)/prune/summary.json
+	$(TOOL)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) --fraction $(PRUNE_FRACTION) $(if $(PRUNE_EPOCHS),--epochs $(PRUNE_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) --out $(RUN)/prune > $(RUN)/prune-summary.json.tmp && mv $(RUN)/prune-summary.json.tmp $(RUN)/prune/summary.json
 
 $(foreach r,$(PRUNED),$(call PRUNED_CKPT,$(r))): $(RUN)/prune/ladder.csv
 
 # Pruned teachers are evaluated like the others, under names of their own.
 $(RUN)/pruned-%/eval.json: $(RUN)/prune/ladder.csv | build
 	@mkdir -p $(RUN)/pruned-$*
-	$(BIN)/kd-eval $(call PRUNED_CKPT,$*) --device $(DEVICE) --reference $(TEACHER) > $@.tmp && mv $@.tmp $@
+	$(TOOL)/kd-eval $(call PRUNED_CKPT,$*) --device $(DEVICE) --reference $(TEACHER) > $@.tmp && mv $@.tmp $@
 
 # The preset's student distilled (online KD) from each pruned teacher: kd-pruned<remaining>-s<seed>.
 define KD_FROM_PRUNED
 $(RUN)/kd-pruned$(1)-s$(2)/model.safetensors: $(call PRUNED_CKPT,$(1)) | build
-	$(BIN)/kd-distill kd $(RUNARGS) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-pruned$(1)-s$(2) > $(RUN)/kd-pruned$(1)-s$(2).json.tmp && mv $(RUN)/kd-pruned$(1)-s$(2).json.tmp $(RUN)/kd-pruned$(1)-s$(2)/summary.json
+	$(TOOL)/kd-distill kd $(RUNARGS) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-pruned$(1)-s$(2) > $(RUN)/kd-pruned$(1)-s$(2).json.tmp && mv $(RUN)/kd-pruned$(1)-s$(2).json.tmp $(RUN)/kd-pruned$(1)-s$(2)/summary.json
 endef
 $(foreach r,$(PRUNED),$(foreach s,$(SEEDS),$(eval $(call KD_FROM_PRUNED,$(r),$(s)))))
 
-# The dense student shaped by the sparsest teacher, initialised at random or from its strongest
-# filters, then distilled from it.
+# The dense student shaped by the sparsest teacher (its remaining channels), initialised at
+# random as prune-then-distill's students are, then distilled from it. (`kd-prune derive-student
+# --init strongest-filters` starts it from the teacher's strongest filters instead; `make
+# DERIVED="random strongest"` runs both.)
+DERIVED ?= random
 $(RUN)/derived-random/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
-	$(BIN)/kd-prune derive-student --checkpoint $< --init random --seed $(SEED) --out $(RUN)/derived-random > $(RUN)/derived-random.json.tmp && mv $(RUN)/derived-random.json.tmp $(RUN)/derived-random/shape.json
+	$(TOOL)/kd-prune derive-student --checkpoint $< --init random --seed $(SEED) --out $(RUN)/derived-random > $(RUN)/derived-random.json.tmp && mv $(RUN)/derived-random.json.tmp $(RUN)/derived-random/shape.json
 
 $(RUN)/derived-strongest/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
-	$(BIN)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest > $(RUN)/derived-strongest.json.tmp && mv $(RUN)/derived-strongest.json.tmp $(RUN)/derived-strongest/shape.json
+	$(TOOL)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest > $(RUN)/derived-strongest.json.tmp && mv $(RUN)/derived-strongest.json.tmp $(RUN)/derived-strongest/shape.json
 
 $(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
-	$(BIN)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED) > $(RUN)/kd-derived-$*-s$(SEED).json.tmp && mv $(RUN)/kd-derived-$*-s$(SEED).json.tmp $(RUN)/kd-derived-$*-s$(SEED)/summary.json
+	$(TOOL)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED) > $(RUN)/kd-derived-$*-s$(SEED).json.tmp && mv $(RUN)/kd-derived-$*-s$(SEED).json.tmp $(RUN)/kd-derived-$*-s$(SEED)/summary.json
 
 PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
   baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) \
   $(foreach r,$(PRUNED),kd-pruned$(r)=$(call evals,kd-pruned$(r))) \
-  kd-derived-random=$(RUN)/kd-derived-random-s$(SEED)/eval.json kd-derived-strongest=$(RUN)/kd-derived-strongest-s$(SEED)/eval.json
+  $(foreach d,$(DERIVED),kd-derived-$(d)=$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
 PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) \
   $(foreach m,baseline kd $(foreach r,$(PRUNED),kd-pruned$(r)),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/eval.json)) \
-  $(RUN)/kd-derived-random-s$(SEED)/eval.json $(RUN)/kd-derived-strongest-s$(SEED)/eval.json
+  $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
 
 $(RUN)/prune-report.md: $(PTD_EVALS) | build
-	$(BIN)/kd-report $(PTD_ROWS) > $@.tmp && mv $@.tmp $@
+	$(TOOL)/kd-report $(PTD_ROWS) > $@.tmp && mv $@.tmp $@
 
 # Self-supervised distillation (`make ssl`): a MoCo v2 teacher (the preset's teacher network), a
 # MoCo v2 student and a SEED student (the preset's student network, one per seed in SEEDS), each
 # evaluated frozen by kNN and the linear probe into ssl-report.md.
 $(RUN)/moco-teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain --method moco --role teacher $(COMMON) $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-teacher > $(RUN)/moco-teacher.json.tmp && mv $(RUN)/moco-teacher.json.tmp $(RUN)/moco-teacher/summary.json
+	$(TOOL)/kd-pretrain --method moco --role teacher $(COMMON) $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-teacher > $(RUN)/moco-teacher.json.tmp && mv $(RUN)/moco-teacher.json.tmp $(RUN)/moco-teacher/summary.json
 
 $(RUN)/moco-student-s%/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(BIN)/kd-pretrain --method moco --role student $(RUNARGS) --seed $* $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-student-s$* > $(RUN)/moco-student-s$*.json.tmp && mv $(RUN)/moco-student-s$*.json.tmp $(RUN)/moco-student-s$*/summary.json
+	$(TOOL)/kd-pretrain --method moco --role student $(RUNARGS) --seed $* $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-student-s$* > $(RUN)/moco-student-s$*.json.tmp && mv $(RUN)/moco-student-s$*.json.tmp $(RUN)/moco-student-s$*/summary.json
 
 $(RUN)/seed-s%/model.safetensors: $(RUN)/moco-teacher/model.safetensors | build
-	$(BIN)/kd-seed --teacher $< $(RUNARGS) --seed $* $(SCHEDULE) $(MOCO_QUEUE) --out $(RUN)/seed-s$* > $(RUN)/seed-s$*.json.tmp && mv $(RUN)/seed-s$*.json.tmp $(RUN)/seed-s$*/summary.json
+	$(TOOL)/kd-seed --teacher $< $(RUNARGS) --seed $* $(SCHEDULE) $(MOCO_QUEUE) --out $(RUN)/seed-s$* > $(RUN)/seed-s$*.json.tmp && mv $(RUN)/seed-s$*.json.tmp $(RUN)/seed-s$*/summary.json
 
 # Encoders: kNN top-1 and the linear probe (kd-eval's default for a network without a classifier).
 $(RUN)/moco-%/eval.json: $(RUN)/moco-%/model.safetensors | build
-	$(BIN)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
+	$(TOOL)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
 
 $(RUN)/seed-s%/eval.json: $(RUN)/seed-s%/model.safetensors | build
-	$(BIN)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
+	$(TOOL)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
 
 SSL_EVALS = $(RUN)/moco-teacher/eval.json $(foreach s,$(SEEDS),$(RUN)/moco-student-s$(s)/eval.json $(RUN)/seed-s$(s)/eval.json)
 $(RUN)/ssl-report.md: $(SSL_EVALS) | build
-	$(BIN)/kd-report moco-teacher=$(RUN)/moco-teacher/eval.json moco-student=$(call evals,moco-student) seed-student=$(call evals,seed) > $@.tmp && mv $@.tmp $@
+	$(TOOL)/kd-report moco-teacher=$(RUN)/moco-teacher/eval.json moco-student=$(call evals,moco-student) seed-student=$(call evals,seed) > $@.tmp && mv $@.tmp $@
 
 ssl: $(RUN)/ssl-report.md
 	@cat $<
@@ -227,12 +260,12 @@ ssl: $(RUN)/ssl-report.md
 # The report of every stage: results table, verdicts, plots (kd-report writes report.md and
 # plots/ atomically itself).
 $(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/teacher-b/eval.json $(addsuffix /eval.json,$(STUDENTS)) \
-  $(PTD_EVALS) $(SSL_EVALS) $(RUN)/labels-stats.json | build
-	$(BIN)/kd-report --run-dir $(RUN) > /dev/null
+  $(FKD_TYPE_EVALS) $(PTD_EVALS) $(SSL_EVALS) $(RUN)/labels-stats.json | build
+	$(TOOL)/kd-report --run-dir $(RUN) > /dev/null
 
 # The README's generated results section (between its kd-report markers), from report.md's run.
 readme: $(RUN)/report.md
-	$(BIN)/kd-report --run-dir $(RUN) --readme README.md > /dev/null
+	$(TOOL)/kd-report --run-dir $(RUN) --readme README.md > /dev/null
 
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.

@@ -128,9 +128,19 @@ fn gpu_device_nodes_present() -> bool {
     render_node || std::path::Path::new("/dev/nvidia0").exists()
 }
 
+/// Threads of CPU work: `RAYON_NUM_THREADS` when set to a positive number (the size of the pool
+/// Flex computes on), else the available cores.
+pub fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 #[cfg(feature = "flex")]
 fn cpu() -> Result<ResolvedDevice> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cpu_threads();
     Ok(ResolvedDevice {
         device: Device::flex(),
         backend: BackendKind::Flex,

@@ -11,7 +11,15 @@ fn make(data: &Path, run: &Path) -> Command {
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(repo).arg(format!("RUN={}", run.display())).arg(format!("BIN={}", bin.display()));
     cmd.args(["NO_BUILD=1", "DEVICE=cpu", "DATASET=folder", "IMAGE_SIZE=8", "EPOCHS=1", "BATCH=8", "QUEUE=16"]);
-    cmd.args(["UNLABELED=20", "SELECT_PER_CLASS=3", "CROPS=2", "PRUNE_TARGET=0.36", "PRUNED=0.640", "PRUNE_EPOCHS=0"]);
+    cmd.args([
+        "UNLABELED=20",
+        "SELECT_PER_CLASS=3",
+        "CROPS=2",
+        "PRUNE_TARGET=0.36",
+        "PRUNE_FRACTION=0.2",
+        "PRUNED=0.640",
+    ]);
+    cmd.arg("PRUNE_EPOCHS=0");
     cmd.arg(format!("DATA_DIR={}", data.display()));
     cmd.env("KD_NO_PROGRESS", "1").env_remove("RUST_LOG").env_remove("MAKEFLAGS").env_remove("MFLAGS");
     cmd
@@ -72,7 +80,17 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     assert!(!log.contains(&format!("--out {}/teacher ", run.display())), "{log}");
 
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    let methods = ["| baseline |", "| kd |", "| fkd |", "| meal-v2 |", "| ssld |", "| ssld-baseline |", "| seed |"];
+    let methods = [
+        "| baseline |",
+        "| kd |",
+        "| fkd |",
+        "| fkd-hard |",
+        "| fkd-smoothing |",
+        "| meal-v2 |",
+        "| ssld |",
+        "| ssld-baseline |",
+        "| seed |",
+    ];
     for method in methods.into_iter().chain(["| kd-pruned0.640 |", "| moco-student |"]) {
         assert!(report.contains(method), "{method} missing:\n{report}");
     }

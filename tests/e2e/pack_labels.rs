@@ -189,6 +189,50 @@ fn shards_merge_into_the_whole() {
     assert_eq!(content(&t.path("whole.h5")), content(&t.path("merged.h5")));
 }
 
+/// `convert` gives the same file as packing that type with the teacher (same crops, same bytes;
+/// only the tool string and the time differ), and refuses a type the input cannot give.
+#[test]
+fn convert_equals_packing_the_type() {
+    let t = KdTest::new();
+    let teacher = teacher(&t);
+    json_ok(&run(&mut pack(&t, &teacher, "top2.h5", "cpu", &[])));
+    let convert = |out: &str, label_type: &str, extra: &[&str]| {
+        let mut cmd = t.cmd("kd-pack-labels");
+        cmd.args(["convert", "top2.h5", "--out", out, "--label-type", label_type]).args(extra);
+        run(&mut cmd)
+    };
+    let without_tool = |path: &str| {
+        let (mut meta, block) = content(&t.path(path));
+        meta.tool.clear();
+        (meta, block)
+    };
+    for (label_type, top_k) in
+        [("hard", "2"), ("smoothing", "2"), ("marginal-renorm", "2"), ("marginal-smoothing", "1")]
+    {
+        let direct = format!("direct-{label_type}.h5");
+        json_ok(&run(&mut pack(&t, &teacher, &direct, "cpu", &["--label-type", label_type, "--top-k", top_k])));
+        let converted = format!("converted-{label_type}.h5");
+        let summary = json_ok(&convert(&converted, label_type, &["--top-k", top_k]));
+        assert_eq!(summary["label_type"], label_type);
+        assert_eq!(without_tool(&direct), without_tool(&converted), "{label_type}");
+    }
+    assert!(content(&t.path("converted-hard.h5")).0.tool.ends_with("convert"));
+
+    // Information the file does not hold: exit 2, the input named, nothing written.
+    let output = convert("full.h5", "full", &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("top2.h5") && stderr.contains("all class probabilities"), "{stderr}");
+    let output = convert("top3.h5", "marginal-smoothing", &["--top-k", "3"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("top 3 classes (it keeps 2)"));
+    assert!(!t.path("full.h5").exists() && !t.path("top3.h5").exists() && !t.path("top3.h5.partial").exists());
+    // An existing output needs --force.
+    let output = convert("converted-hard.h5", "hard", &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
+    json_ok(&convert("converted-hard.h5", "hard", &["--force"]));
+}
+
 #[test]
 fn bad_inputs_are_refused_and_good_files_untouched() {
     let t = KdTest::new();

@@ -4,6 +4,7 @@ pub mod chunked;
 pub mod compress;
 pub mod file;
 pub mod geometry;
+pub mod recompress;
 
 pub use chunked::{ChunkedLabels, LabelReader};
 pub use compress::{Compression, LabelType, ProbEncoding};

@@ -131,7 +131,10 @@ pub fn import(
 ) -> Result<Imported> {
     let format = sniff_format(path)?;
     let mut network = spec.init(device)?;
-    let remapper = || KeyRemapper::from_patterns(remapping.to_vec()).context("a --remap pattern is not a valid regex");
+    let remapper = || {
+        KeyRemapper::from_patterns(remapping.to_vec())
+            .map_err(|e| anyhow::anyhow!("a --remap pattern is not a valid regex: {e}"))
+    };
     let result = match format {
         Format::Pytorch => {
             // The state dict is at the top level, or under a wrapper key of a training

@@ -2,7 +2,7 @@
 //! training image, draw M random-resized crops with random flips, run the teacher (or the
 //! average softmax of an ensemble, as MEAL V2 does) on every crop at temperature T, compress each
 //! crop's distribution, and write everything into one HDF5 file that students train from without
-//! ever running the teacher. Subcommands: `stats`, `verify`, `merge`.
+//! ever running the teacher. Subcommands: `stats`, `verify`, `merge`, `convert`.
 
 use crate::shared::cli::CommonArgs;
 use anyhow::Result;
@@ -10,10 +10,12 @@ use clap::{Parser, Subcommand};
 use kd_datasets::soft_labels::{LabelType, ProbEncoding};
 use std::path::PathBuf;
 
+mod convert;
 mod inspect;
 mod merge;
 mod pack;
 
+use convert::{Target, convert};
 use inspect::{stats, verify};
 use merge::merge;
 pub use pack::{CropBlock, encode_block, make_crop_block, pack, pure_inference_rate};
@@ -52,6 +54,27 @@ pub enum Command {
         /// Shard files, in any order.
         #[arg(required = true)]
         shards: Vec<PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-compress a label file as another type without the teacher (same crops): `full` gives
+    /// every type, top-K files give `hard`, `smoothing` and top-K' with K' <= K.
+    Convert {
+        /// The label file to read.
+        input: PathBuf,
+        /// The converted file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Compression of the new file.
+        #[arg(long, value_enum)]
+        label_type: LabelType,
+        /// K of the top-K types (default: the input's K, else FKD's 5 capped at classes - 1).
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Probability encoding (default: the input's).
+        #[arg(long, value_enum)]
+        prob_encoding: Option<ProbEncoding>,
         /// Replace an existing output file.
         #[arg(long)]
         force: bool,
@@ -123,6 +146,12 @@ pub fn run(args: Args) -> Result<()> {
         Some(Command::Stats { file, data_dir }) => stats(&file, data_dir.as_deref()),
         Some(Command::Verify { file }) => verify(&file),
         Some(Command::Merge { out, shards, force }) => merge(&out, &shards, force),
+        Some(Command::Convert { input, out, label_type, top_k, prob_encoding, force }) => {
+            let target = Target { label_type, top_k, encoding: prob_encoding };
+            let summary = convert(&input, &out, &target, force)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
         None => {
             let summary = pack(args.pack)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -99,11 +99,11 @@ pub fn update_readme(readme: &Path, dir: &Path, report: &Report) -> Result<()> {
     Ok(())
 }
 
-/// "Made <date> on <CPU> (<n> threads)".
+/// "Made <date> on <CPU> (<n> cores)".
 fn provenance() -> String {
     let cpu = crate::shared::machine::cpu_model().unwrap_or_else(|| "an unknown CPU".into());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("Made {} on {cpu} ({threads} threads).", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("Made {} on {cpu} ({cores} cores).", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))
 }
 
 /// `mean ± sd` of `f` over a method's runs, "-" when a run lacks it.

@@ -105,9 +105,10 @@ pub fn overlay_config<T: serde::Serialize + serde::de::DeserializeOwned>(
     serde_json::from_value(value).context("the configuration does not fit its schema")
 }
 
-/// Default number of loader workers: the available cores.
+/// Default number of loader workers: `RAYON_NUM_THREADS` when set (the compute thread count that
+/// `make` gives each of its side-by-side jobs), else the available cores.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    kd_common::device::cpu_threads()
 }
 
 /// Reads a TOML or JSON configuration file into a JSON value.
