@@ -259,8 +259,11 @@ ssl: $(RUN)/ssl-report.md
 
 # The report of every stage: results table, verdicts, plots (kd-report writes report.md and
 # plots/ atomically itself).
-$(RUN)/report.md: $(RUN)/teacher/eval.json $(RUN)/teacher-b/eval.json $(addsuffix /eval.json,$(STUDENTS)) \
-  $(FKD_TYPE_EVALS) $(PTD_EVALS) $(SSL_EVALS) $(RUN)/labels-stats.json | build
+# Prerequisites in order of the longest chains first (pruning -> derived student -> its KD;
+# MoCo teacher -> SEED), so that `make -j` starts them early and the last stages are short ones.
+$(RUN)/report.md: $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json) \
+  $(foreach s,$(SEEDS),$(RUN)/seed-s$(s)/eval.json) $(RUN)/teacher-b/eval.json $(foreach s,$(SEEDS),$(RUN)/meal-v2-s$(s)/eval.json) \
+  $(PTD_EVALS) $(SSL_EVALS) $(RUN)/teacher/eval.json $(addsuffix /eval.json,$(STUDENTS)) $(FKD_TYPE_EVALS) $(RUN)/labels-stats.json | build
 	$(TOOL)/kd-report --run-dir $(RUN) > /dev/null
 
 # The README's generated results section (between its kd-report markers), from report.md's run.

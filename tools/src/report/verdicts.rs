@@ -106,7 +106,8 @@ pub fn claims(methods: &[MethodRuns]) -> Vec<Claim> {
         ),
         claim(
             "MEAL V2",
-            "an ensemble of teachers with a discriminator beats single-teacher KD",
+            "an ensemble of teachers with a discriminator beats single-teacher KD (MEAL V2 continues from the \
+             trained baseline student, as its recipe does; KD starts from scratch)",
             "meal-v2",
             "kd",
             Metric::Top1,
