@@ -237,10 +237,7 @@ fn charts(methods: &[MethodRuns]) -> Vec<(&'static str, Chart)> {
     let pruned_students = |m: &MethodRuns| m.name == "kd" || m.name.starts_with("kd-pruned");
     let pruned_teachers = |m: &MethodRuns| m.name == "teacher" || m.name.starts_with("pruned-");
     let sparsity = vec![
-        Series {
-            label: "student, KD from the teacher".into(),
-            points: sparsity_points(&pruned_students, &teacher_sparsity),
-        },
+        Series { label: "KD student".into(), points: sparsity_points(&pruned_students, &teacher_sparsity) },
         Series {
             label: "teacher".into(),
             points: sparsity_points(&pruned_teachers, &|r| r.eval_number("sparsity/global").map(|s| 100.0 * s)),
