@@ -86,7 +86,16 @@ pub fn update_readme(readme: &Path, dir: &Path, report: &Report) -> Result<()> {
         anyhow::bail!("{}: no {README_BEGIN} ... {README_END} section to rewrite", readme.display());
     };
     anyhow::ensure!(begin < end, "{}: {README_END} comes before {README_BEGIN}", readme.display());
-    let body = report.body.replace("\n## ", "\n#### ").replace("## ", "#### ");
+    // Second-level headings, line by line (a second `replace` over the text would also rewrite
+    // the `#### ` the first one wrote).
+    let body: String = report
+        .body
+        .lines()
+        .map(|line| match line.strip_prefix("## ") {
+            Some(heading) => format!("#### {heading}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
     let section = format!(
         "{README_BEGIN}\n<!-- written by `kd-report --run-dir {} --readme`; do not edit by hand -->\n\n{} The plots are in \
          `{}/report.md`.\n\n{body}\n",
@@ -327,6 +336,7 @@ mod tests {
         assert!(after.ends_with("<!-- kd-report:end -->\nrest\n"), "{after}");
         assert!(after.contains("Made today.") && after.contains("#### Results") && after.contains("#### Verdicts"));
         assert!(!after.contains("old numbers") && !after.contains("## Plots"), "{after}");
+        assert!(!after.contains("##### "), "headings two levels down, not more: {after}");
         std::fs::write(&readme, "no markers").unwrap();
         assert!(update_readme(&readme, Path::new("r"), &report).unwrap_err().to_string().contains("kd-report:begin"));
     }
