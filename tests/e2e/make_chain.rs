@@ -20,6 +20,8 @@ fn make(data: &Path, run: &Path) -> Command {
         "PRUNED=0.640",
     ]);
     cmd.arg("PRUNE_EPOCHS=0");
+    // Both conversions (the default converts to hard labels only).
+    cmd.arg("LABEL_TYPES=hard smoothing");
     cmd.arg(format!("DATA_DIR={}", data.display()));
     cmd.env("KD_NO_PROGRESS", "1").env_remove("RUST_LOG").env_remove("MAKEFLAGS").env_remove("MFLAGS");
     cmd

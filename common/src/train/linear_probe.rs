@@ -4,6 +4,7 @@
 //! (MoCo's options: 100 epochs, SGD lr 30 with momentum 0.9, x0.1 at epochs 60 and 80, weight
 //! decay 0, batch 256) and its test top-1 reported.
 
+use super::features::CachedFeatures;
 use super::objective::{Objective, StepOutput};
 use super::optimizer::OptimizerConfig;
 use super::schedule::{Decay, ScheduleConfig};
@@ -17,7 +18,7 @@ use crate::models::Network;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use kd_datasets::{Batch, BatchSource, FeatureSource};
+use kd_datasets::{Batch, FeatureSource};
 use std::path::Path;
 
 /// The probe's optimisation.
@@ -41,38 +42,6 @@ impl Default for LinearProbeConfig {
     fn default() -> Self {
         Self { epochs: 100, lr: 30.0, milestones: vec![60, 80], batch_size: 256, weight_decay: 0.0 }
     }
-}
-
-/// Features of a labelled split, computed once.
-#[derive(Clone, Debug)]
-pub struct CachedFeatures {
-    /// Row-major `[rows, dim]`.
-    pub values: Vec<f32>,
-    /// Feature width.
-    pub dim: usize,
-    /// Class of every row.
-    pub labels: Vec<usize>,
-    /// Classes.
-    pub classes: usize,
-}
-
-/// The pooled backbone features of every image of `source` (labelled), in order.
-pub fn cache_features(network: &Network, source: &dyn BatchSource, device: &Device) -> Result<CachedFeatures> {
-    let network = network.valid();
-    let (mut values, mut labels, mut dim) = (Vec::new(), Vec::new(), 0);
-    for batch in source.pass(0) {
-        let batch = batch?;
-        let batch_labels =
-            batch.labels().ok_or_else(|| Error::InvalidConfig("a linear probe needs labelled images".into()))?;
-        labels.extend_from_slice(batch_labels);
-        let features = network.forward_features(upload::images(&batch, 0, device)?);
-        dim = features.dims()[1];
-        values.extend(features.into_data().try_to_vec::<f32>().map_err(|e| Error::Shape(format!("{e:?}")))?);
-    }
-    if labels.is_empty() {
-        return Err(Error::InvalidConfig("a linear probe got no images".into()));
-    }
-    Ok(CachedFeatures { values, dim, labels, classes: source.num_classes() })
 }
 
 /// Cross-entropy of a linear classifier on feature vectors (the probe's objective).

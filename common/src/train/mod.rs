@@ -4,6 +4,7 @@
 //! metrics and resume-after-kill.
 
 mod evaluate;
+mod features;
 mod knn;
 mod linear_probe;
 mod objective;
@@ -15,8 +16,9 @@ pub mod upload;
 mod validation;
 
 pub use evaluate::{evaluate, predict};
-pub use knn::{KnnConfig, knn_top1, vote as knn_vote};
-pub use linear_probe::{CachedFeatures, LinearCrossEntropy, LinearProbeConfig, cache_features, linear_probe};
+pub use features::{CachedFeatures, cache_features};
+pub use knn::{KnnConfig, knn_top1, knn_top1_features, vote as knn_vote};
+pub use linear_probe::{LinearCrossEntropy, LinearProbeConfig, linear_probe};
 pub use objective::{Objective, ObjectiveState, StepInfo, StepOutput};
 pub use optimizer::OptimizerConfig;
 pub use schedule::{Decay, ScheduleConfig};

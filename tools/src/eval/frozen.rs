@@ -8,7 +8,7 @@ use anyhow::Result;
 use kd_common::checkpoint::InputSpec;
 use kd_common::device::ResolvedDevice;
 use kd_common::models::Network;
-use kd_common::train::{KnnConfig, LinearProbeConfig, cache_features, knn_top1, linear_probe};
+use kd_common::train::{KnnConfig, LinearProbeConfig, cache_features, knn_top1_features, linear_probe};
 use kd_datasets::Dataset;
 use serde_json::{Value, json};
 
@@ -38,15 +38,16 @@ pub fn evaluate_frozen(
     let bank = loader(train.clone(), eval_transform(input), 256, false, workers, seed)?;
     let queries = loader(evaluated.clone(), eval_transform(input), 256, false, workers, seed)?;
     let mut out = json!({});
+    // One forward pass per image serves both the kNN bank / queries and the probe.
+    let train_features = cache_features(network, &bank, &device.device)?;
+    let test_features = cache_features(network, &queries, &device.device)?;
     if let Some(knn) = what.knn {
-        let top1 = knn_top1(network, &bank, &queries, knn, &device.device)?;
+        let top1 = knn_top1_features(&train_features, &test_features, knn, &device.device)?;
         tracing::info!("kNN top-1 {top1:.2}% (k {}, tau {}, bank of {})", knn.k, knn.temperature, train.len());
         out["knn_top1"] = json!(top1);
         out["knn"] = json!({"k": knn.k, "temperature": knn.temperature, "bank": train.len()});
     }
     if let Some(probe) = &what.probe {
-        let train_features = cache_features(network, &bank, &device.device)?;
-        let test_features = cache_features(network, &queries, &device.device)?;
         let dir = tempfile::tempdir()?;
         let top1 = linear_probe(&train_features, &test_features, probe, device, dir.path(), seed)?;
         tracing::info!("linear-probe top-1 {top1:.2}% ({} epochs, lr {})", probe.epochs, probe.lr);
