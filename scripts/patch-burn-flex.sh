@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vendor/burn-flex = burn-flex 0.22.1 from crates.io + patches/burn-flex/*.patch (our CPU
-# convolution-backward and batch-norm kernels; the workspace uses it through [patch.crates-io]).
+# convolution-backward, batch-norm and 2x2 max-pool kernels; the workspace uses it through [patch.crates-io]).
 #
 #   scripts/patch-burn-flex.sh apply   rebuild vendor/burn-flex from the registry's .crate file
 #   scripts/patch-burn-flex.sh diff    rewrite patches/burn-flex/ from edits made in vendor/burn-flex
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 version=0.22.1
 crate=burn-flex-$version
 vendor=vendor/burn-flex
-patch_file=patches/burn-flex/0001-conv2d-backward-and-batch-norm-kernels.patch
+patch_file=patches/burn-flex/0001-conv2d-batch-norm-and-max-pool-kernels.patch
 mode=${1:-check}
 
 work=$(mktemp -d)

@@ -115,6 +115,7 @@ mod int;
 pub mod interpolate;
 pub mod mask;
 pub mod matmul;
+mod max_pool2x2;
 mod module;
 pub mod pool;
 mod qtensor;
