@@ -2,11 +2,12 @@
 #
 #   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5, and its
 #                           hard-label conversion), then per student seed: baseline (no KD),
-#                           online KD, FKD, FKD's online control, MEAL V2 (two teachers), SSLD
-#                           (unlabeled hold-out) and its labelled-only baseline; prune, then
-#                           distill: the teacher pruned in rounds, the same student distilled from
-#                           the pruned teachers, and the student shaped by the sparsest one; MoCo v2
-#                           teacher and student, SEED student. All evaluated into report.md
+#                           online KD, DKD and DIST (the same teacher), FKD, FKD's online
+#                           control, MEAL V2 (two teachers), SSLD (unlabeled hold-out) and its
+#                           labelled-only baseline; prune, then distill: the teacher pruned in
+#                           rounds, the same student distilled from the pruned teachers, and the
+#                           student shaped by the sparsest one; MoCo v2 teacher and student, SEED
+#                           student. All evaluated into report.md
 #                           (kd-report --run-dir: results, one verdict per seed claim, plots/*.png).
 #                           Stages run JOBS at a time (2 on a CPU without CUDA), THREADS each.
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
@@ -14,13 +15,16 @@
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
 #   make prune-distill      only the prune-then-distill stages (prune-report.md)
 #   make ssl                only the MoCo v2 / SEED stages; kNN / linear probe (ssl-report.md)
-#   make readme             rewrite README's generated results section from report.md
+#   make readme             rewrite the generated results section of docs/results.md from report.md
 #   make test               the test suite (CI runs this)
 #   make lint               rustfmt and clippy, as CI checks them
 #   make bench              throughput table
 #
 # Binaries are built with the workspace's dev profile, whose hot numeric crates are optimised
 # (see Cargo.toml) with the backends this machine can use (FEATURES, below).
+#
+# Every recipe that captures a tool's standard output writes it through `atomic` (below): the
+# output file appears only once complete, and .DELETE_ON_ERROR removes a failed recipe's target.
 
 PROFILE  ?= quick
 DEVICE   ?= auto
@@ -77,13 +81,29 @@ MOCO_QUEUE = $(if $(QUEUE),--queue $(QUEUE))
 COMMON   = $(RUNARGS) --seed $(SEED)
 TEACHER  = $(RUN)/teacher/model.safetensors
 TEACHER_B = $(RUN)/teacher-b/model.safetensors
-METHODS  = baseline kd fkd fkd-online meal-v2 ssld ssld-baseline
+# Students trained per seed in SEEDS, one directory <method>-s<seed>/ each, made by a pattern
+# rule: ONLINE are the kd-distill methods run online from TEACHER with their default flags (one
+# rule for all, below), METHODS every such student of the main chain, SSL_METHODS those of the
+# self-supervised chain. Each list is written once; everything else derives from them.
+ONLINE   = kd dkd dist
+METHODS  = baseline $(ONLINE) fkd fkd-online meal-v2 ssld ssld-baseline
+SSL_METHODS = moco-student seed
 STUDENTS = $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)))
 comma := ,
 empty :=
 space := $(empty) $(empty)
-# Comma-separated eval.json files of a method over the seeds.
-evals = $(subst $(space),$(comma),$(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.json))
+# The eval.json files of a method over the seeds; `evals`: the same, comma-separated.
+seed_evals = $(foreach s,$(SEEDS),$(RUN)/$(1)-s$(s)/eval.json)
+evals = $(subst $(space),$(comma),$(call seed_evals,$(1)))
+
+# $(call atomic,COMMAND,OUTPUT): COMMAND's standard output into a temporary file, renamed to
+# OUTPUT once COMMAND succeeded, so that OUTPUT exists only when complete (a killed or failed
+# recipe leaves the temporary file, never a partial OUTPUT). The temporary file lies in $(RUN)
+# itself, named after OUTPUT's path below it ($(RUN)/kd-s0/summary.json: $(RUN)/kd-s0.summary.json.tmp):
+# a tool creates its output directory only when it runs, after the shell has opened the redirect.
+define atomic
+$(1) > $(RUN)/$(subst /,.,$(patsubst $(RUN)/%,%,$(2))).tmp && mv $(RUN)/$(subst /,.,$(patsubst $(RUN)/%,%,$(2))).tmp $(2)
+endef
 
 # Tests run the wgpu backend on Mesa's lavapipe when no GPU is present.
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
@@ -95,7 +115,7 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 # each pattern rule's target pattern. (Not `.SECONDARY:`
 # without prerequisites: that makes every target secondary, and make then skips a missing
 # eval.json, e.g. of a seed added to SEEDS, when the report is newer than what exists.)
-.PRECIOUS: $(foreach m,baseline kd fkd fkd-online meal-v2 ssld ssld-baseline moco-student seed,$(RUN)/$(m)-s%/model.safetensors) \
+.PRECIOUS: $(foreach m,$(METHODS) $(SSL_METHODS),$(RUN)/$(m)-s%/model.safetensors) \
   $(RUN)/kd-derived-%-s$(SEED)/model.safetensors
 
 all: $(RUN)/report.md
@@ -115,52 +135,55 @@ $(TOOLS): build
 
 $(RUN)/teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(TOOL)/kd-pretrain $(COMMON) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher > $(RUN)-teacher.json.tmp && mv $(RUN)-teacher.json.tmp $(RUN)/teacher/summary.json
+	$(call atomic,$(TOOL)/kd-pretrain $(COMMON) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher,$(RUN)/teacher/summary.json)
 
 # A second teacher for MEAL V2's ensemble: the same recipe with another seed.
 $(RUN)/teacher-b/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(TOOL)/kd-pretrain $(RUNARGS) --seed $$(( $(SEED) + 1 )) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher-b > $(RUN)-teacher-b.json.tmp && mv $(RUN)-teacher-b.json.tmp $(RUN)/teacher-b/summary.json
+	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $$(( $(SEED) + 1 )) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher-b,$(RUN)/teacher-b/summary.json)
 
 # Students, one directory per method and seed: <method>-s<seed>/.
 $(RUN)/baseline-s%/model.safetensors: | build
-	$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student $(SCHEDULE) $(SIZED) --out $(RUN)/baseline-s$* > $(RUN)/baseline-s$*.json.tmp && mv $(RUN)/baseline-s$*.json.tmp $(RUN)/baseline-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student $(SCHEDULE) $(SIZED) --out $(RUN)/baseline-s$*,$(RUN)/baseline-s$*/summary.json)
 
-$(RUN)/kd-s%/model.safetensors: $(TEACHER) | build
-	$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-s$* > $(RUN)/kd-s$*.json.tmp && mv $(RUN)/kd-s$*.json.tmp $(RUN)/kd-s$*/summary.json
+# Online students of TEACHER, one rule per method in ONLINE, each with the method's default
+# flags: kd (Hinton KD), dkd (decoupled KD), dist (DIST's relation loss).
+define ONLINE_STUDENT
+$(RUN)/$(1)-s%/model.safetensors: $(TEACHER) | build
+	$(call atomic,$(TOOL)/kd-distill $(1) $(RUNARGS) --seed $$* --teacher $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/$(1)-s$$*,$(RUN)/$(1)-s$$*/summary.json)
+endef
+$(foreach m,$(ONLINE),$(eval $(call ONLINE_STUDENT,$(m))))
 
 $(RUN)/fkd-s%/model.safetensors: $(RUN)/labels.h5 | build
-	$(TOOL)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$* > $(RUN)/fkd-s$*.json.tmp && mv $(RUN)/fkd-s$*.json.tmp $(RUN)/fkd-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-distill fkd $(RUNARGS) --seed $* --labels $(RUN)/labels.h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-s$*,$(RUN)/fkd-s$*/summary.json)
 
 # FKD's online control: the teacher labels the same crop family on the fly, with FKD's loss
 # (soft cross-entropy at T 1, no hard-label term), for as many crops as FKD's plan visits.
 $(RUN)/fkd-online-s%/model.safetensors: $(TEACHER) | build
-	$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --alpha 1 --temperature 1 $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-online-s$* > $(RUN)/fkd-online-s$*.json.tmp && mv $(RUN)/fkd-online-s$*.json.tmp $(RUN)/fkd-online-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --alpha 1 --temperature 1 $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-online-s$*,$(RUN)/fkd-online-s$*/summary.json)
 
 # MEAL V2 starts from a trained student, as its recipe does (the baseline of the same seed).
 $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) $(RUN)/baseline-s%/model.safetensors | build
-	$(TOOL)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --init $(RUN)/baseline-s$*/model.safetensors $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$* > $(RUN)/meal-v2-s$*.json.tmp && mv $(RUN)/meal-v2-s$*.json.tmp $(RUN)/meal-v2-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --init $(RUN)/baseline-s$*/model.safetensors $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$*,$(RUN)/meal-v2-s$*/summary.json)
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
-	$(TOOL)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$* > $(RUN)/ssld-s$*.json.tmp && mv $(RUN)/ssld-s$*.json.tmp $(RUN)/ssld-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$*,$(RUN)/ssld-s$*/summary.json)
 
 # SSLD's labelled-only baseline: the student trained on the same labelled images as SSLD (the
 # training split minus SSLD's unlabelled hold-out, the same seeded choice).
 $(RUN)/ssld-baseline-s%/model.safetensors: | build
-	$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student --unlabeled-holdout $(UNLABELED) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-baseline-s$* > $(RUN)/ssld-baseline-s$*.json.tmp && mv $(RUN)/ssld-baseline-s$*.json.tmp $(RUN)/ssld-baseline-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student --unlabeled-holdout $(UNLABELED) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-baseline-s$*,$(RUN)/ssld-baseline-s$*/summary.json)
 
 $(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
-	$(TOOL)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) \
-	  --confusion-matrix $(RUN)/$*/confusion.csv > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) --confusion-matrix $(RUN)/$*/confusion.csv,$@)
 
 
 # FKD region labels from the trained teacher (marginal smoothing top-5, u8 probabilities).
 $(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
-	$(TOOL)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) $(DATA) --seed $(SEED) --force \
-	  --out $@ > $(RUN)/labels-pack.json.tmp && mv $(RUN)/labels-pack.json.tmp $(RUN)/labels-pack.json
+	$(call atomic,$(TOOL)/kd-pack-labels --teacher $< --crops $(CROPS) --scale $(CROP_SCALE) --device $(DEVICE) $(DATA) --seed $(SEED) --force --out $@,$(RUN)/labels-pack.json)
 
 $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
-	$(TOOL)/kd-pack-labels stats $< > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-pack-labels stats $<,$@)
 
 # FKD's label compressions (Shen & Xing, ECCV 2022, §3.2) at equal crops: labels.h5 (marginal
 # smoothing, top-5, u8) re-compressed without the teacher (`kd-pack-labels convert`), one FKD
@@ -170,10 +193,10 @@ $(RUN)/labels-stats.json: $(RUN)/labels.h5 | build
 LABEL_TYPES ?= hard
 define FKD_LABEL_TYPE
 $(RUN)/labels-$(1).h5: $(RUN)/labels.h5 | build
-	$(TOOL)/kd-pack-labels convert $(RUN)/labels.h5 --label-type $(1) --force --out $(RUN)/labels-$(1).h5 > $(RUN)/labels-$(1).json.tmp && mv $(RUN)/labels-$(1).json.tmp $(RUN)/labels-$(1).json
+	$(call atomic,$(TOOL)/kd-pack-labels convert $(RUN)/labels.h5 --label-type $(1) --force --out $(RUN)/labels-$(1).h5,$(RUN)/labels-$(1).json)
 
 $(RUN)/fkd-$(1)-s$(SEED)/model.safetensors: $(RUN)/labels-$(1).h5 | build
-	$(TOOL)/kd-distill fkd $(RUNARGS) --seed $(SEED) --labels $(RUN)/labels-$(1).h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-$(1)-s$(SEED) > $(RUN)/fkd-$(1)-s$(SEED).json.tmp && mv $(RUN)/fkd-$(1)-s$(SEED).json.tmp $(RUN)/fkd-$(1)-s$(SEED)/summary.json
+	$(call atomic,$(TOOL)/kd-distill fkd $(RUNARGS) --seed $(SEED) --labels $(RUN)/labels-$(1).h5 --reference $(TEACHER) $(SCHEDULE) $(SIZED) --out $(RUN)/fkd-$(1)-s$(SEED),$(RUN)/fkd-$(1)-s$(SEED)/summary.json)
 endef
 $(foreach t,$(LABEL_TYPES),$(eval $(call FKD_LABEL_TYPE,$(t))))
 FKD_TYPE_EVALS = $(foreach t,$(LABEL_TYPES),$(RUN)/fkd-$(t)-s$(SEED)/eval.json)
@@ -190,19 +213,19 @@ SPARSEST = $(lastword $(PRUNED))
 PRUNED_CKPT = $(RUN)/prune/model-remaining-$(1).safetensors
 
 $(RUN)/prune/ladder.csv: $(TEACHER) | build
-	$(TOOL)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) --fraction $(PRUNE_FRACTION) $(if $(PRUNE_EPOCHS),--epochs $(PRUNE_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) --out $(RUN)/prune > $(RUN)/prune-summary.json.tmp && mv $(RUN)/prune-summary.json.tmp $(RUN)/prune/summary.json
+	$(call atomic,$(TOOL)/kd-prune $(COMMON) --teacher $(TEACHER) --target-sparsity $(PRUNE_TARGET) --fraction $(PRUNE_FRACTION) $(if $(PRUNE_EPOCHS),--epochs $(PRUNE_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) --out $(RUN)/prune,$(RUN)/prune/summary.json)
 
 $(foreach r,$(PRUNED),$(call PRUNED_CKPT,$(r))): $(RUN)/prune/ladder.csv
 
 # Pruned teachers are evaluated like the others, under names of their own.
 $(RUN)/pruned-%/eval.json: $(RUN)/prune/ladder.csv | build
 	@mkdir -p $(RUN)/pruned-$*
-	$(TOOL)/kd-eval $(call PRUNED_CKPT,$*) --device $(DEVICE) --reference $(TEACHER) > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-eval $(call PRUNED_CKPT,$*) --device $(DEVICE) --reference $(TEACHER),$@)
 
 # The preset's student distilled (online KD) from each pruned teacher: kd-pruned<remaining>-s<seed>.
 define KD_FROM_PRUNED
 $(RUN)/kd-pruned$(1)-s$(2)/model.safetensors: $(call PRUNED_CKPT,$(1)) | build
-	$(TOOL)/kd-distill kd $(RUNARGS) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-pruned$(1)-s$(2) > $(RUN)/kd-pruned$(1)-s$(2).json.tmp && mv $(RUN)/kd-pruned$(1)-s$(2).json.tmp $(RUN)/kd-pruned$(1)-s$(2)/summary.json
+	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $(2) --teacher $(call PRUNED_CKPT,$(1)) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-pruned$(1)-s$(2),$(RUN)/kd-pruned$(1)-s$(2)/summary.json)
 endef
 $(foreach r,$(PRUNED),$(foreach s,$(SEEDS),$(eval $(call KD_FROM_PRUNED,$(r),$(s)))))
 
@@ -212,49 +235,49 @@ $(foreach r,$(PRUNED),$(foreach s,$(SEEDS),$(eval $(call KD_FROM_PRUNED,$(r),$(s
 # DERIVED="random strongest"` runs both.)
 DERIVED ?= random
 $(RUN)/derived-random/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
-	$(TOOL)/kd-prune derive-student --checkpoint $< --init random --seed $(SEED) --out $(RUN)/derived-random > $(RUN)/derived-random.json.tmp && mv $(RUN)/derived-random.json.tmp $(RUN)/derived-random/shape.json
+	$(call atomic,$(TOOL)/kd-prune derive-student --checkpoint $< --init random --seed $(SEED) --out $(RUN)/derived-random,$(RUN)/derived-random/shape.json)
 
 $(RUN)/derived-strongest/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
-	$(TOOL)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest > $(RUN)/derived-strongest.json.tmp && mv $(RUN)/derived-strongest.json.tmp $(RUN)/derived-strongest/shape.json
+	$(call atomic,$(TOOL)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest,$(RUN)/derived-strongest/shape.json)
 
 $(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
-	$(TOOL)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED) > $(RUN)/kd-derived-$*-s$(SEED).json.tmp && mv $(RUN)/kd-derived-$*-s$(SEED).json.tmp $(RUN)/kd-derived-$*-s$(SEED)/summary.json
+	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED),$(RUN)/kd-derived-$*-s$(SEED)/summary.json)
 
 PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
   baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) \
   $(foreach r,$(PRUNED),kd-pruned$(r)=$(call evals,kd-pruned$(r))) \
   $(foreach d,$(DERIVED),kd-derived-$(d)=$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
 PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) \
-  $(foreach m,baseline kd $(foreach r,$(PRUNED),kd-pruned$(r)),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/eval.json)) \
+  $(foreach m,baseline kd $(foreach r,$(PRUNED),kd-pruned$(r)),$(call seed_evals,$(m))) \
   $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
 
 $(RUN)/prune-report.md: $(PTD_EVALS) | build
-	$(TOOL)/kd-report $(PTD_ROWS) > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-report $(PTD_ROWS),$@)
 
 # Self-supervised distillation (`make ssl`): a MoCo v2 teacher (the preset's teacher network), a
 # MoCo v2 student and a SEED student (the preset's student network, one per seed in SEEDS), each
 # evaluated frozen by kNN and the linear probe into ssl-report.md.
 $(RUN)/moco-teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(TOOL)/kd-pretrain --method moco --role teacher $(COMMON) $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-teacher > $(RUN)/moco-teacher.json.tmp && mv $(RUN)/moco-teacher.json.tmp $(RUN)/moco-teacher/summary.json
+	$(call atomic,$(TOOL)/kd-pretrain --method moco --role teacher $(COMMON) $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-teacher,$(RUN)/moco-teacher/summary.json)
 
 $(RUN)/moco-student-s%/model.safetensors: | build
 	@mkdir -p $(RUN)
-	$(TOOL)/kd-pretrain --method moco --role student $(RUNARGS) --seed $* $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-student-s$* > $(RUN)/moco-student-s$*.json.tmp && mv $(RUN)/moco-student-s$*.json.tmp $(RUN)/moco-student-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-pretrain --method moco --role student $(RUNARGS) --seed $* $(SCHEDULE) $(SIZED) $(MOCO_QUEUE) --out $(RUN)/moco-student-s$*,$(RUN)/moco-student-s$*/summary.json)
 
 $(RUN)/seed-s%/model.safetensors: $(RUN)/moco-teacher/model.safetensors | build
-	$(TOOL)/kd-seed --teacher $< $(RUNARGS) --seed $* $(SCHEDULE) $(MOCO_QUEUE) --out $(RUN)/seed-s$* > $(RUN)/seed-s$*.json.tmp && mv $(RUN)/seed-s$*.json.tmp $(RUN)/seed-s$*/summary.json
+	$(call atomic,$(TOOL)/kd-seed --teacher $< $(RUNARGS) --seed $* $(SCHEDULE) $(MOCO_QUEUE) --out $(RUN)/seed-s$*,$(RUN)/seed-s$*/summary.json)
 
 # Encoders: kNN top-1 and the linear probe (kd-eval's default for a network without a classifier).
 $(RUN)/moco-%/eval.json: $(RUN)/moco-%/model.safetensors | build
-	$(TOOL)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-eval $< --device $(DEVICE),$@)
 
 $(RUN)/seed-s%/eval.json: $(RUN)/seed-s%/model.safetensors | build
-	$(TOOL)/kd-eval $< --device $(DEVICE) > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-eval $< --device $(DEVICE),$@)
 
-SSL_EVALS = $(RUN)/moco-teacher/eval.json $(foreach s,$(SEEDS),$(RUN)/moco-student-s$(s)/eval.json $(RUN)/seed-s$(s)/eval.json)
+SSL_EVALS = $(RUN)/moco-teacher/eval.json $(foreach s,$(SEEDS),$(foreach m,$(SSL_METHODS),$(RUN)/$(m)-s$(s)/eval.json))
 $(RUN)/ssl-report.md: $(SSL_EVALS) | build
-	$(TOOL)/kd-report moco-teacher=$(RUN)/moco-teacher/eval.json moco-student=$(call evals,moco-student) seed-student=$(call evals,seed) > $@.tmp && mv $@.tmp $@
+	$(call atomic,$(TOOL)/kd-report moco-teacher=$(RUN)/moco-teacher/eval.json moco-student=$(call evals,moco-student) seed-student=$(call evals,seed),$@)
 
 ssl: $(RUN)/ssl-report.md
 	@cat $<
@@ -266,13 +289,14 @@ ssl: $(RUN)/ssl-report.md
 # still running is skipped and started only when make's walk over this list comes back to it
 # (measured: pruning began 16 minutes into a 29-minute chain, the derived student's KD ran last).
 $(RUN)/report.md: $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json) \
-  $(foreach s,$(SEEDS),$(RUN)/seed-s$(s)/eval.json) $(RUN)/teacher-b/eval.json $(foreach s,$(SEEDS),$(RUN)/meal-v2-s$(s)/eval.json) \
+  $(call seed_evals,seed) $(RUN)/teacher-b/eval.json $(call seed_evals,meal-v2) \
   $(PTD_EVALS) $(SSL_EVALS) $(RUN)/teacher/eval.json $(addsuffix /eval.json,$(STUDENTS)) $(FKD_TYPE_EVALS) $(RUN)/labels-stats.json | build
 	$(TOOL)/kd-report --run-dir $(RUN) > /dev/null
 
-# The README's generated results section (between its kd-report markers), from report.md's run.
+# The generated results section of docs/results.md (between its kd-report markers), from
+# report.md's run.
 readme: $(RUN)/report.md
-	$(TOOL)/kd-report --run-dir $(RUN) --readme README.md > /dev/null
+	$(TOOL)/kd-report --run-dir $(RUN) --readme docs/results.md > /dev/null
 
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.

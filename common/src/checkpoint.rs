@@ -39,6 +39,34 @@ pub struct InputSpec {
     pub std: Vec<f32>,
 }
 
+/// The largest image side a checkpoint or flag may ask for: eight times ImageNet's 512-pixel
+/// fine-tuning resolutions, and one image of it at 3 channels is 800 MB of f32.
+pub const MAX_IMAGE_SIDE: usize = 8192;
+/// The most channels an input may have.
+pub const MAX_CHANNELS: usize = 4;
+
+impl InputSpec {
+    /// Checks sizes that would make a tool allocate without bound, and the normalisation.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_CHANNELS).contains(&self.channels) {
+            return Err(format!("input has {} channels; 1 to {MAX_CHANNELS} are supported", self.channels));
+        }
+        if !(1..=MAX_IMAGE_SIDE).contains(&self.height) || !(1..=MAX_IMAGE_SIDE).contains(&self.width) {
+            return Err(format!(
+                "input of {}x{} pixels; each side must be 1 to {MAX_IMAGE_SIDE}",
+                self.height, self.width
+            ));
+        }
+        if self.mean.len() != self.channels || self.std.len() != self.channels {
+            return Err(format!("input normalisation needs {} mean and std value(s)", self.channels));
+        }
+        if !self.std.iter().all(|s| s.is_finite() && *s > 0.0) || !self.mean.iter().all(|m| m.is_finite()) {
+            return Err("input normalisation: means must be finite and standard deviations positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// Sparsity of one pruned layer.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerSparsity {
@@ -178,13 +206,42 @@ pub fn save(network: &Network, meta: &CheckpointMeta, weights: &Path) -> Result<
             .skip_enum_variants(true)
             .metadata("format", "pt")
             .metadata("kdkit.arch", meta.model.arch.to_string());
-        network.save_into(&mut store).map_err(|e| Error::Checkpoint { path: weights.into(), message: e.to_string() })
+        network
+            .save_into(&mut store)
+            .map_err(|e| Error::Checkpoint { path: weights.into(), message: e.to_string() })?;
+        sort_safetensors_header(tmp)
     })?;
     let mut meta = meta.clone();
     meta.format_version = FORMAT_VERSION;
     meta.weights_sha256 = sha256_file(weights)?;
     atomic::write_json(&sidecar_path(weights), &meta)
 }
+
+/// Rewrites a safetensors file's JSON header with its keys sorted (the writer emits them in
+/// hash-map order), so that the same tensors always give the same bytes and the same SHA-256.
+/// The layout is `u64 LE header length, header, data`; the data's offsets are relative to the
+/// end of the header, so only the header changes. Padded with spaces to 8 bytes, as the format
+/// allows.
+fn sort_safetensors_header(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: &str| Error::Checkpoint { path: path.into(), message: message.into() };
+    let length =
+        bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or_else(|| bad("no header"))?;
+    let end = usize::try_from(length).ok().and_then(|l| l.checked_add(8)).filter(|&e| e <= bytes.len());
+    let end = end.ok_or_else(|| bad("header longer than the file"))?;
+    // serde_json's map is a BTreeMap: parsing and printing sorts every object's keys.
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..end]).map_err(|e| bad(&e.to_string()))?;
+    let mut text = serde_json::to_vec(&header).map_err(|e| bad(&e.to_string()))?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[end..]);
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// The largest sidecar read (they hold the configuration, metrics and per-layer sparsity).
+const MAX_SIDECAR_BYTES: u64 = 64 << 20;
 
 /// Reads and checks a sidecar.
 pub fn read_meta(weights: &Path) -> Result<CheckpointMeta> {
@@ -201,9 +258,18 @@ pub fn read_meta(weights: &Path) -> Result<CheckpointMeta> {
             ),
         ));
     }
+    // A sidecar is a few kilobytes; do not read a huge (or endless) file to the end.
+    let size = std::fs::metadata(&sidecar).map_err(|e| Error::io(&sidecar, e))?.len();
+    if size > MAX_SIDECAR_BYTES || !std::fs::metadata(&sidecar).is_ok_and(|m| m.is_file()) {
+        return Err(Error::Parse {
+            path: sidecar,
+            message: format!("not a checkpoint sidecar (a regular file of at most {MAX_SIDECAR_BYTES} bytes)"),
+        });
+    }
     let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
     let meta = parse_meta(&text, &sidecar)?;
     meta.model.validate().map_err(|e| Error::Parse { path: sidecar.clone(), message: e.to_string() })?;
+    meta.input.check().map_err(|message| Error::Parse { path: sidecar.clone(), message })?;
     Ok(meta)
 }
 
@@ -288,7 +354,12 @@ fn apply_store(network: &mut Network, store: SafetensorsStore, weights: &Path) -
     let mismatch = |message: String| Error::CheckpointMismatch { path: weights.into(), message };
     let result = network.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
     let problems = apply_problems(&result);
-    if problems.is_empty() { Ok(()) } else { Err(mismatch(problems.join("; "))) }
+    if !problems.is_empty() {
+        return Err(mismatch(problems.join("; ")));
+    }
+    // Tensors stored as f16, bf16 or f64 load as such: one float type for the kernels.
+    *network = crate::models::float32::to_f32(network.clone());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -343,6 +414,46 @@ mod tests {
         value["format_version"] = serde_json::json!(FORMAT_VERSION + 1);
         let err = parse_meta(&value.to_string(), Path::new("m.json")).unwrap_err().to_string();
         assert!(err.contains("newer kdkit") && err.contains("upgrade"), "{err}");
+    }
+
+    /// A sidecar whose input is 100000 x 100000 pixels is refused when read, before any tool
+    /// allocates an image of it.
+    #[test]
+    fn oversized_inputs_in_a_sidecar_are_refused() {
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let spec = ModelSpec::new(Arch::ResNet(8), 1, 3);
+        save(&spec.init(&device).unwrap(), &meta(spec.clone()), &path).unwrap();
+        let sidecar = sidecar_path(&path);
+        let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
+        value["input"]["height"] = 100_000.into();
+        value["input"]["width"] = 100_000.into();
+        std::fs::write(&sidecar, value.to_string()).unwrap();
+        let err = read_meta(&path).unwrap_err().to_string();
+        assert!(err.contains("100000x100000") && err.contains("m.json"), "{err}");
+    }
+
+    /// The same network saved twice gives the same bytes: the header's keys are written sorted,
+    /// not in hash-map order (two maps of one process iterate in different orders).
+    #[test]
+    fn identical_tensors_give_identical_files() {
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ModelSpec::new(Arch::ResNet(8), 1, 3);
+        let network = spec.init(&device).unwrap();
+        let hashes: Vec<String> = (0..4)
+            .map(|i| {
+                let path = dir.path().join(format!("m{i}.safetensors"));
+                save(&network, &meta(spec.clone()), &path).unwrap();
+                sha256_file(&path).unwrap()
+            })
+            .collect();
+        assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+        let (loaded, _) = load(&dir.path().join("m0.safetensors"), &device).unwrap();
+        let x = Tensor::<4>::random([1, 1, 8, 8], burn::tensor::Distribution::Default, &device);
+        let a = network.valid().forward(x.clone()).into_data();
+        a.assert_approx_eq::<f32>(&loaded.valid().forward(x).into_data(), burn::tensor::Tolerance::absolute(1e-6));
     }
 
     #[test]

@@ -169,7 +169,7 @@ fn cuda(index: usize) -> Result<ResolvedDevice> {
 fn cuda(_index: usize) -> Result<ResolvedDevice> {
     Err(Error::BackendNotCompiled {
         backend: "cuda",
-        hint: "run scripts/setup-cuda.sh first; see README, section CUDA",
+        hint: "run scripts/setup-cuda.sh first; see docs/devices.md, section CUDA",
     })
 }
 

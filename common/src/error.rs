@@ -17,9 +17,14 @@ pub enum Error {
     BadDeviceSpec(String),
 
     // --- files ---
-    /// Reading or writing a file failed.
-    #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    /// Reading or writing a file failed; the cause is the error's source, so the printed chain
+    /// reads "path: cause" and a closed pipe can be recognised in it.
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
     /// A JSON or TOML document did not parse or did not fit its schema.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },

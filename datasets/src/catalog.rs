@@ -214,10 +214,10 @@ mod tests {
 
     #[test]
     fn missing_directory_says_how_to_install() {
-        let err = DatasetKind::FashionMnist
-            .open(Some(Path::new("/nonexistent/fm")), Split::Train, 1, 0.1)
-            .unwrap_err()
-            .to_string();
+        let err = DatasetKind::FashionMnist.open(Some(Path::new("/nonexistent/fm")), Split::Train, 1, 0.1).unwrap_err();
+        // The whole chain, as a tool prints it: the path, then the cause (the error's source).
+        let cause = std::error::Error::source(&err).map(|c| c.to_string()).unwrap_or_default();
+        let err = format!("{err}: {cause}");
         assert!(err.contains("/nonexistent/fm") && err.contains("dataset-fashion-mnist"), "{err}");
     }
 

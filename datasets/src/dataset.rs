@@ -257,7 +257,7 @@ impl Dataset {
                 self.len()
             )));
         }
-        let order = crate::loader::permutation(self.len(), seed, u64::MAX - 1);
+        let order = crate::loader::permutation(self.len(), seed, crate::rng::salt::VALIDATION_SPLIT);
         let (val, train) = order.split_at(val_size);
         let (mut train, mut val) = (train.to_vec(), val.to_vec());
         train.sort_unstable();

@@ -5,9 +5,14 @@ use std::path::PathBuf;
 /// Everything that can go wrong while reading or preparing data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// Reading a file failed.
-    #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    /// Reading a file failed; the cause is the error's source (printed after the path in an
+    /// error chain).
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
     /// A file's content is malformed; `offset` is the byte offset of the problem.
     #[error("{path}: {message} (at byte offset {offset})")]
     Format { path: PathBuf, offset: u64, message: String },

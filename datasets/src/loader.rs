@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// A seeded permutation of `0..n` (Fisher-Yates over the `(seed, epoch)` stream).
 pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = stream(seed, epoch, u64::MAX);
+    let mut rng = stream(seed, epoch, crate::rng::salt::PERMUTATION);
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         order.swap(i, rng.random_range(0..=i));

@@ -17,6 +17,18 @@ pub fn stream(seed: u64, epoch: u64, item: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(splitmix64(splitmix64(splitmix64(seed) ^ epoch) ^ item))
 }
 
+/// The salts of the streams that are not a training epoch's, in one place so that no two uses
+/// share a stream: each is passed where [`stream`] takes an epoch or an item.
+pub mod salt {
+    /// The item of a permutation's stream: `permutation(n, seed, epoch)` shuffles with
+    /// `stream(seed, epoch, PERMUTATION)`.
+    pub const PERMUTATION: u64 = u64::MAX;
+    /// The epoch of the validation hold-out's permutation.
+    pub const VALIDATION_SPLIT: u64 = u64::MAX - 1;
+    /// The epoch of SSLD's unlabeled hold-out permutation.
+    pub const UNLABELED_HOLDOUT: u64 = u64::MAX - 2;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,8 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let methods = [
         "| baseline |",
         "| kd |",
+        "| dkd |",
+        "| dist |",
         "| fkd |",
         "| fkd-hard |",
         "| fkd-smoothing |",
@@ -108,7 +110,14 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     assert_eq!(sidecar["dataset"]["count"], 34, "{sidecar}");
 
     let before = checkpoints(&run);
-    assert!(before.len() >= 15, "{before:?}");
+    // Every run directory with a checkpoint: the two teachers, the derived student, the MoCo
+    // teacher and seed 0's students (baseline, kd, dkd, dist, fkd, fkd-hard, fkd-smoothing,
+    // fkd-online, meal-v2, ssld, ssld-baseline, kd-pruned0.640, kd-derived-random, moco-student,
+    // seed).
+    for dir in ["dkd-s0", "dist-s0"] {
+        assert!(run.join(dir).join("eval.json").is_file(), "{dir}/eval.json missing");
+    }
+    assert!(before.len() >= 19, "{before:?}");
     let again = make(&data, &run).output().unwrap();
     let log = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !log.contains("--out "), "nothing is retrained:\n{log}");
@@ -118,8 +127,10 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let more = make(&data, &run).arg("SEEDS=0 1").output().unwrap();
     let log = String::from_utf8_lossy(&more.stdout);
     assert!(more.status.success(), "{log}\n{}", String::from_utf8_lossy(&more.stderr));
-    assert!(log.contains(&format!("--out {}/kd-s1 ", run.display())), "{log}");
-    assert!(!log.contains(&format!("--out {}/kd-s0 ", run.display())), "{log}");
+    for method in ["kd", "dkd", "dist"] {
+        assert!(log.contains(&format!("--out {}/{method}-s1 ", run.display())), "{log}");
+        assert!(!log.contains(&format!("--out {}/{method}-s0 ", run.display())), "{log}");
+    }
     let after = checkpoints(&run);
     assert!(before.iter().all(|b| after.contains(b)), "nothing of seed 0 was redone");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();

@@ -187,6 +187,19 @@ fn shards_merge_into_the_whole() {
     let output = run(&mut merge);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(content(&t.path("whole.h5")), content(&t.path("merged.h5")));
+    // The same merge again is a no-op that succeeds; the file stays as it was.
+    let before = std::fs::read(t.path("merged.h5")).unwrap();
+    let mut again = t.cmd("kd-pack-labels");
+    again.args(["merge", "--out", "merged.h5", "s0.h5", "s1.h5"]);
+    let output = run(&mut again);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read(t.path("merged.h5")).unwrap(), before);
+    // Another label file in its place (a shard) is refused without --force, and kept.
+    let mut other = t.cmd("kd-pack-labels");
+    other.args(["merge", "--out", "s0.h5", "s0.h5", "s1.h5"]);
+    let before = std::fs::read(t.path("s0.h5")).unwrap();
+    assert_input_error(&run(&mut other), &["s0.h5 already exists", "--force"]);
+    assert_eq!(std::fs::read(t.path("s0.h5")).unwrap(), before);
 }
 
 /// `convert` gives the same file as packing that type with the teacher (same crops, same bytes;
@@ -226,11 +239,17 @@ fn convert_equals_packing_the_type() {
     let output = convert("top3.h5", "marginal-smoothing", &["--top-k", "3"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("top 3 classes (it keeps 2)"));
     assert!(!t.path("full.h5").exists() && !t.path("top3.h5").exists() && !t.path("top3.h5.partial").exists());
-    // An existing output needs --force.
-    let output = convert("converted-hard.h5", "hard", &[]);
+    // The same conversion again is a no-op that succeeds and leaves the file as it was; other
+    // settings into an existing output need --force.
+    let before = std::fs::read(t.path("converted-hard.h5")).unwrap();
+    let again = json_ok(&convert("converted-hard.h5", "hard", &["--top-k", "2"]));
+    assert_eq!(again["already_complete"], true);
+    assert_eq!(std::fs::read(t.path("converted-hard.h5")).unwrap(), before);
+    let output = convert("converted-hard.h5", "smoothing", &["--top-k", "2"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
-    json_ok(&convert("converted-hard.h5", "hard", &["--force"]));
+    assert_eq!(std::fs::read(t.path("converted-hard.h5")).unwrap(), before);
+    json_ok(&convert("converted-hard.h5", "smoothing", &["--top-k", "2", "--force"]));
 }
 
 #[test]

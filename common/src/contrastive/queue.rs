@@ -19,6 +19,10 @@ pub struct EmbeddingQueue {
     batch: usize,
 }
 
+/// The most values a queue may hold (`2^30` f32, 4 GiB): `--queue` is a flag, so a typo must
+/// not ask for terabytes.
+pub const MAX_QUEUE_VALUES: usize = 1 << 30;
+
 impl EmbeddingQueue {
     /// `size` random unit rows of dimension `dim` (a seeded normal sample, normalised), taking
     /// pushes of `batch` rows; `size` must be a positive multiple of `batch`.
@@ -30,6 +34,12 @@ impl EmbeddingQueue {
         }
         if dim == 0 {
             return Err(Error::InvalidConfig("the queue's embedding dimension must be at least 1".into()));
+        }
+        if size.checked_mul(dim).is_none_or(|values| values > MAX_QUEUE_VALUES) {
+            return Err(Error::InvalidConfig(format!(
+                "a queue of {size} x {dim} embeddings is larger than the limit of {MAX_QUEUE_VALUES} values (4 GiB; \
+                 MoCo v2's ImageNet queue is 65536 x 128)"
+            )));
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut values = Vec::with_capacity(size * dim);
@@ -158,5 +168,17 @@ mod tests {
         let mut queue = EmbeddingQueue::new(8, 4, 4, 0, &device).unwrap();
         let wrong = Tensor::<2>::zeros([2, 4], &device);
         assert!(queue.push(wrong).unwrap_err().to_string().contains("[4, 4] batches"));
+    }
+
+    /// `--queue` of 2^57 (overflows `size * dim` for dim 128) or 2^40 is refused before any
+    /// allocation.
+    #[test]
+    fn oversized_queues_are_refused() {
+        let device = Device::default();
+        for size in [1usize << 57, 1 << 40, usize::MAX - 1] {
+            let Err(err) = EmbeddingQueue::new(size, 128, 1, 0, &device) else { panic!("{size} accepted") };
+            let err = err.to_string();
+            assert!(err.contains("larger than the limit"), "{err}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Shared inputs and a finite-difference gradient check for the loss tests.
+//! Shared inputs and a finite-difference gradient check for the loss tests (here and in the
+//! distillation methods of kd-tools).
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -21,19 +22,24 @@ pub fn probs(device: &Device, v: [[f32; 3]; 2], temperature: f32) -> Tensor<2> {
 /// Compares the autodiff gradient of `loss` at [`STUDENT`] with central finite differences
 /// (step 1e-2, f32) within 2e-3.
 pub fn check_gradient(loss: impl Fn(Tensor<2>, &Device) -> Tensor<1>) {
+    check_gradient_at(STUDENT, loss);
+}
+
+/// [`check_gradient`] at any `[R, 3]` point.
+pub fn check_gradient_at<const R: usize>(at: [[f32; 3]; R], loss: impl Fn(Tensor<2>, &Device) -> Tensor<1>) {
     let device = Device::default();
     let ad = device.clone().autodiff();
-    let z = value(&ad, STUDENT).require_grad();
+    let z = Tensor::<2>::from_data(TensorData::from(at), &ad).require_grad();
     let grads = loss(z.clone(), &ad).backward();
     let analytic: Vec<f32> = z.grad(&grads).expect("gradient").into_data().try_to_vec().unwrap();
     let h = 1e-2f32;
-    for i in 0..6 {
-        let mut plus = STUDENT;
-        let mut minus = STUDENT;
+    for i in 0..R * 3 {
+        let mut plus = at;
+        let mut minus = at;
         plus[i / 3][i % 3] += h;
         minus[i / 3][i % 3] -= h;
         let f =
-            |v: [[f32; 3]; 2]| -> f32 { loss(Tensor::from_data(TensorData::from(v), &device), &device).into_scalar() };
+            |v: [[f32; 3]; R]| -> f32 { loss(Tensor::from_data(TensorData::from(v), &device), &device).into_scalar() };
         let numeric = (f(plus) - f(minus)) / (2.0 * h);
         assert!(
             (numeric - analytic[i]).abs() < 2e-3,

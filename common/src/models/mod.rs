@@ -2,6 +2,7 @@
 //! embedding (`forward_features`) besides the logits (`forward`).
 
 pub mod discriminator;
+pub mod float32;
 pub mod head;
 mod layers;
 pub mod mobilenet_v2;

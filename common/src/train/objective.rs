@@ -32,11 +32,13 @@ impl StepOutput {
 /// masks, a momentum encoder), saved in `<out>/state/` with the model and optimizer.
 pub type ObjectiveState = BTreeMap<String, Vec<u8>>;
 
-/// Where the loop is when it calls [`Objective::after_step`].
+/// Where the loop is when it calls [`Objective::before_step`] and [`Objective::after_step`].
 #[derive(Clone, Copy, Debug)]
 pub struct StepInfo {
     /// Optimizer steps taken so far, this one included.
     pub step: usize,
+    /// The schedule's epoch this step belongs to, counted from 0.
+    pub epoch: usize,
     /// Steps of the whole run.
     pub total_steps: usize,
     /// Learning rate of this step.
@@ -52,6 +54,10 @@ pub trait Objective<M: Module> {
     /// The network that validation measures and that is exported; `None` for a trained module
     /// that is no zoo network (a linear probe on cached features), which validates nothing.
     fn network<'a>(&self, model: &'a M) -> Option<&'a Network>;
+
+    /// Runs before every step's [`Objective::step`] (a loss weight that warms up with the
+    /// epoch reads it here); a resumed run calls it with the resumed position.
+    fn before_step(&mut self, _info: &StepInfo) {}
 
     /// Runs after every optimizer step and may change the model (re-apply pruning masks) or
     /// the objective's own state (update a momentum encoder, push keys into a queue).

@@ -191,11 +191,14 @@ pub fn fit<M: Module, O: Objective<M>>(model: M, objective: &mut O, run: &Run) -
             let batch = batch?;
             let step = progress.steps_done + i;
             lr = config.schedule.lr_at(step, steps_per_epoch, total_steps);
+            let info =
+                StepInfo { step: step + 1, epoch: (step / steps_per_epoch).min(config.epochs - 1), total_steps, lr };
+            objective.before_step(&info);
             let output = objective.step(&model, &batch, &ad_device)?;
             let n = batch.rows();
             let grads = GradientsParams::from_grads(output.loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            model = objective.after_step(model, &StepInfo { step: step + 1, total_steps, lr })?;
+            model = objective.after_step(model, &info)?;
 
             loss_sum = loss_sum + output.loss.detach().inner().mul_scalar(n as f32);
             for (name, value) in output.metrics {
@@ -313,6 +316,7 @@ mod tests {
         fn after_step(&mut self, model: Linear, info: &StepInfo) -> Result<Linear> {
             self.steps_seen += 1;
             assert_eq!(info.step, self.steps_seen, "the hook sees every step in order");
+            assert_eq!(info.epoch, (info.step - 1) / 4, "one pass of 4 steps is one epoch");
             // 4 rows per batch, 16 rows: 4 steps a pass; fail at the start of a chosen pass
             // (a simulated kill after the previous pass was saved).
             if (info.step - 1).is_multiple_of(4) {

@@ -9,8 +9,10 @@
 use crate::bench::Args;
 use crate::bench::pytorch::PyTorch;
 use crate::bench::{random_dataset, timed_fit};
-use crate::distill::method::DiscriminatorInput;
-use crate::distill::objective::{DistillObjective, Loss, Student, Targets};
+use crate::distill::methods::fkd::SoftTargets;
+use crate::distill::methods::kd::KdLoss;
+use crate::distill::methods::meal_v2::DiscriminatorInput;
+use crate::distill::objective::{DistillObjective, Student, Targets};
 use crate::pack_labels::{encode_block, make_crop_block};
 use crate::pretrain::CrossEntropy;
 use crate::shared::teachers::Teachers;
@@ -118,8 +120,8 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &PyTorc
     let teachers = Teachers { networks: vec![teacher_spec.init(&device.device)?.valid()], metas: vec![teacher_meta] };
     let mut online = DistillObjective {
         teachers,
-        targets: Targets::Online { temperature: 10.0 },
-        loss: Loss::Kd { alpha: 0.95, temperature: 10.0 },
+        targets: Targets::Online { temperature: 10.0, standardize: false },
+        loss: KdLoss { alpha: 0.95, temperature: 10.0, standardize: false },
         discriminator_input: DiscriminatorInput::Logits,
     };
 
@@ -132,7 +134,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &PyTorc
     let mut packed = DistillObjective {
         teachers: Teachers { networks: vec![], metas: vec![] },
         targets: Targets::Packed,
-        loss: Loss::SoftCrossEntropy { temperature: 1.0 },
+        loss: SoftTargets { temperature: 1.0, standardize: false },
         discriminator_input: DiscriminatorInput::Probs,
     };
 
@@ -171,18 +173,14 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &PyTorc
     let [plain, kd, fkd] = totals.map(|(images, seconds)| images / seconds);
     let torch_plain = pytorch.figure("resnet20", batch, None)?;
     let torch_kd = pytorch.figure("resnet20", batch, Some("resnet56"))?;
-    println!(
+    outln!(
         "| (a) train resnet20, plain | {batch} | {plain:.1} | {} | {} |",
         torch_plain.cell(),
         torch_plain.ratio(plain)
     );
-    println!(
-        "| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {} | {} |",
-        torch_kd.cell(),
-        torch_kd.ratio(kd)
-    );
-    println!("| (c) FKD from packed labels, {CROPS} crops/image | {batch} | {fkd:.1} | - | - |");
-    println!(
+    outln!("| (b) online KD resnet56 -> resnet20 | {batch} | {kd:.1} | {} | {} |", torch_kd.cell(), torch_kd.ratio(kd));
+    outln!("| (c) FKD from packed labels, {CROPS} crops/image | {batch} | {fkd:.1} | - | - |");
+    outln!(
         "\nFKD vs plain training c/a = {:.3} (target >= 0.97); FKD vs online KD c/b = {:.3} (target >= 1.5; PyTorch's ceiling {})\n",
         fkd / plain,
         fkd / kd,

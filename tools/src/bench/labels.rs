@@ -55,7 +55,12 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     };
     let teachers = Teachers::load(std::slice::from_ref(&teacher), &device.device)?;
     let input = teachers.metas[0].input.clone();
-    let dataset = DatasetKind::FashionMnist.open(args.common.data_dir.as_deref(), Split::Train, input.channels, 0.1)?;
+    let dataset = DatasetKind::FashionMnist.open(
+        args.common.data_dir.as_deref(),
+        Split::Train,
+        input.channels,
+        crate::shared::run::FOLDER_TEST_FRACTION,
+    )?;
     let shards = (dataset.len() / args.label_images.max(1)).max(1);
     let batch = 256;
     let pure = pure_inference_rate(&teachers, &input, batch, 8, &device.device)?;
@@ -85,8 +90,8 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
     };
     let summary = crate::pack_labels::pack(pack)?;
     let end_to_end = summary["crops_per_s"].as_f64().unwrap_or(0.0);
-    println!("| teacher inference alone ({}, crops) | {batch} | {pure:.0} | - | - |", teachers.metas[0].model.arch);
-    println!(
+    outln!("| teacher inference alone ({}, crops) | {batch} | {pure:.0} | - | - |", teachers.metas[0].model.arch);
+    outln!(
         "| kd-pack-labels end to end (crops) | {batch} | {end_to_end:.0} | - | {:.2} of inference |",
         end_to_end / pure
     );
@@ -108,7 +113,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
         }
     }
     let rate = reads as f64 / started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "| label reading, random images ({} crops each, decoded) | 1 | {rate:.0} | - | - |",
         labels.meta.crops_per_image
     );
@@ -138,8 +143,8 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
             &device.device,
         )?);
     }
-    println!("\n| label type | K | probabilities | geometry | raw bytes/crop | on disk bytes/crop | FKD (pickle) |");
-    println!("|---|---|---|---|---|---|---|");
+    outln!("\n| label type | K | probabilities | geometry | raw bytes/crop | on disk bytes/crop | FKD (pickle) |");
+    outln!("|---|---|---|---|---|---|---|");
     let types = [
         (LabelType::Hard, 1),
         (LabelType::Smoothing, 1),
@@ -178,7 +183,7 @@ fn run_in(args: &Args, device: &ResolvedDevice, workers: usize, dir: &Path) -> R
                     LabelType::MarginalSmoothing | LabelType::MarginalRenorm => "57 fp32 / 29 fp16",
                     LabelType::Full => "4C + 17 fp32",
                 };
-                println!(
+                outln!(
                     "| {} | {k} | {} | {} | {} | {:.1} | {fkd} |",
                     label_type.name(),
                     if label_type == LabelType::Hard { "-" } else { encoding.name() },

@@ -198,14 +198,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.rate_only {
         let (arch, batch) =
             (args.archs.first().context("no --archs")?, *args.batch_sizes.first().context("no --batch-sizes")?);
-        println!("{}", train_throughput(arch.parse()?, batch, args.steps, args.warmup, &device, workers)?);
+        outln!("{}", train_throughput(arch.parse()?, batch, args.steps, args.warmup, &device, workers)?);
         return Ok(());
     }
     // Only the train and distill sections have PyTorch columns.
     let needs_pytorch = wants(&args, "train") || wants(&args, "distill");
     let requested = if needs_pytorch { args.pytorch.as_deref() } else { Some("none") };
     let pytorch = pytorch::PyTorch::detect(requested, threads, args.steps, args.warmup)?;
-    println!(
+    outln!(
         "kdkit benchmark on {} ({}, {threads} threads, {workers} loader workers); PyTorch: {}\n",
         device.description,
         crate::shared::machine::cpu_model().unwrap_or_else(|| "unknown CPU".into()),
@@ -216,8 +216,8 @@ pub fn run(args: Args) -> Result<()> {
     if wants(&args, "train") {
         train_section(&args, &device, workers, &pytorch)?;
     }
-    println!("| what | batch | images/s | PyTorch | kdkit / PyTorch |");
-    println!("|---|---|---|---|---|");
+    outln!("| what | batch | images/s | PyTorch | kdkit / PyTorch |");
+    outln!("|---|---|---|---|---|");
     if wants(&args, "distill") {
         crate::bench::distill::distill_section(&args, &device, workers, &pytorch)?;
     }
@@ -287,9 +287,9 @@ impl Tally {
 /// in turn, for `--rounds` rounds.
 fn train_section(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: &pytorch::PyTorch) -> Result<()> {
     let baseline = args.baseline_bin.as_deref();
-    print!("| train (plain, CIFAR-shaped) | batch | kdkit images/s | PyTorch images/s | kdkit / PyTorch |");
-    println!("{}", if baseline.is_some() { " baseline images/s | kdkit / baseline |" } else { "" });
-    println!("|---|---|---|---|---|{}", if baseline.is_some() { "---|---|" } else { "" });
+    out!("| train (plain, CIFAR-shaped) | batch | kdkit images/s | PyTorch images/s | kdkit / PyTorch |");
+    outln!("{}", if baseline.is_some() { " baseline images/s | kdkit / baseline |" } else { "" });
+    outln!("|---|---|---|---|---|{}", if baseline.is_some() { "---|---|" } else { "" });
     for name in &args.archs {
         let arch: Arch = name.parse()?;
         for &batch in &args.batch_sizes {
@@ -308,27 +308,28 @@ fn train_section(args: &Args, device: &ResolvedDevice, workers: usize, pytorch: 
             }
             let rate = ours.rate().unwrap_or(0.0);
             let figure = theirs.rate().map_or(torch_figure, pytorch::Figure::Measured);
-            print!("| {name} | {batch} | {rate:.1} | {} | {} |", figure.cell(), figure.ratio(rate));
+            out!("| {name} | {batch} | {rate:.1} | {} | {} |", figure.cell(), figure.ratio(rate));
             match base.rate() {
-                Some(b) => println!(" {b:.1} | {:.2} |", rate / b),
-                None => println!(),
+                Some(b) => outln!(" {b:.1} | {:.2} |", rate / b),
+                None => outln!(),
             }
         }
     }
-    println!();
+    outln!();
     Ok(())
 }
 
 fn loader_section(args: &Args, workers: usize) -> Result<()> {
     // Data loading alone: Fashion-MNIST when installed, else CIFAR-shaped random images.
     let kind = args.common.dataset.unwrap_or(DatasetKind::FashionMnist);
-    let dataset = match kind.open(args.common.data_dir.as_deref(), Split::Train, 3, 0.1) {
-        Ok(dataset) => dataset,
-        Err(error) => {
-            tracing::warn!("{error}; timing the loader on random 32x32 RGB images instead");
-            random_dataset(10_000, 3, 32)?
-        }
-    };
+    let dataset =
+        match kind.open(args.common.data_dir.as_deref(), Split::Train, 3, crate::shared::run::FOLDER_TEST_FRACTION) {
+            Ok(dataset) => dataset,
+            Err(error) => {
+                tracing::warn!("{error}; timing the loader on random 32x32 RGB images instead");
+                random_dataset(10_000, 3, 32)?
+            }
+        };
     let (h, w) = dataset.fixed_size().unwrap_or((32, 32));
     let (mean, std) = kind.normalisation();
     let channels = dataset.channels();
@@ -342,6 +343,6 @@ fn loader_section(args: &Args, workers: usize) -> Result<()> {
     let name = format!("load + augment {} {h}x{w}", dataset.name);
     let loader = BatchLoader::new(dataset, transform, LoaderConfig::new(128, true, true, workers, 0))?;
     let rate = loader_throughput(&loader, args.loader_batches)?;
-    println!("| {name} | 128 | {rate:.0} | - | - |");
+    outln!("| {name} | 128 | {rate:.0} | - | - |");
     Ok(())
 }

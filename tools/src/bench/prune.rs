@@ -36,15 +36,15 @@ fn round_seconds(network: Network, device: &burn::tensor::Device) -> Result<(usi
 
 /// Prints both measurements.
 pub fn prune_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Result<()> {
-    println!(
+    outln!(
         "\n| pruning round (global, 20% of the remaining) | prunable weights | read + select (s) | + masks on the device (s) |"
     );
-    println!("|---|---|---|---|");
+    outln!("|---|---|---|---|");
     let vgg = ModelSpec::new(Arch::Vgg(19), 3, 100);
     for (name, spec) in [("resnet56", ModelSpec::new(Arch::ResNet(56), 3, 10)), ("vgg19 (CIFAR-100 head)", vgg)] {
         device.device.seed(0);
         let (count, selected, total) = round_seconds(spec.init(&device.device)?, &device.device)?;
-        println!("| {name} | {count} | {selected:.3} | {total:.3} |");
+        outln!("| {name} | {count} | {selected:.3} | {total:.3} |");
     }
 
     let batch = 64;
@@ -89,8 +89,8 @@ pub fn prune_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Re
         }
     }
     let [plain, masked] = totals.map(|(images, seconds)| images / seconds);
-    println!("\n| resnet20 training, batch {batch} | images/s |\n|---|---|");
-    println!("| plain | {plain:.1} |\n| masks re-applied after every step (59% sparse) | {masked:.1} |");
-    println!("\nMask overhead per step: {:.2}% (target <= 3%)\n", 100.0 * (1.0 - masked / plain));
+    outln!("\n| resnet20 training, batch {batch} | images/s |\n|---|---|");
+    outln!("| plain | {plain:.1} |\n| masks re-applied after every step (59% sparse) | {masked:.1} |");
+    outln!("\nMask overhead per step: {:.2}% (target <= 3%)\n", 100.0 * (1.0 - masked / plain));
     Ok(())
 }

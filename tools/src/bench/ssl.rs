@@ -66,9 +66,9 @@ pub fn ssl_section(args: &Args, device: &ResolvedDevice, workers: usize) -> Resu
         }
     }
     let [moco, seed] = totals.map(|(images, seconds)| images / seconds);
-    println!("\n| resnet20 student, batch {batch}, queue {QUEUE} | images/s |\n|---|---|");
-    println!("| MoCo v2 step (query + momentum key encoder, two views) | {moco:.1} |");
-    println!("| SEED step (student + frozen resnet56 teacher, one view) | {seed:.1} |");
-    println!("\nSEED / MoCo = {:.3}\n", seed / moco);
+    outln!("\n| resnet20 student, batch {batch}, queue {QUEUE} | images/s |\n|---|---|");
+    outln!("| MoCo v2 step (query + momentum key encoder, two views) | {moco:.1} |");
+    outln!("| SEED step (student + frozen resnet56 teacher, one view) | {seed:.1} |");
+    outln!("\nSEED / MoCo = {:.3}\n", seed / moco);
     Ok(())
 }

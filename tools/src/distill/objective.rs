@@ -1,15 +1,16 @@
 //! The objective of every `kd-distill` method: the student's loss against teacher targets that
 //! come either from frozen teachers run on the batch (no autodiff graph for them) or from the
-//! batch's packed soft labels, plus MEAL V2's discriminator when it is on.
+//! batch's packed soft labels, plus MEAL V2's discriminator when it is on. The loss itself is
+//! the method's ([`DistillLoss`], one per file under `methods/`).
 
-use super::method::DiscriminatorInput;
+use super::methods::meal_v2::DiscriminatorInput;
 use crate::shared::teachers::Teachers;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
-use kd_common::losses::{discriminator_loss, jensen_shannon, kd_loss, soft_cross_entropy, symmetric_kl};
+use kd_common::losses::discriminator_loss;
 use kd_common::models::{Discriminator, Network};
-use kd_common::train::{Objective, StepOutput, upload};
+use kd_common::train::{Objective, StepInfo, StepOutput, upload};
 use kd_datasets::Batch;
 
 /// The trained module: the student and, for MEAL V2, its discriminator (trained jointly, one
@@ -22,71 +23,61 @@ pub struct Student {
     pub discriminator: Option<Discriminator>,
 }
 
-/// The student's loss against the teacher distribution `p_t`.
-#[derive(Clone, Copy, Debug)]
-pub enum Loss {
-    /// Hinton KD (`kd_common::losses::kd_kl`), with the hard labels.
-    Kd {
-        /// Weight of the distillation term.
-        alpha: f32,
-        /// Temperature (teacher and student).
-        temperature: f32,
-    },
-    /// Soft cross-entropy at a student temperature (FKD, MEAL V2).
-    SoftCrossEntropy {
-        /// Student temperature.
-        temperature: f32,
-    },
-    /// SSLD's symmetric KL.
-    SymmetricKl,
-    /// The true Jensen-Shannon divergence.
-    JensenShannon,
+/// A method's loss of the student logits against the teacher distribution.
+pub trait DistillLoss {
+    /// Loss of `student_logits` `[B, C]` (raw) against `teacher_probs` `[B, C]` (already at the
+    /// loss's temperature, and standardised when the targets are); `batch` gives the labels.
+    fn loss(
+        &self,
+        student_logits: Tensor<2>,
+        teacher_probs: Tensor<2>,
+        batch: &Batch,
+        device: &Device,
+    ) -> kd_common::Result<Tensor<1>>;
+
+    /// Sees where the loop is before every step (a warm-up reads the epoch).
+    fn before_step(&mut self, _info: &StepInfo) {}
 }
 
 /// Where the teacher distribution comes from.
+#[derive(Clone, Copy, Debug)]
 pub enum Targets {
-    /// Frozen teachers run on every batch at `temperature`.
+    /// Frozen teachers run on every batch: the mean of `softmax(z_t / temperature)`, with each
+    /// `z_t` z-scored first when `standardize` is set (Sun et al., CVPR 2024, §3.2).
     Online {
         /// Softmax temperature of the teachers.
         temperature: f32,
+        /// Logit standardisation of the teachers' logits.
+        standardize: bool,
     },
     /// The batch's packed soft labels.
     Packed,
 }
 
 /// A distillation objective.
-pub struct DistillObjective {
+pub struct DistillObjective<L> {
     /// Teachers: run for `Targets::Online`, and the reference of the agreement metric.
     pub teachers: Teachers,
     /// Target source.
     pub targets: Targets,
-    /// Loss.
-    pub loss: Loss,
+    /// The method's loss.
+    pub loss: L,
     /// What the discriminator sees (when the student carries one).
     pub discriminator_input: DiscriminatorInput,
 }
 
-impl Objective<Student> for DistillObjective {
+impl<L: DistillLoss> Objective<Student> for DistillObjective<L> {
     fn step(&mut self, model: &Student, batch: &Batch, device: &Device) -> kd_common::Result<StepOutput> {
         let images = upload::images(batch, 0, device)?;
         let logits = model.network.forward(images.clone());
         let (teacher_probs, teacher_logits) = match self.targets {
-            Targets::Online { temperature } => {
-                let out = self.teachers.ensemble(images.inner(), temperature);
+            Targets::Online { temperature, standardize } => {
+                let out = self.teachers.ensemble(images.inner(), temperature, standardize);
                 (out.probs.autodiff(), Some(out.mean_logits.autodiff()))
             }
             Targets::Packed => (upload::soft_targets(batch, logits.dims()[1], device)?, None),
         };
-        let mut loss = match self.loss {
-            Loss::Kd { alpha, temperature } => {
-                kd_loss(logits.clone(), teacher_probs.clone(), upload::labels(batch, device)?, alpha, temperature)
-            }
-            Loss::SoftCrossEntropy { temperature } => {
-                soft_cross_entropy(logits.clone(), teacher_probs.clone(), temperature)
-            }
-            Loss::SymmetricKl => symmetric_kl(logits.clone(), teacher_probs.clone()),
-            Loss::JensenShannon => jensen_shannon(logits.clone(), teacher_probs.clone()),
-        };
+        let mut loss = self.loss.loss(logits.clone(), teacher_probs.clone(), batch, device)?;
         let mut metrics = Vec::new();
         if let Some(discriminator) = &model.discriminator {
             let (student_side, teacher_side) = match (self.discriminator_input, teacher_logits) {
@@ -109,11 +100,16 @@ impl Objective<Student> for DistillObjective {
     fn network<'a>(&self, model: &'a Student) -> Option<&'a Network> {
         Some(&model.network)
     }
+
+    fn before_step(&mut self, info: &StepInfo) {
+        self.loss.before_step(info);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distill::methods::fkd::SoftTargets;
     use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use burn::tensor::Device;
@@ -168,7 +164,7 @@ mod tests {
         let mut objective = DistillObjective {
             teachers: Teachers { networks: vec![], metas: vec![] },
             targets: Targets::Packed,
-            loss: Loss::SoftCrossEntropy { temperature: 1.0 },
+            loss: SoftTargets { temperature: 1.0, standardize: false },
             discriminator_input: DiscriminatorInput::Probs,
         };
         let b = batch(4, 3);
@@ -202,7 +198,7 @@ mod tests {
         let mut objective = DistillObjective {
             teachers: Teachers { networks: vec![], metas: vec![] },
             targets: Targets::Packed,
-            loss: Loss::SoftCrossEntropy { temperature: 1.0 },
+            loss: SoftTargets { temperature: 1.0, standardize: false },
             discriminator_input: DiscriminatorInput::Probs,
         };
         let b = batch(2, 4);

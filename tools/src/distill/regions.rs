@@ -3,7 +3,7 @@
 //! batch, so a batch still holds about `batch` crops, and each pass counts as `num_crops`
 //! epochs), then single-crop epochs at the end.
 
-use super::method::RegionCrops;
+use super::crops::RegionCrops;
 use crate::shared::data::{Splits, eval_transform};
 use anyhow::{Context, Result};
 use kd_common::checkpoint::InputSpec;

@@ -5,7 +5,7 @@
 //! Unlabeled images carry the teacher's arg-max as their label, which only the training
 //! accuracy column reads: SSLD's loss has no ground-truth term.
 
-use super::method::UnlabeledSource;
+use super::methods::ssld::UnlabeledSource;
 use crate::shared::data::{eval_transform, unlabeled_holdout};
 use crate::shared::teachers::Teachers;
 use anyhow::{Context, Result, ensure};
@@ -35,7 +35,7 @@ fn pool(train: &Dataset, source: &UnlabeledSource, seed: u64) -> Result<(Dataset
         }
         UnlabeledSource::Dataset { dataset, split, data_dir } => {
             let pool = dataset
-                .open(data_dir.as_deref(), *split, train.channels(), 0.1)
+                .open(data_dir.as_deref(), *split, train.channels(), crate::shared::run::FOLDER_TEST_FRACTION)
                 .with_context(|| format!("unlabeled dataset {dataset}"))?;
             ensure!(
                 pool.channels() == train.channels(),
@@ -62,7 +62,7 @@ fn teacher_scores(
     let mut scores = Vec::with_capacity(dataset.len() * teachers.num_classes());
     for batch in loader.epoch(0) {
         let batch = batch?;
-        let probs = teachers.ensemble(upload::images(&batch, 0, device)?, 1.0).probs;
+        let probs = teachers.ensemble(upload::images(&batch, 0, device)?, 1.0, false).probs;
         scores.extend(
             probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))?,
         );

@@ -35,8 +35,9 @@ pub fn evaluate_frozen(
     device: &ResolvedDevice,
 ) -> Result<Value> {
     let (workers, seed) = (what.workers, what.seed);
-    let bank = loader(train.clone(), eval_transform(input), 256, false, workers, seed)?;
-    let queries = loader(evaluated.clone(), eval_transform(input), 256, false, workers, seed)?;
+    let bank = loader(train.clone(), eval_transform(input), crate::shared::run::EVAL_BATCH, false, workers, seed)?;
+    let queries =
+        loader(evaluated.clone(), eval_transform(input), crate::shared::run::EVAL_BATCH, false, workers, seed)?;
     let mut out = json!({});
     // One forward pass per image serves both the kNN bank / queries and the probe.
     let train_features = cache_features(network, &bank, &device.device)?;

@@ -104,7 +104,8 @@ pub fn run(args: Args) -> Result<()> {
         SplitArg::Test => Split::Test,
     };
     let seed = args.common.seed.unwrap_or(0);
-    let dataset = kind.open(data_dir.as_deref(), split, meta.input.channels, 0.1)?;
+    let dataset =
+        kind.open(data_dir.as_deref(), split, meta.input.channels, crate::shared::run::FOLDER_TEST_FRACTION)?;
     let encoder = !meta.model.head.is_classifier();
     if !encoder && dataset.num_classes() != meta.model.num_classes {
         bail!(
@@ -163,7 +164,12 @@ pub fn run(args: Args) -> Result<()> {
             args.probe_epochs > 0 && args.probe_batch_size > 0 && args.knn_k > 0 && args.knn_temperature > 0.0,
             "kNN and the linear probe need k >= 1, a positive temperature, epochs and a batch size >= 1"
         );
-        let train = kind.open(data_dir.as_deref(), Split::Train, meta.input.channels, 0.1)?;
+        let train = kind.open(
+            data_dir.as_deref(),
+            Split::Train,
+            meta.input.channels,
+            crate::shared::run::FOLDER_TEST_FRACTION,
+        )?;
         evaluate_frozen(&network, &meta.input, &train, &dataset, &frozen, &device)?
     } else {
         json!({})
@@ -180,7 +186,7 @@ pub fn run(args: Args) -> Result<()> {
             "device": device.description,
         });
         merge_into(&mut output, frozen_metrics);
-        println!("{}", serde_json::to_string_pretty(&output)?);
+        outln!("{}", serde_json::to_string_pretty(&output)?);
         return Ok(());
     }
     let loader = loader(dataset.clone(), eval_transform(&meta.input), args.batch_size, false, workers, seed)?;
@@ -235,7 +241,7 @@ pub fn run(args: Args) -> Result<()> {
     });
     let mut output = output;
     merge_into(&mut output, frozen_metrics);
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    outln!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
 

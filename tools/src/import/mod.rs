@@ -13,10 +13,11 @@
 mod layout;
 
 use crate::shared::cli::CommonArgs;
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 use clap::Parser;
 use kd_common::checkpoint::{self, CheckpointMeta, ImportRecord, InputSpec};
+use kd_common::device::{self, DeviceSpec};
 use kd_common::models::{Arch, ModelSpec, Network, Shortcut};
 use kd_datasets::DatasetKind;
 pub use layout::Layout;
@@ -92,22 +93,30 @@ enum Format {
 }
 
 fn sniff_format(path: &Path) -> Result<Format> {
-    let mut head = [0u8; 8];
+    let mut head = [0u8; 9];
     use std::io::Read;
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: not found or unreadable", path.display()))?;
-    let n = file.read(&mut head).with_context(|| format!("reading {}", path.display()))?;
-    // PyTorch >= 1.6 writes a zip archive (PK\x03\x04); older files are a bare pickle (\x80).
-    if n >= 2 && (&head[..2] == b"PK" || head[0] == 0x80) {
-        return Ok(Format::Pytorch);
-    }
-    if n == 8 {
-        let header = u64::from_le_bytes(head);
-        let size = std::fs::metadata(path)?.len();
-        if header > 0 && header + 8 <= size {
-            return Ok(Format::Safetensors);
+    let file = std::fs::File::open(path).with_context(|| format!("{}: not found or unreadable", path.display()))?;
+    let n = file.take(9).read(&mut head).with_context(|| format!("reading {}", path.display()))?;
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    detect_format(&head[..n], size)
+        .ok_or_else(|| anyhow::anyhow!("{}: neither a PyTorch file (.pt/.pth) nor a safetensors file", path.display()))
+}
+
+/// The format of a file from its first bytes and its size: safetensors (an 8-byte little-endian
+/// header length that fits the file, then the JSON header's `{`) is checked first, since its
+/// length bytes may spell anything, including a pickle's 0x80 or a zip's `PK`; then PyTorch >= 1.6's
+/// zip archive (`PK`) or an older bare pickle (0x80).
+fn detect_format(head: &[u8], size: u64) -> Option<Format> {
+    if head.len() == 9 && head[8] == b'{' {
+        let header = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if header > 0 && header.checked_add(8).is_some_and(|end| end <= size) {
+            return Some(Format::Safetensors);
         }
     }
-    bail!("{}: neither a PyTorch file (.pt/.pth) nor a safetensors file", path.display())
+    if head.len() >= 2 && (&head[..2] == b"PK" || head[0] == 0x80) {
+        return Some(Format::Pytorch);
+    }
+    None
 }
 
 /// The imported network, its spec and the renames that fitted the file.
@@ -168,6 +177,8 @@ pub fn import(
         path.display(),
         problems.join("; ")
     );
+    // f16, bf16 and f64 state dicts are stored as f32: every tool computes in f32.
+    let network = kd_common::models::float32::to_f32(network);
     Ok(Imported { network, spec: spec.clone(), remapping: remapping.to_vec(), format })
 }
 
@@ -181,6 +192,10 @@ pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
     // Arguments and files first, before any device is touched.
     ensure!(args.source.exists(), "{}: not found", args.source.display());
+    ensure!(
+        args.common.seed.is_none() && args.common.workers.is_none(),
+        "kd-import draws no random numbers and loads no data: --seed and --workers do not apply"
+    );
     let extra = args.remaps.iter().map(|r| parse_remap(r)).collect::<Result<Vec<_>>>()?;
     let kind = args.common.dataset.unwrap_or(DatasetKind::FashionMnist);
     let known = kind.known_shape();
@@ -199,6 +214,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     ensure!(input.mean.len() == channels && input.std.len() == channels, "--mean and --std need {channels} value(s)");
     ensure!(input.std.iter().all(|s| s.is_finite() && *s > 0.0), "--std values must be positive");
+    input.check().map_err(anyhow::Error::msg)?;
     let mut spec = ModelSpec::new(args.arch, channels, classes);
     spec.width = args.width;
     spec.shortcut = if args.shortcut == ShortcutArg::Conv { Shortcut::Conv } else { Shortcut::Pad };
@@ -207,8 +223,15 @@ pub fn run(args: Args) -> Result<()> {
     let source_sha256 = checkpoint::sha256_file(&args.source)?;
     let mut remapping = args.layout.renames();
     remapping.extend(extra.iter().cloned());
-    if weights.exists() && !args.force {
-        // The same import again (a retried job) is a no-op; anything else is refused.
+    let config = json!({
+        "source": args.source, "arch": args.arch.to_string(), "width": args.width,
+        "shortcut": format!("{:?}", args.shortcut).to_lowercase(), "classes": classes, "dataset": kind.to_string(),
+        "layout": format!("{:?}", args.layout).to_lowercase(), "remap": args.remaps,
+    });
+    // A finished import (weights and sidecar) of the same file with the same settings is a
+    // no-op; anything else there is refused. Weights without a sidecar are an import killed
+    // before its end: it is redone.
+    if weights.exists() && checkpoint::sidecar_path(&weights).exists() && !args.force {
         let same = checkpoint::read_meta(&weights).is_ok_and(|existing| {
             existing.model == spec
                 && existing.input == input
@@ -222,15 +245,17 @@ pub fn run(args: Args) -> Result<()> {
             "{} already exists (another checkpoint or other settings); use --force to replace it",
             weights.display()
         );
+        kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
         tracing::info!("{} already holds this import; nothing to do", weights.display());
-        println!("{}", serde_json::to_string_pretty(&json!({"checkpoint": weights, "already_complete": true}))?);
+        outln!("{}", serde_json::to_string_pretty(&json!({"checkpoint": weights, "already_complete": true}))?);
         return Ok(());
     }
     kd_common::atomic::ensure_writable_dir(&args.out)
         .with_context(|| format!("output directory {}", args.out.display()))?;
-
-    let device = burn::tensor::Device::flex();
-    let imported = import(&args.source, &spec, &remapping, &device)?;
+    kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
+    let device = device::resolve(args.common.device.as_ref().unwrap_or(&DeviceSpec::Auto))?;
+    tracing::info!("device: {}", device.description);
+    let imported = import(&args.source, &spec, &remapping, &device.device)?;
     let class_names = kind
         .class_names()
         .filter(|n| n.len() == classes)
@@ -257,14 +282,6 @@ pub fn run(args: Args) -> Result<()> {
         other: Default::default(),
     };
     checkpoint::save(&imported.network, &meta, &weights)?;
-    kd_common::atomic::write_json(
-        &args.out.join("config.json"),
-        &json!({
-            "source": args.source, "arch": args.arch.to_string(), "width": args.width,
-            "shortcut": format!("{:?}", args.shortcut).to_lowercase(), "classes": classes, "dataset": kind.to_string(),
-            "layout": format!("{:?}", args.layout).to_lowercase(), "remap": args.remaps,
-        }),
-    )?;
     let summary = json!({
         "checkpoint": weights,
         "arch": args.arch.to_string(),
@@ -273,6 +290,89 @@ pub fn run(args: Args) -> Result<()> {
         "key_remapping": imported.remapping,
     });
     tracing::info!("imported {} as {}", args.source.display(), weights.display());
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outln!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eight 0xff bytes claim a header of 2^64 - 1 bytes: no overflow, not a safetensors file.
+    /// A safetensors file whose header length is 128 (0x80 first) or spells `PK` is one all the
+    /// same, and zip archives and pickles are still PyTorch files.
+    #[test]
+    fn formats_are_told_apart_without_overflow() {
+        assert_eq!(detect_format(&[0xff; 9], 1 << 20), None);
+        let mut safetensors = 128u64.to_le_bytes().to_vec();
+        safetensors.push(b'{');
+        assert_eq!(detect_format(&safetensors, 200), Some(Format::Safetensors));
+        assert_eq!(detect_format(&safetensors, 100), Some(Format::Pytorch), "longer than the file: 0x80, a pickle");
+        let mut pk = u64::from_le_bytes(*b"PK\x03\x04\0\0\0\0").to_le_bytes().to_vec();
+        pk.push(b'{');
+        assert_eq!(detect_format(&pk, 1 << 40), Some(Format::Safetensors));
+        assert_eq!(detect_format(b"PK\x03\x04\x14\0\0\0\x08", 1 << 20), Some(Format::Pytorch));
+        assert_eq!(detect_format(&[0x80, 2, b'}', b'q', 0, b'(', b'X', 1, 0], 1 << 20), Some(Format::Pytorch));
+        assert_eq!(detect_format(b"PK", 2), Some(Format::Pytorch));
+        assert_eq!(detect_format(b"hello wor", 9), None);
+    }
+
+    /// A safetensors state dict of f16 tensors imports as f32 (before, it imported and every
+    /// tool then panicked on the dtype): the outputs match the f32 network's to f16 precision.
+    #[test]
+    fn f16_weights_import_as_f32() {
+        use burn::module::Module;
+        use burn::tensor::{Device, Distribution, Tensor, Tolerance};
+        use kd_common::checkpoint::{CheckpointMeta, InputSpec};
+        let device = Device::default();
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ModelSpec::new(Arch::ResNet(8), 1, 3);
+        let network = spec.init(&device).unwrap();
+        let f32_path = dir.path().join("f32.safetensors");
+        let meta = CheckpointMeta {
+            format_version: checkpoint::FORMAT_VERSION,
+            model: spec.clone(),
+            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.0], std: vec![1.0] },
+            dataset: json!({}),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            training: json!({}),
+            metrics: json!({}),
+            weights_sha256: String::new(),
+            written_by: "test".into(),
+            pruning: None,
+            imported_from: None,
+            other: Default::default(),
+        };
+        checkpoint::save(&network, &meta, &f32_path).unwrap();
+        // The same tensors as f16, written with the safetensors crate.
+        let bytes = std::fs::read(&f32_path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let halves: Vec<(String, Vec<usize>, Vec<u8>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let data = view
+                    .data()
+                    .chunks_exact(4)
+                    .flat_map(|b| half::f16::from_f32(f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes())
+                    .collect();
+                (name, view.shape().to_vec(), data)
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = halves
+            .iter()
+            .map(|(n, shape, data)| {
+                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), data).unwrap())
+            })
+            .collect();
+        let f16_path = dir.path().join("f16.safetensors");
+        safetensors::serialize_to_file(views, None, &f16_path).unwrap();
+
+        let imported = import(&f16_path, &spec, &[], &device).unwrap();
+        let x = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+        let got = imported.network.valid().forward(x.clone());
+        assert_eq!(got.dtype(), burn::tensor::DType::F32);
+        let want = network.valid().forward(x);
+        got.into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(2e-2));
+    }
 }

@@ -21,9 +21,14 @@ pub struct Target {
     pub encoding: Option<ProbEncoding>,
 }
 
+/// Whether `path` is a complete label file with `meta` (its creation time and tool aside).
+pub fn holds_labels(path: &Path, meta: &LabelMeta) -> bool {
+    let comparable = |m: &LabelMeta| LabelMeta { created_unix: 0, tool: String::new(), ..m.clone() };
+    RegionLabels::open(path).is_ok_and(|existing| comparable(&existing.meta) == comparable(meta))
+}
+
 /// Converts `input` into `out`; returns the summary that the tool prints.
 pub fn convert(input: &Path, out: &Path, target: &Target, force: bool) -> Result<serde_json::Value> {
-    ensure!(force || !out.exists(), "{} already exists; use --force to replace it", out.display());
     let labels = RegionLabels::open(input).with_context(|| format!("reading {}", input.display()))?;
     let from = labels.meta.compression;
     let classes = labels.meta.num_classes;
@@ -43,6 +48,16 @@ pub fn convert(input: &Path, out: &Path, target: &Target, force: bool) -> Result
         created_unix: now_unix(),
         ..labels.meta.clone()
     };
+    if !force && out.exists() {
+        // The same conversion again (a retried job) is a no-op; anything else is refused.
+        ensure!(
+            holds_labels(out, &meta),
+            "{} already exists (another label file or other settings); use --force to replace it",
+            out.display()
+        );
+        tracing::info!("{} is already complete with these settings; nothing to do", out.display());
+        return Ok(serde_json::json!({"input": input, "out": out, "already_complete": true}));
+    }
     let mut block = LabelBlock { indices: Vec::new(), probs: Vec::new(), ..labels.as_block() };
     for image in 0..meta.num_images {
         for crop in 0..meta.crops_per_image {

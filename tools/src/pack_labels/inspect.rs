@@ -16,7 +16,7 @@ pub fn stats(path: &Path, data_dir: Option<&Path>) -> Result<()> {
     let meta = &labels.meta;
     let kind: Option<DatasetKind> = meta.dataset.name.parse().ok();
     let dataset = match kind {
-        Some(kind) => Some(kind.open(data_dir, Split::Train, 1, 0.1)?),
+        Some(kind) => Some(kind.open(data_dir, Split::Train, 1, crate::shared::run::FOLDER_TEST_FRACTION)?),
         None => None,
     };
     if let Some(dataset) = &dataset {
@@ -83,7 +83,7 @@ pub fn stats(path: &Path, data_dir: Option<&Path>) -> Result<()> {
         "raw_bytes_per_crop": meta.raw_bytes_per_crop(),
         "file_bytes_per_crop": size as f64 / crops.max(1) as f64,
     });
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    outln!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
 
@@ -102,7 +102,7 @@ pub fn verify(path: &Path) -> Result<()> {
             );
         }
     }
-    println!(
+    outln!(
         "{}: ok ({} images x {} crops, {} classes, {} {}, checksums verified)",
         path.display(),
         meta.num_images,

@@ -7,7 +7,6 @@ use kd_datasets::soft_labels::{LabelMeta, LabelWriter, RegionLabels};
 use std::path::{Path, PathBuf};
 
 pub fn merge(out: &Path, shards: &[PathBuf], force: bool) -> Result<()> {
-    ensure!(force || !out.exists(), "{} already exists; use --force to replace it", out.display());
     let mut parts: Vec<RegionLabels> = shards
         .iter()
         .map(|p| RegionLabels::open(p).with_context(|| format!("reading shard {}", p.display())))
@@ -40,12 +39,23 @@ pub fn merge(out: &Path, shards: &[PathBuf], force: bool) -> Result<()> {
     ensure!(expected_offset == first.dataset.count, "shards cover {expected_offset} of {} images", first.dataset.count);
     let meta =
         LabelMeta { num_images: expected_offset, image_offset: 0, shard: None, created_unix: now_unix(), ..first };
+    if !force && out.exists() {
+        // The same merge again (a retried job) is a no-op; anything else is refused.
+        ensure!(
+            super::convert::holds_labels(out, &meta),
+            "{} already exists (another label file or other shards); use --force to replace it",
+            out.display()
+        );
+        tracing::info!("{} is already complete with these shards; nothing to do", out.display());
+        outln!("{}: already complete ({} images)", out.display(), meta.num_images);
+        return Ok(());
+    }
     let _ = std::fs::remove_file(partial_path(out));
     let (mut writer, _) = LabelWriter::create_or_resume(out, &meta)?;
     for part in &parts {
         writer.write_block(part.meta.image_offset, &part.as_block())?;
     }
     writer.finish(out)?;
-    println!("{}: merged {} shards, {} images", out.display(), parts.len(), meta.num_images);
+    outln!("{}: merged {} shards, {} images", out.display(), parts.len(), meta.num_images);
     Ok(())
 }

@@ -149,12 +149,12 @@ pub fn run(args: Args) -> Result<()> {
         Some(Command::Convert { input, out, label_type, top_k, prob_encoding, force }) => {
             let target = Target { label_type, top_k, encoding: prob_encoding };
             let summary = convert(&input, &out, &target, force)?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            outln!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
         None => {
             let summary = pack(args.pack)?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            outln!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
     }

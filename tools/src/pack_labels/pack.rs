@@ -114,7 +114,8 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
     let data_dir =
         args.common.data_dir.clone().or_else(|| first.trained_data_dir().filter(|_| args.common.dataset.is_none()));
     let seed = args.common.seed.unwrap_or(0);
-    let dataset = kind.open(data_dir.as_deref(), Split::Train, first.input.channels, 0.1)?;
+    let dataset =
+        kind.open(data_dir.as_deref(), Split::Train, first.input.channels, crate::shared::run::FOLDER_TEST_FRACTION)?;
     let classes = first.model.num_classes;
     ensure!(
         dataset.num_classes() == classes,

@@ -6,20 +6,21 @@
 //! against a FIFO queue of earlier keys. No labels are read. The key encoder and the queue are
 //! saved with the run's state, so a resumed run continues with the queue it had.
 
-use crate::shared::data::eval_transform;
+use crate::shared::data::{eval_transform, input_spec};
 use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder, with_projection_head};
-use crate::shared::ssl_data::SslData;
+use crate::shared::finish::print_summary;
+use crate::shared::run::{Output, claim_output, run_hash, training_record};
+use crate::shared::ssl_data::{SslData, fit_moco_augment};
 use anyhow::Result as AnyResult;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use kd_common::checkpoint::InputSpec;
 use kd_common::checkpoint::apply_safetensors_bytes;
 use kd_common::contrastive::{EmbeddingQueue, l2_normalize, momentum_update};
 use kd_common::device::ResolvedDevice;
 use kd_common::host_tensors::{host_tensors, to_safetensors};
 use kd_common::losses::info_nce;
+use kd_common::models::HeadSpec;
 use kd_common::models::Network;
-use kd_common::models::{HeadSpec, ModelSpec};
 use kd_common::train::{self, KnnConfig, Objective, ObjectiveState, Phase, Run, StepInfo, StepOutput, upload};
 use kd_common::{Error, Result};
 use kd_datasets::Batch;
@@ -150,35 +151,27 @@ impl Objective<Network> for Moco {
     }
 }
 
-/// What [`train`] needs from `kd-pretrain`.
-pub struct MocoRun<'a> {
-    /// The resolved configuration (written to the sidecar).
-    pub config: &'a super::PretrainConfig,
-    /// Its MoCo part.
-    pub moco: &'a MocoConfig,
-    /// The data.
-    pub data: &'a SslData,
-    /// The network's input.
-    pub input: InputSpec,
-    /// Where to compute.
-    pub device: &'a ResolvedDevice,
-    /// The run's hash.
-    pub run_hash: &'a str,
-}
-
-/// Trains `spec` (its head replaced by the projection head) with MoCo v2 through the one loop,
-/// monitoring kNN top-1 on the validation split; writes `<out>/model.safetensors` with test kNN
-/// top-1 and prints the summary.
-pub fn train(run: MocoRun, spec: ModelSpec, out: &Path) -> AnyResult<()> {
-    let (config, moco) = (run.config, run.moco);
-    let started = std::time::Instant::now();
-    let device = &run.device.device;
-    let inner = device.clone();
-    let ad = device.clone().autodiff();
-    let spec = with_projection_head(spec, &run.input, moco.projection_dim, &inner)?;
+/// `kd-pretrain --method moco`: trains the configured network (its head replaced by the
+/// projection head) with MoCo v2 through the one loop, monitoring kNN top-1 on the validation
+/// split; writes `<out>/model.safetensors` with test kNN top-1 and prints the summary. A finished
+/// run of the same configuration is a no-op.
+pub fn run(config: &super::PretrainConfig, moco: &MocoConfig, device: &ResolvedDevice, out: &Path) -> AnyResult<()> {
+    let data = SslData::open(&config.ssl_data())?;
+    let input = input_spec(config.run.dataset, &data.train, config.run.image_size)?;
+    let mut config = config.clone();
+    fit_moco_augment(&mut config.augment, config.run.dataset, input.height);
+    let hash = run_hash(&config, &serde_json::Value::Null)?;
+    let weights = out.join("model.safetensors");
+    if let Output::Finished(summary) = claim_output(out, &weights, &config, &hash)? {
+        return print_summary(summary, serde_json::Value::Null);
+    }
+    let (workers, seed) = (config.run.workers, config.run.seed);
+    let inner = device.device.clone();
+    let spec = config.model.spec(input.channels, data.train.classes.len());
+    let spec = with_projection_head(spec, &input, moco.projection_dim, &inner)?;
     let HeadSpec::Projection { hidden: embedding, .. } = spec.head else { unreachable!("a projection head") };
-    device.seed(config.seed);
-    let network = spec.init(&ad)?;
+    inner.seed(seed);
+    let network = spec.init(&inner.clone().autodiff())?;
     tracing::info!(
         "MoCo v2: {} ({:.3} M parameters, {embedding}-d embedding -> {}-d projection), queue {}, m {}, tau {}; {} unlabelled training images",
         spec.arch,
@@ -187,42 +180,37 @@ pub fn train(run: MocoRun, spec: ModelSpec, out: &Path) -> AnyResult<()> {
         moco.queue,
         moco.momentum,
         moco.temperature,
-        run.data.train.len()
+        data.train.len()
     );
     let batch = config.train.batch_size;
-    let mut two_views = LoaderConfig::new(batch, true, true, config.workers, config.seed);
+    let mut two_views = LoaderConfig::new(batch, true, true, workers, seed);
     two_views.views = 2;
     two_views.labelled = false;
-    let train_transform = Transform { augment: config.augment.clone(), ..eval_transform(&run.input) };
-    let train_loader = BatchLoader::new(run.data.train.clone(), train_transform, two_views)?;
-    let sources = run.data.knn_sources(&run.input, moco.knn_bank, config.workers, config.seed)?;
-    let validation = KnnSources::validation(sources.as_ref(), moco.knn);
-    let mut objective = Moco::new(moco.clone(), &network, batch, config.seed, &inner)?;
+    let train_transform = Transform { augment: config.augment.clone(), ..eval_transform(&input) };
+    let train_loader = BatchLoader::new(data.train.clone(), train_transform, two_views)?;
+    let sources = data.knn_sources(&input, moco.knn_bank, workers, seed)?;
+    let mut objective = Moco::new(moco.clone(), &network, batch, seed, &inner)?;
     let fit_run = Run {
         config: &config.train,
         phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
-        validation,
-        device: run.device,
+        validation: KnnSources::validation(sources.as_ref(), moco.knn),
+        device,
         out_dir: out,
-        run_hash: run.run_hash,
+        run_hash: &hash,
     };
     let outcome = train::fit(network, &mut objective, &fit_run)?;
     let network = outcome.model.valid();
-
     let encoder = TrainedEncoder {
         network: &network,
         spec,
-        input: run.input,
-        train: &run.data.train,
-        config: serde_json::to_value(config)?,
+        input,
+        train: &data.train,
+        config: training_record(&config, &hash)?,
         rows: &outcome.rows,
         resumed_after: outcome.resumed_after,
         tool: "kd-pretrain (MoCo v2)",
     };
-    let summary = save_encoder(encoder, sources.as_ref(), moco.knn, device, &out.join("model.safetensors"))?;
-    tracing::info!("finished after {:.0} s", started.elapsed().as_secs_f64());
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    Ok(())
+    print_summary(save_encoder(encoder, sources.as_ref(), moco.knn, &inner, &weights)?, serde_json::Value::Null)
 }
 
 #[cfg(test)]
@@ -253,7 +241,7 @@ mod tests {
         let before = moco.queue.rows().into_data().try_to_vec::<f32>().unwrap();
         let out = moco.step(&network, &batch(2), &ad).unwrap();
         assert!(out.loss.into_scalar::<f32>().is_finite());
-        let network = moco.after_step(network, &StepInfo { step: 1, total_steps: 1, lr: 0.1 }).unwrap();
+        let network = moco.after_step(network, &StepInfo { step: 1, epoch: 0, total_steps: 1, lr: 0.1 }).unwrap();
         let after = moco.queue.rows().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(moco.queue.pointer(), 4);
         assert_ne!(&after[..32], &before[..32]);

@@ -1,22 +1,23 @@
 //! `kd-pretrain`: supervised training of a teacher or a baseline student with cross-entropy and
 //! optional label smoothing.
 
-use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
-use crate::shared::data::{input_spec, open_splits, train_and_val_loaders, unlabeled_holdout};
-use crate::shared::finish::{TrainedRun, save_trained};
+use crate::shared::cli::{CommonArgs, overlay_config};
+use crate::shared::data::{input_spec, train_and_val_loaders, unlabeled_holdout};
+use crate::shared::finish::{TrainedRun, print_summary, save_trained};
 use crate::shared::profiles::{self, Profile, Role};
-use crate::shared::ssl_data::{SslData, SslDataSpec, fit_moco_augment};
+use crate::shared::run::{Output, RunFlags, RunSettings, claim_output, run_hash, training_record};
+use crate::shared::ssl_data::SslDataSpec;
 pub mod moco;
 
 use moco::MocoConfig;
 
 pub use crate::shared::train_args::ModelChoice;
 use crate::shared::train_args::TrainArgs;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::Device;
 use clap::Parser;
-use kd_common::device::{self, DeviceSpec};
+use kd_common::device;
 use kd_common::losses::cross_entropy_with_smoothing;
 use kd_common::models::Network;
 use kd_common::train::{self, Objective, Phase, Run, StepOutput, TrainConfig, Validation, upload};
@@ -38,6 +39,8 @@ pub struct Args {
     /// Which network of the preset to train.
     #[arg(long, value_enum, default_value_t = RoleArg::Teacher)]
     pub role: RoleArg,
+    #[command(flatten)]
+    pub data: RunFlags,
     #[command(flatten)]
     pub train: TrainArgs,
     /// Label smoothing epsilon.
@@ -94,16 +97,15 @@ pub enum RoleArg {
     Student,
 }
 
-/// The resolved configuration, written to `config.json`.
+/// The resolved configuration, written to `config.json` (unknown keys of a config file are
+/// refused by the overlay, `shared::cli::merge`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PretrainConfig {
     /// Preset the defaults came from.
     pub profile: Profile,
-    /// Dataset.
-    pub dataset: DatasetKind,
-    /// Dataset directory (null: the standard location).
-    pub data_dir: Option<PathBuf>,
+    /// Data and execution settings.
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// Training images left out as SSLD's unlabelled hold-out (0: none); absent in older configs.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unlabeled_holdout: usize,
@@ -121,18 +123,6 @@ pub struct PretrainConfig {
     pub method: PretrainMethod,
     /// Training augmentation.
     pub augment: Augment,
-    /// Validation hold-out.
-    pub val_size: usize,
-    /// Image side for folders.
-    pub image_size: Option<usize>,
-    /// Channels for folders (1 or 3).
-    pub folder_channels: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Loader workers.
-    pub workers: usize,
-    /// Device.
-    pub device: DeviceSpec,
 }
 
 impl PretrainConfig {
@@ -140,8 +130,7 @@ impl PretrainConfig {
         let (arch, width) = profiles::model(profile, role);
         let supervised = Self {
             profile,
-            dataset,
-            data_dir: None,
+            run: RunSettings::defaults(dataset),
             unlabeled: false,
             unlabeled_holdout: 0,
             model: ModelChoice::new(arch, width),
@@ -149,15 +138,6 @@ impl PretrainConfig {
             label_smoothing: 0.0,
             method: PretrainMethod::Supervised,
             augment: profiles::augment(profile, dataset),
-            val_size: match dataset {
-                DatasetKind::Folder => 0,
-                _ => 5000,
-            },
-            image_size: None,
-            folder_channels: 3,
-            seed: 0,
-            workers: default_workers(),
-            device: DeviceSpec::Auto,
         };
         match method {
             MethodArg::Supervised => supervised,
@@ -180,7 +160,7 @@ impl PretrainConfig {
 
     /// Defaults of the preset, then the config file, then the flags.
     pub fn resolve(args: &Args) -> Result<Self> {
-        let (file, dataset) = args.common.config_file_and_dataset()?;
+        let (file, dataset) = args.data.config_file_and_dataset(&args.common)?;
         let role = if args.role == RoleArg::Teacher { Role::Teacher } else { Role::Student };
         let file_method = file.as_ref().and_then(|(_, v)| v.pointer("/method/kind")).and_then(|k| k.as_str());
         let method = match (args.method, file_method) {
@@ -189,10 +169,8 @@ impl PretrainConfig {
             _ => MethodArg::Supervised,
         };
         let mut config = overlay_config(&Self::defaults(args.profile, role, dataset, method), file.as_ref())?;
-        let c = &args.common;
-        config.dataset = dataset;
-        c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
-        args.train.apply(&mut config.model, &mut config.train, &mut config.val_size, &mut config.image_size);
+        config.run.apply(dataset, &args.common, &args.data);
+        args.train.apply(&mut config.model, &mut config.train);
         if let Some(eps) = args.label_smoothing {
             config.label_smoothing = eps;
         }
@@ -235,24 +213,15 @@ impl PretrainConfig {
     }
 
     /// The data of a MoCo run.
-    fn ssl_data(&self) -> SslDataSpec<'_> {
+    pub fn ssl_data(&self) -> SslDataSpec<'_> {
         SslDataSpec {
-            kind: self.dataset,
-            data_dir: self.data_dir.as_deref(),
+            kind: self.run.dataset,
+            data_dir: self.run.data_dir.as_deref(),
             unlabeled: self.unlabeled,
-            val_size: self.val_size,
-            folder_channels: self.folder_channels,
-            seed: self.seed,
+            val_size: self.run.val_size,
+            folder_channels: self.run.folder_channels,
+            seed: self.run.seed,
         }
-    }
-
-    /// Hash of everything that shapes the result (not the device or the worker count).
-    pub fn run_hash(&self) -> Result<String> {
-        let mut value = serde_json::to_value(self)?;
-        let object = value.as_object_mut().expect("the config serialises to an object");
-        object.remove("device");
-        object.remove("workers");
-        Ok(hash_json(&value))
     }
 }
 
@@ -278,13 +247,6 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Creates the output directory and writes the resolved configuration into it.
-fn write_config(out: &std::path::Path, config: &PretrainConfig) -> Result<()> {
-    kd_common::atomic::ensure_writable_dir(out).with_context(|| format!("output directory {}", out.display()))?;
-    kd_common::atomic::write_json(&out.join("config.json"), config)?;
-    Ok(())
-}
-
 /// Runs `kd-pretrain`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
@@ -292,78 +254,60 @@ pub fn run(args: Args) -> Result<()> {
     // Arguments first, before any device is touched or data read.
     config.train.validate()?;
     config.model.validate()?;
-    let device = device::resolve(&config.device)?;
+    let device = device::resolve(&config.run.device)?;
     tracing::info!("device: {}", device.description);
-
     if let PretrainMethod::Moco(moco) = &config.method {
-        let data = SslData::open(&config.ssl_data())?;
-        let input = input_spec(config.dataset, &data.train, config.image_size)?;
-        let spec = config.model.spec(input.channels, data.train.classes.len());
-        let mut config = config.clone();
-        fit_moco_augment(&mut config.augment, config.dataset, input.height);
-        write_config(&args.out, &config)?;
-        let run_hash = config.run_hash()?;
-        let run = moco::MocoRun { config: &config, moco, data: &data, input, device: &device, run_hash: &run_hash };
-        return moco::train(run, spec, &args.out);
+        return moco::run(&config, moco, &device, &args.out);
     }
-    let mut splits =
-        open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
+    let mut splits = config.run.open_splits()?;
     if config.unlabeled_holdout > 0 {
-        splits.train = unlabeled_holdout(&splits.train, config.unlabeled_holdout, config.seed)?.0;
+        splits.train = unlabeled_holdout(&splits.train, config.unlabeled_holdout, config.run.seed)?.0;
     }
-    let input = input_spec(config.dataset, &splits.train, config.image_size)?;
+    let input = input_spec(config.run.dataset, &splits.train, config.run.image_size)?;
     let spec = config.model.spec(input.channels, splits.train.classes.len());
-    write_config(&args.out, &config)?;
-    let run_hash = config.run_hash()?;
-
-    device.device.seed(config.seed);
+    let hash = run_hash(&config, &serde_json::Value::Null)?;
+    let weights = args.out.join("model.safetensors");
+    if let Output::Finished(summary) = claim_output(&args.out, &weights, &config, &hash)? {
+        return print_summary(summary, serde_json::Value::Null);
+    }
+    device.device.seed(config.run.seed);
     let network = spec.init(&device.device.clone().autodiff())?;
     tracing::info!(
         "{} ({:.3} M parameters) on {}: {} train / {} val / {} test images",
         spec.arch,
         kd_common::models::trainable_params(&network) as f64 / 1e6,
-        config.dataset,
+        config.run.dataset,
         splits.train.len(),
         splits.val.as_ref().map_or(0, |v| v.len()),
         splits.test.len()
     );
-    let batch = config.train.batch_size;
+    let (workers, seed) = (config.run.workers, config.run.seed);
     let (train_loader, val_loader) =
-        train_and_val_loaders(&splits, &input, config.augment.clone(), batch, config.workers, config.seed)?;
-    let mut objective = CrossEntropy { label_smoothing: config.label_smoothing };
-    let started = std::time::Instant::now();
-    let validation = Validation::classification_if_any(val_loader.as_ref());
+        train_and_val_loaders(&splits, &input, config.augment.clone(), config.train.batch_size, workers, seed)?;
     let run = Run {
         config: &config.train,
         phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
-        validation,
+        validation: Validation::classification_if_any(val_loader.as_ref()),
         device: &device,
         out_dir: &args.out,
-        run_hash: &run_hash,
+        run_hash: &hash,
     };
-    let outcome = train::fit(network, &mut objective, &run)?;
-
+    let outcome = train::fit(network, &mut CrossEntropy { label_smoothing: config.label_smoothing }, &run)?;
     let network = outcome.model.valid();
-    let summary = save_trained(
-        TrainedRun {
-            network: &network,
-            spec,
-            input,
-            train: &splits.train,
-            test: &splits.test,
-            config: serde_json::to_value(&config)?,
-            rows: &outcome.rows,
-            resumed_after: outcome.resumed_after,
-            references: &[],
-            workers: config.workers,
-            seed: config.seed,
-            tool: "kd-pretrain",
-            pruning: None,
-        },
-        &device.device,
-        &args.out.join("model.safetensors"),
-    )?;
-    tracing::info!("finished after {:.0} s", started.elapsed().as_secs_f64());
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    Ok(())
+    let trained = TrainedRun {
+        network: &network,
+        spec,
+        input,
+        train: &splits.train,
+        test: &splits.test,
+        config: training_record(&config, &hash)?,
+        rows: &outcome.rows,
+        resumed_after: outcome.resumed_after,
+        references: &[],
+        workers,
+        seed,
+        tool: "kd-pretrain",
+        pruning: None,
+    };
+    print_summary(save_trained(trained, &device.device, &weights)?, serde_json::Value::Null)
 }

@@ -4,7 +4,6 @@
 //! training; optionally initialised from the pruned network's strongest filters.
 
 use anyhow::{Context, Result};
-use burn::tensor::Device;
 use kd_common::checkpoint::{self, CheckpointMeta};
 use kd_common::pruning::{derive_student, init_from_strongest_filters};
 use kd_common::sparsity::prunable_weights;
@@ -41,8 +40,8 @@ pub enum StudentInit {
 /// Runs `derive-student`.
 pub fn run(args: DeriveArgs) -> Result<()> {
     kd_common::logging::init(0);
-    // The CPU suffices: shapes and a copy of weights.
-    let device = Device::flex();
+    // Shapes and a copy of weights: the default device of this build suffices.
+    let device = kd_common::device::resolve(&kd_common::device::DeviceSpec::Auto)?.device;
     let (teacher, meta) = checkpoint::load(&args.checkpoint, &device)
         .with_context(|| format!("loading the pruned checkpoint {}", args.checkpoint.display()))?;
     let weights = prunable_weights(&teacher)?;
@@ -91,6 +90,6 @@ pub fn run(args: DeriveArgs) -> Result<()> {
     );
     let mut summary = shape;
     summary["checkpoint"] = json!(path);
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outln!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

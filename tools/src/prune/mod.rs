@@ -7,21 +7,23 @@
 mod derive;
 
 use crate::pretrain::CrossEntropy;
-use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
-use crate::shared::data::{input_spec, open_splits, train_and_val_loaders};
+use crate::shared::cli::{CommonArgs, overlay_config};
+use crate::shared::data::{Splits, input_spec, train_and_val_loaders};
 use crate::shared::finish::{TrainedRun, save_trained};
 use crate::shared::profiles::{self, Profile};
+use crate::shared::run::{RunFlags, RunSettings, run_hash, training_record};
 use crate::shared::train_args::TrainArgs;
 use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
 use clap::{Parser, Subcommand};
 pub use derive::DeriveArgs;
 use kd_common::checkpoint::{self, CheckpointMeta, LayerSparsity, PruningRecord};
-use kd_common::device::{self, DeviceSpec};
+use kd_common::device::{self, ResolvedDevice};
 use kd_common::models::Network;
 use kd_common::pruning::{DeviceMasks, Masked, Scope, complete_masks, prune_round, rounds_for_target};
 use kd_common::sparsity::{Masks, kept_and_total, prunable_weights, read_masks, write_masks};
 use kd_common::train::{self, Decay, Phase, Run, TrainConfig, Validation};
+use kd_datasets::BatchLoader;
 use kd_datasets::{Augment, DatasetKind};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -72,6 +74,8 @@ pub struct PruneArgs {
     pub scope: Option<ScopeArg>,
     /// Retraining per round: `--epochs` (0: prune only), `--lr`, ... restart every round.
     #[command(flatten)]
+    pub data: RunFlags,
+    #[command(flatten)]
     pub train: TrainArgs,
 }
 
@@ -98,34 +102,23 @@ pub struct PruningConfig {
     pub scope: Scope,
 }
 
-/// The resolved configuration, written to `config.json`.
+/// The resolved configuration, written to `config.json` (unknown keys of a config file are
+/// refused by the overlay, `shared::cli::merge`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PruneConfig {
     /// Preset the defaults came from.
     pub profile: Profile,
     /// The checkpoint pruned.
     pub teacher: PathBuf,
-    /// Dataset it retrains on.
-    pub dataset: DatasetKind,
-    /// Dataset directory (null: the standard location).
-    pub data_dir: Option<PathBuf>,
+    /// Data and execution settings (`image_size`: the checkpoint's).
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// Rounds and fraction.
     pub pruning: PruningConfig,
     /// Retraining after every round (the schedule restarts each round; `epochs` 0: none).
     pub retrain: TrainConfig,
     /// Training augmentation.
     pub augment: Augment,
-    /// Validation hold-out.
-    pub val_size: usize,
-    /// Channels for folders (1 or 3).
-    pub folder_channels: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Loader workers.
-    pub workers: usize,
-    /// Device.
-    pub device: DeviceSpec,
 }
 
 /// Retraining of a preset: quick, one epoch of the preset's recipe; full, prune-then-distill's
@@ -149,38 +142,22 @@ impl PruneConfig {
         Self {
             profile,
             teacher: PathBuf::new(),
-            dataset,
-            data_dir: None,
+            run: RunSettings::defaults(dataset),
             pruning: PruningConfig { fraction: 0.2, rounds: 7, target_sparsity: Some(0.8), scope: Scope::Global },
             retrain: retrain_defaults(profile, dataset),
             augment: profiles::augment(profile, dataset),
-            val_size: if dataset == DatasetKind::Folder { 0 } else { 5000 },
-            folder_channels: 3,
-            seed: 0,
-            workers: default_workers(),
-            device: DeviceSpec::Auto,
         }
     }
 
     /// Defaults of the preset, then the config file, then the flags; checks the schedule.
     pub fn resolve(args: &PruneArgs) -> Result<Self> {
-        let (file, dataset) = args.common.config_file_and_dataset()?;
+        let (file, dataset) = args.data.config_file_and_dataset(&args.common)?;
         let mut config = overlay_config(&Self::defaults(args.profile, dataset), file.as_ref())?;
-        config.dataset = dataset;
-        let c = &args.common;
-        c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
-        let mut model = crate::shared::train_args::ModelChoice::new(kd_common::models::Arch::SmallCnn, 1.0);
-        let mut image_size = None;
-        let retrain_epochs = args.train.epochs;
-        let mut train_args = args.train.clone();
-        train_args.epochs = None;
-        train_args.apply(&mut model, &mut config.retrain, &mut config.val_size, &mut image_size);
-        if args.train.arch.is_some() || args.train.width.is_some() || image_size.is_some() {
+        config.run.apply(dataset, &args.common, &args.data);
+        if args.train.names_a_network() || config.run.image_size.is_some() {
             bail!("kd-prune prunes the teacher's architecture: --arch, --width and --image-size do not apply");
         }
-        if let Some(epochs) = retrain_epochs {
-            config.retrain.epochs = epochs;
-        }
+        args.train.apply_schedule(&mut config.retrain);
         if let Some(teacher) = &args.teacher {
             config.teacher = teacher.clone();
         }
@@ -215,16 +192,6 @@ impl PruneConfig {
         }
         Ok(config)
     }
-
-    /// Hash of everything that shapes the result, with the teacher's weights hash.
-    fn run_hash(&self, teacher_sha256: &str) -> Result<String> {
-        let mut value = serde_json::to_value(self)?;
-        let object = value.as_object_mut().expect("the config serialises to an object");
-        object.remove("device");
-        object.remove("workers");
-        object.insert("teacher_sha256".into(), json!(teacher_sha256));
-        Ok(hash_json(&value))
-    }
 }
 
 /// Remaining fraction after `round` rounds, as it names the checkpoints (`0.640`).
@@ -232,9 +199,19 @@ fn remaining_name(fraction: f64, round: usize) -> String {
     format!("{:.3}", (1.0 - fraction).powi(round as i32))
 }
 
-/// Where round `round`'s checkpoint goes.
-pub fn round_checkpoint(out: &Path, fraction: f64, round: usize) -> PathBuf {
-    out.join(format!("model-remaining-{}.safetensors", remaining_name(fraction, round)))
+/// Where round `round` of a `rounds`-round ladder puts its checkpoint:
+/// `model-remaining-<f>.safetensors` with the remaining fraction to 3 decimals, unless two rounds
+/// of the ladder would print alike (`--fraction 0.5 --rounds 12`, `--fraction 0.0001`): then every
+/// round's name ends in its number, `model-remaining-<f>-round-<r>.safetensors`, so no round can
+/// find another round's file and take it for its own.
+pub fn round_checkpoint(out: &Path, fraction: f64, round: usize, rounds: usize) -> PathBuf {
+    let name = remaining_name(fraction, round);
+    let distinct = (1..=rounds).map(|r| remaining_name(fraction, r)).collect::<std::collections::BTreeSet<_>>().len();
+    if distinct == rounds {
+        out.join(format!("model-remaining-{name}.safetensors"))
+    } else {
+        out.join(format!("model-remaining-{name}-round-{round}.safetensors"))
+    }
 }
 
 /// The masks file next to a checkpoint (`model-remaining-0.640.masks.safetensors`).
@@ -245,7 +222,7 @@ fn masks_path(weights: &Path) -> PathBuf {
 /// The masks of a checkpoint: its masks file when it was pruned (hash checked), else none.
 pub fn checkpoint_masks(weights: &Path, meta: &CheckpointMeta) -> Result<Masks> {
     let Some(record) = &meta.pruning else { return Ok(Masks::new()) };
-    let path = weights.parent().unwrap_or(Path::new(".")).join(&record.masks_file);
+    let path = sidecar_masks_path(weights, &record.masks_file)?;
     let sha = checkpoint::sha256_file(&path).with_context(|| format!("masks of {}", weights.display()))?;
     ensure!(
         sha == record.masks_sha256,
@@ -254,6 +231,21 @@ pub fn checkpoint_masks(weights: &Path, meta: &CheckpointMeta) -> Result<Masks> 
         record.masks_sha256
     );
     Ok(read_masks(&path)?)
+}
+
+/// The masks file a sidecar names: a plain file name in the checkpoint's own folder (not a path
+/// elsewhere on disk, not a device or folder), so that a sidecar cannot make a tool read any file.
+fn sidecar_masks_path(weights: &Path, name: &str) -> Result<PathBuf> {
+    let plain = Path::new(name).file_name().is_some_and(|f| f == std::ffi::OsStr::new(name));
+    ensure!(
+        plain && !name.is_empty(),
+        "{}: its sidecar's pruning.masks_file `{name}` must be a file name next to the checkpoint",
+        weights.display()
+    );
+    let path = weights.parent().unwrap_or(Path::new(".")).join(name);
+    let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+    ensure!(is_file, "{}: the masks file of {} is missing or not a regular file", path.display(), weights.display());
+    Ok(path)
 }
 
 /// The pruning record of `masks` saved next to `weights`.
@@ -301,67 +293,146 @@ pub fn run(args: Args) -> Result<()> {
 fn prune(args: PruneArgs) -> Result<()> {
     args.common.init_output();
     let config = PruneConfig::resolve(&args)?;
-    let device = device::resolve(&config.device)?;
+    let device = device::resolve(&config.run.device)?;
     tracing::info!("device: {}", device.description);
     let ad_device = device.device.clone().autodiff();
-
     // Everything checked before the output directory is touched.
-    let (teacher, teacher_meta) = checkpoint::load(&config.teacher, &ad_device)
+    let (teacher, teacher_meta, start_masks) = load_start(&config, &ad_device)?;
+    let splits = config.run.open_splits()?;
+    check_data_fits(&config, &teacher_meta, &splits)?;
+    let hash = run_hash(&config, &json!({"teacher": teacher_meta.weights_sha256}))?;
+    let p = &config.pruning;
+    claim_ladder(&args.out, &round_checkpoint(&args.out, p.fraction, 1, p.rounds), &config, &hash)?;
+    let (workers, seed) = (config.run.workers, config.run.seed);
+    let (train, val) = train_and_val_loaders(
+        &splits,
+        &teacher_meta.input,
+        config.augment.clone(),
+        config.retrain.batch_size,
+        workers,
+        seed,
+    )?;
+    let ladder_run = LadderRun {
+        config: &config,
+        hash: &hash,
+        teacher: &teacher_meta,
+        splits: &splits,
+        train,
+        val,
+        device: &device,
+        out: &args.out,
+    };
+    let (mut network, mut masks) = (teacher, start_masks);
+    let mut ladder = Vec::new();
+    for round in 1..=p.rounds {
+        let weights = round_checkpoint(&args.out, p.fraction, round, p.rounds);
+        // A finished round of this run is loaded, not redone (a kill between the weights and
+        // their sidecar leaves the round unfinished: its loop state finishes it at once).
+        let meta = if weights.exists() && checkpoint::sidecar_path(&weights).exists() {
+            let (loaded, meta) = finished_round(&weights, round, &hash, &ad_device)?;
+            (network, masks) = (loaded, checkpoint_masks(&weights, &meta)?);
+            tracing::info!("round {round}/{}: done before ({})", p.rounds, weights.display());
+            meta
+        } else {
+            (network, masks) = ladder_run.round(network, &masks, round, &weights)?;
+            checkpoint::read_meta(&weights)?
+        };
+        ladder.push(ladder_row(round, p.fraction, &meta, &weights, &masks));
+        write_ladder(&args.out.join("ladder.csv"), &ladder)?;
+    }
+    outln!("{}", serde_json::to_string_pretty(&json!({ "rounds": ladder }))?);
+    Ok(())
+}
+
+/// The checkpoint to prune, its sidecar and masks (a pruned checkpoint continues from its own).
+fn load_start(config: &PruneConfig, device: &burn::tensor::Device) -> Result<(Network, CheckpointMeta, Masks)> {
+    let (teacher, meta) = checkpoint::load(&config.teacher, device)
         .with_context(|| format!("loading the checkpoint to prune, {}", config.teacher.display()))?;
-    let start_masks = checkpoint_masks(&config.teacher, &teacher_meta)?;
-    let start_rounds = teacher_meta.pruning.as_ref().map_or(0, |p| p.rounds);
-    complete_masks(&prunable_weights(&teacher)?, &start_masks)
-        .with_context(|| format!("{}: its masks do not fit its weights", config.teacher.display()))?;
-    let splits =
-        open_splits(config.dataset, config.data_dir.as_deref(), config.val_size, config.seed, config.folder_channels)?;
-    let input = teacher_meta.input.clone();
-    let data_input = input_spec(config.dataset, &splits.train, Some(input.height))?;
+    let masks = checkpoint_masks(&config.teacher, &meta)?;
+    let start_rounds = meta.pruning.as_ref().map_or(0, |p| p.rounds);
     ensure!(
-        splits.train.classes.len() == teacher_meta.model.num_classes && data_input.channels == input.channels,
+        start_rounds.checked_add(config.pruning.rounds).is_some(),
+        "{}: its sidecar's pruning.rounds ({start_rounds}) leaves no room for {} more rounds",
+        config.teacher.display(),
+        config.pruning.rounds
+    );
+    complete_masks(&prunable_weights(&teacher)?, &masks)
+        .with_context(|| format!("{}: its masks do not fit its weights", config.teacher.display()))?;
+    Ok((teacher, meta, masks))
+}
+
+/// The dataset must have the checkpoint's classes and channels.
+fn check_data_fits(config: &PruneConfig, meta: &CheckpointMeta, splits: &Splits) -> Result<()> {
+    let input = &meta.input;
+    let data_input = input_spec(config.run.dataset, &splits.train, Some(input.height))?;
+    ensure!(
+        splits.train.classes.len() == meta.model.num_classes && data_input.channels == input.channels,
         "{} expects {} classes of {}-channel images; {} has {} classes of {} channels",
         config.teacher.display(),
-        teacher_meta.model.num_classes,
+        meta.model.num_classes,
         input.channels,
-        config.dataset,
+        config.run.dataset,
         splits.train.classes.len(),
         data_input.channels
     );
-    kd_common::atomic::ensure_writable_dir(&args.out)
-        .with_context(|| format!("output directory {}", args.out.display()))?;
-    let run_hash = config.run_hash(&teacher_meta.weights_sha256)?;
-    kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
+    Ok(())
+}
 
-    let (train_loader, val_loader) = train_and_val_loaders(
-        &splits,
-        &input,
-        config.augment.clone(),
-        config.retrain.batch_size,
-        config.workers,
-        config.seed,
-    )?;
-    let (mut network, mut masks) = (teacher, start_masks);
-    let mut ladder = Vec::new();
-    let p = &config.pruning;
-    for round in 1..=p.rounds {
-        let weights_path = round_checkpoint(&args.out, p.fraction, round);
-        // A finished round of this run is loaded, not redone (a kill between the weights and
-        // their sidecar leaves the round unfinished: its loop state finishes it at once).
-        if weights_path.exists() && checkpoint::sidecar_path(&weights_path).exists() {
-            let meta = checkpoint::read_meta(&weights_path)?;
-            ensure!(
-                meta.training.get("run_hash").and_then(|h| h.as_str()) == Some(run_hash.as_str()),
-                "{} was written by another pruning configuration or teacher; use another --out",
-                weights_path.display()
-            );
-            let (loaded, meta) = checkpoint::load(&weights_path, &ad_device)?;
-            masks = checkpoint_masks(&weights_path, &meta)?;
-            network = loaded;
-            ladder.push(ladder_row(round, p.fraction, &meta, &weights_path, &masks));
-            tracing::info!("round {round}/{}: done before ({})", p.rounds, weights_path.display());
-            continue;
-        }
+/// Claims the output folder: a ladder of another run there (its first round written with
+/// another hash) is refused before anything is written; else `config.json` is written.
+fn claim_ladder(out: &Path, first_round: &Path, config: &PruneConfig, hash: &str) -> Result<()> {
+    if first_round.exists() && checkpoint::sidecar_path(first_round).exists() {
+        let meta = checkpoint::read_meta(first_round)?;
+        ensure!(
+            meta.training.get("run_hash").and_then(|h| h.as_str()) == Some(hash),
+            "{} was written by another pruning configuration or teacher; use another --out",
+            first_round.display()
+        );
+    }
+    kd_common::atomic::ensure_writable_dir(out).with_context(|| format!("output directory {}", out.display()))?;
+    Ok(kd_common::atomic::write_json(&out.join("config.json"), config)?)
+}
+
+/// A round this run finished before: its hash and round number checked, then loaded.
+fn finished_round(
+    weights: &Path,
+    round: usize,
+    hash: &str,
+    device: &burn::tensor::Device,
+) -> Result<(Network, CheckpointMeta)> {
+    let meta = checkpoint::read_meta(weights)?;
+    ensure!(
+        meta.training.get("run_hash").and_then(|h| h.as_str()) == Some(hash),
+        "{} was written by another pruning configuration or teacher; use another --out",
+        weights.display()
+    );
+    ensure!(
+        meta.training.get("round").and_then(|r| r.as_u64()) == Some(round as u64),
+        "{} holds another round than round {round}; use another --out",
+        weights.display()
+    );
+    Ok(checkpoint::load(weights, device)?)
+}
+
+/// What every round of a ladder shares.
+struct LadderRun<'a> {
+    config: &'a PruneConfig,
+    hash: &'a str,
+    teacher: &'a CheckpointMeta,
+    splits: &'a Splits,
+    train: BatchLoader,
+    val: Option<BatchLoader>,
+    device: &'a ResolvedDevice,
+    out: &'a Path,
+}
+
+impl LadderRun<'_> {
+    /// Round `round`: prune the fraction of the remaining weights, retrain with the masks
+    /// re-applied after every step, check the pruned weights are zero, write `weights`.
+    fn round(&self, network: Network, masks: &Masks, round: usize, weights: &Path) -> Result<(Network, Masks)> {
+        let (config, p) = (self.config, &self.config.pruning);
         let started = std::time::Instant::now();
-        masks = prune_round(&prunable_weights(&network)?, &masks, p.fraction, p.scope)?;
+        let masks = prune_round(&prunable_weights(&network)?, masks, p.fraction, p.scope)?;
         let (kept, total) = kept_and_total(&masks);
         tracing::info!(
             "round {round}/{}: {kept} of {total} weights kept (sparsity {:.4}), selected in {:.2} s",
@@ -369,19 +440,19 @@ fn prune(args: PruneArgs) -> Result<()> {
             1.0 - kept as f64 / total as f64,
             started.elapsed().as_secs_f64()
         );
+        let ad_device = self.device.device.clone().autodiff();
         let device_masks = DeviceMasks::new(&network, masks.clone(), &ad_device)?;
-        network = device_masks.apply(network);
-        let round_dir = args.out.join(format!("round-{round}"));
+        let mut network = device_masks.apply(network);
+        let round_dir = self.out.join(format!("round-{round}"));
         let mut objective = Masked::new(CrossEntropy { label_smoothing: 0.0 }, device_masks);
         let (rows, resumed_after) = if config.retrain.epochs > 0 {
-            let validation = Validation::classification_if_any(val_loader.as_ref());
             let run = Run {
                 config: &config.retrain,
-                phases: vec![Phase::epochs(&train_loader, config.retrain.epochs)],
-                validation,
-                device: &device,
+                phases: vec![Phase::epochs(&self.train, config.retrain.epochs)],
+                validation: Validation::classification_if_any(self.val.as_ref()),
+                device: self.device,
                 out_dir: &round_dir,
-                run_hash: &format!("{run_hash}-round-{round}"),
+                run_hash: &format!("{}-round-{round}", self.hash),
             };
             std::fs::create_dir_all(&round_dir).map_err(|e| kd_common::Error::io(&round_dir, e))?;
             let outcome = train::fit(network, &mut objective, &run)?;
@@ -390,44 +461,37 @@ fn prune(args: PruneArgs) -> Result<()> {
         } else {
             (Vec::new(), None)
         };
-        let mut training = serde_json::to_value(&config)?;
-        training["run_hash"] = json!(run_hash);
+        let mut training = training_record(config, self.hash)?;
         training["round"] = json!(round);
-        let record = pruning_record(&weights_path, &masks, start_rounds + round)?;
+        let start_rounds = self.teacher.pruning.as_ref().map_or(0, |p| p.rounds);
+        let record = pruning_record(weights, &masks, start_rounds + round)?;
         let valid = network.clone().valid();
-        let summary = save_trained(
-            TrainedRun {
-                network: &valid,
-                spec: teacher_meta.model.clone(),
-                input: input.clone(),
-                train: &splits.train,
-                test: &splits.test,
-                config: training,
-                rows: &rows,
-                resumed_after,
-                references: &[],
-                workers: config.workers,
-                seed: config.seed,
-                tool: "kd-prune",
-                pruning: Some(record),
-            },
-            &device.device,
-            &weights_path,
-        )?;
-        check_zeros(&valid, &masks, &weights_path)?;
-        let meta = checkpoint::read_meta(&weights_path)?;
-        ladder.push(ladder_row(round, p.fraction, &meta, &weights_path, &masks));
-        write_ladder(&args.out.join("ladder.csv"), &ladder)?;
+        // The pruned weights must be zero before the checkpoint exists: a rerun trusts it.
+        check_zeros(&valid, &masks, weights)?;
+        let trained = TrainedRun {
+            network: &valid,
+            spec: self.teacher.model.clone(),
+            input: self.teacher.input.clone(),
+            train: &self.splits.train,
+            test: &self.splits.test,
+            config: training,
+            rows: &rows,
+            resumed_after,
+            references: &[],
+            workers: config.run.workers,
+            seed: config.run.seed,
+            tool: "kd-prune",
+            pruning: Some(record),
+        };
+        let summary = save_trained(trained, &self.device.device, weights)?;
         tracing::info!(
             "round {round}/{}: test top-1 {:.2}% in {:.0} s",
             p.rounds,
             summary["test_top1"].as_f64().unwrap_or(f64::NAN),
             started.elapsed().as_secs_f64()
         );
+        Ok((network, masks))
     }
-    write_ladder(&args.out.join("ladder.csv"), &ladder)?;
-    println!("{}", serde_json::to_string_pretty(&json!({ "rounds": ladder }))?);
-    Ok(())
 }
 
 /// Refuses to leave a checkpoint whose pruned weights are not exactly zero.
@@ -463,4 +527,42 @@ fn write_ladder(path: &Path, rows: &[LadderRow]) -> Result<()> {
         writer.flush().map_err(|e| kd_common::Error::io(tmp, e))
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ladders whose remaining fractions print alike to 3 decimals (0.5^11 and 0.5^12 are both
+    /// 0.000; 0.9999 and 0.9999^2 both 1.000) get one name per round; others keep the plain names.
+    #[test]
+    fn round_checkpoints_are_unique_per_round() {
+        let out = Path::new("o");
+        for (fraction, rounds) in [(0.5, 12), (0.0001, 2), (0.2, 3), (0.4, 3)] {
+            let names: std::collections::BTreeSet<_> =
+                (1..=rounds).map(|r| round_checkpoint(out, fraction, r, rounds)).collect();
+            assert_eq!(names.len(), rounds, "fraction {fraction}, {rounds} rounds: {names:?}");
+        }
+        assert_eq!(round_checkpoint(out, 0.4, 2, 3), out.join("model-remaining-0.360.safetensors"));
+        assert_eq!(round_checkpoint(out, 0.5, 12, 12), out.join("model-remaining-0.000-round-12.safetensors"));
+    }
+
+    /// A sidecar may name only a regular file next to its checkpoint.
+    #[test]
+    fn masks_files_stay_in_the_checkpoint_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("m.safetensors");
+        std::fs::write(dir.path().join("m.masks.safetensors"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(
+            sidecar_masks_path(&weights, "m.masks.safetensors").unwrap(),
+            dir.path().join("m.masks.safetensors")
+        );
+        for name in
+            ["/dev/zero", "../m.masks.safetensors", "sub/../m.masks.safetensors", "", "..", ".", "sub", "absent"]
+        {
+            let err = sidecar_masks_path(&weights, name).expect_err(name).to_string();
+            assert!(err.contains("masks"), "{name}: {err}");
+        }
+    }
 }

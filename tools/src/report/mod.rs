@@ -80,8 +80,8 @@ fn read_run(path: &Path) -> Result<RunNumbers> {
 /// The table of frozen encoders (every run's kd-eval JSON has `knn_top1` and no classifier
 /// `top1`): kNN and linear-probe top-1, mean +- sd over the runs of a row.
 fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
-    println!("| run | model | runs | kNN top-1 (%) | linear-probe top-1 (%) | train s |");
-    println!("|---|---|---|---|---|---|");
+    outln!("| run | model | runs | kNN top-1 (%) | linear-probe top-1 (%) | train s |");
+    outln!("|---|---|---|---|---|---|");
     for (name, runs) in entries {
         let column = |key: &str, decimals: usize| -> String {
             let values: Vec<f64> = runs.iter().filter_map(|r| r.get(key).and_then(|v| v.as_f64())).collect();
@@ -95,7 +95,7 @@ fn encoder_table(entries: &[(String, Vec<serde_json::Value>)]) -> Result<()> {
             .collect();
         let seconds = if seconds.len() == runs.len() { mean_sd_text(&seconds, 0) } else { "-".into() };
         let arch = runs[0].get("arch").and_then(|a| a.as_str()).unwrap_or("?");
-        println!(
+        outln!(
             "| {name} | {arch} | {} | {} | {} | {seconds} |",
             runs.len(),
             column("knn_top1", 2),
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(readme) = &args.readme {
             document::update_readme(readme, dir, &report)?;
         }
-        print!("{}", report.full(dir));
+        out!("{}", report.full(dir));
         return Ok(());
     }
     if args.runs.is_empty() {
@@ -138,11 +138,11 @@ pub fn run(args: Args) -> Result<()> {
     if entries.iter().all(|(_, runs)| runs.iter().all(encoder)) {
         return encoder_table(&entries);
     }
-    println!(
+    outln!(
         "| run | model | non-zero weights | teacher sparsity (%) | runs | top-1 (%) | top-5 (%) | NLL | ECE | \
          agreement with teacher (%) | train s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|---|---|");
     for entry in &args.runs {
         let (name, files) = entry.split_once('=').with_context(|| format!("`{entry}` is not NAME=FILE[,FILE...]"))?;
         let runs: Vec<RunNumbers> = files.split(',').map(|f| read_run(&PathBuf::from(f))).collect::<Result<_>>()?;
@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
             let values: Vec<f64> = runs.iter().filter_map(f).collect();
             if values.len() == runs.len() { mean_sd_text(&values, decimals) } else { "-".into() }
         };
-        println!(
+        outln!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             runs[0].arch,
             column(&|r| r.nonzero_weights, 0),

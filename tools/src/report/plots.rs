@@ -62,9 +62,34 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The largest magnitude a plotted coordinate may have. Metrics live far inside it; beyond it
+/// (or at infinity, or NaN) plotters' axis key points do not terminate, so such points are
+/// dropped with a warning.
+const MAX_COORDINATE: f64 = 1e15;
+
+/// `chart` without the points it cannot draw (non-finite or beyond [`MAX_COORDINATE`]).
+fn drawable(chart: &Chart) -> Chart {
+    let fits = |v: f64| v.is_finite() && v.abs() <= MAX_COORDINATE;
+    let mut dropped = 0;
+    let series = chart
+        .series
+        .iter()
+        .map(|s| {
+            let points: Vec<_> = s.points.iter().copied().filter(|&(x, y)| fits(x) && fits(y)).collect();
+            dropped += s.points.len() - points.len();
+            Series { label: s.label.clone(), points }
+        })
+        .collect();
+    if dropped > 0 {
+        tracing::warn!("{}: {dropped} point(s) not drawn (not finite, or beyond +-{MAX_COORDINATE:e})", chart.title);
+    }
+    Chart { series, ..chart.clone() }
+}
+
 /// Draws `chart` into an RGB buffer of [`SIZE`].
 pub fn render(chart: &Chart) -> Result<Vec<u8>> {
     register_font()?;
+    let chart = &drawable(chart);
     let mut buffer = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
@@ -125,6 +150,29 @@ pub fn write_png(chart: &Chart, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unplottable_points_are_dropped_not_hung_on() {
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series {
+                label: "s".into(),
+                points: vec![
+                    (0.0, f64::INFINITY),
+                    (1.0, -1e308),
+                    (2.0, 1e308),
+                    (f64::NAN, 1.0),
+                    (3.0, 80.0),
+                    (4.0, 81.0),
+                ],
+            }],
+            style: Style::Lines,
+        };
+        assert_eq!(drawable(&chart).series[0].points, vec![(3.0, 80.0), (4.0, 81.0)]);
+        assert_eq!(render(&chart).unwrap().len(), (SIZE.0 * SIZE.1 * 3) as usize);
+    }
 
     #[test]
     fn ranges_are_padded() {

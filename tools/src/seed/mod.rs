@@ -5,10 +5,12 @@
 
 pub mod objective;
 
-use crate::shared::cli::{CommonArgs, default_workers, hash_json, overlay_config};
+use crate::shared::cli::{CommonArgs, overlay_config};
 use crate::shared::data::{eval_transform, input_spec, loader};
 use crate::shared::encoder::{KnnSources, TrainedEncoder, save_encoder, with_projection_head};
+use crate::shared::finish::print_summary;
 use crate::shared::profiles::{self, Profile, Role};
+use crate::shared::run::{EVAL_BATCH, Output, RunFlags, RunSettings, claim_output, run_hash, training_record};
 use crate::shared::ssl_data::{SslData, SslDataSpec, fit_moco_augment};
 use crate::shared::train_args::{ModelChoice, TrainArgs};
 use anyhow::{Context, Result, bail, ensure};
@@ -16,9 +18,11 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use clap::Parser;
 use kd_common::checkpoint;
+use kd_common::checkpoint::{CheckpointMeta, InputSpec};
 use kd_common::contrastive::EmbeddingQueue;
-use kd_common::device::{self, DeviceSpec};
+use kd_common::device;
 use kd_common::models::HeadSpec;
+use kd_common::models::Network;
 use kd_common::train::{self, KnnConfig, Phase, Run, TrainConfig};
 use kd_datasets::{Augment, BatchLoader, DatasetKind, LoaderConfig, Transform};
 use objective::{Negatives, Seed, TeacherOutput};
@@ -60,6 +64,8 @@ pub struct Args {
     #[arg(long)]
     pub tau_teacher: Option<f32>,
     #[command(flatten)]
+    pub data: RunFlags,
+    #[command(flatten)]
     pub train: TrainArgs,
 }
 
@@ -76,9 +82,9 @@ pub enum NegativesConfig {
     DatasetBank,
 }
 
-/// The resolved configuration, written to `config.json`.
+/// The resolved configuration, written to `config.json` (unknown keys of a config file are
+/// refused by the overlay, `shared::cli::merge`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SeedConfig {
     /// Preset the defaults came from.
     pub profile: Profile,
@@ -86,10 +92,9 @@ pub struct SeedConfig {
     pub teacher: PathBuf,
     /// Its embedding (null: chosen from its head).
     pub teacher_output: Option<TeacherOutput>,
-    /// Dataset.
-    pub dataset: DatasetKind,
-    /// Dataset directory (null: the standard location).
-    pub data_dir: Option<PathBuf>,
+    /// Data and execution settings (`image_size`: the teacher's).
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// The folder's images carry no labels; absent in older configs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unlabeled: bool,
@@ -105,20 +110,10 @@ pub struct SeedConfig {
     pub train: TrainConfig,
     /// Training augmentation (MoCo v2's; teacher and student see the same view).
     pub augment: Augment,
-    /// Validation hold-out (kNN monitor).
-    pub val_size: usize,
     /// Training images in the kNN bank (0: all).
     pub knn_bank: usize,
     /// kNN monitor.
     pub knn: KnnConfig,
-    /// Channels for folders.
-    pub folder_channels: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Loader workers.
-    pub workers: usize,
-    /// Device.
-    pub device: DeviceSpec,
 }
 
 impl SeedConfig {
@@ -129,8 +124,7 @@ impl SeedConfig {
             profile,
             teacher: PathBuf::new(),
             teacher_output: None,
-            dataset,
-            data_dir: None,
+            run: RunSettings::defaults(dataset),
             unlabeled: false,
             model: ModelChoice::new(arch, width),
             negatives: NegativesConfig::Queue { size: moco.queue },
@@ -138,26 +132,21 @@ impl SeedConfig {
             tau_teacher: 1e-4,
             train,
             augment: Augment::moco_v2(dataset.default_side().unwrap_or(224), dataset.mirrors()),
-            val_size: if dataset == DatasetKind::Folder { 0 } else { 5000 },
             knn_bank: moco.knn_bank,
             knn: moco.knn,
-            folder_channels: 3,
-            seed: 0,
-            workers: default_workers(),
-            device: DeviceSpec::Auto,
         }
     }
 
     /// Defaults of the preset, then the config file, then the flags; checked.
     pub fn resolve(args: &Args) -> Result<Self> {
-        let (file, dataset) = args.common.config_file_and_dataset()?;
+        let (file, dataset) = args.data.config_file_and_dataset(&args.common)?;
         let mut config = overlay_config(&Self::defaults(args.profile, dataset), file.as_ref())?;
-        config.dataset = dataset;
-        let c = &args.common;
-        c.apply(&mut config.data_dir, &mut config.device, &mut config.seed, &mut config.workers);
-        let mut image_size = None;
-        args.train.apply(&mut config.model, &mut config.train, &mut config.val_size, &mut image_size);
-        ensure!(image_size.is_none(), "the student reads the teacher's input size: --image-size does not apply");
+        config.run.apply(dataset, &args.common, &args.data);
+        args.train.apply(&mut config.model, &mut config.train);
+        ensure!(
+            config.run.image_size.is_none(),
+            "the student reads the teacher's input size: --image-size does not apply"
+        );
         if let Some(teacher) = &args.teacher {
             config.teacher = teacher.clone();
         }
@@ -197,12 +186,12 @@ impl SeedConfig {
     /// The training images.
     fn ssl_data(&self) -> SslDataSpec<'_> {
         SslDataSpec {
-            kind: self.dataset,
-            data_dir: self.data_dir.as_deref(),
+            kind: self.run.dataset,
+            data_dir: self.run.data_dir.as_deref(),
             unlabeled: self.unlabeled,
-            val_size: self.val_size,
-            folder_channels: self.folder_channels,
-            seed: self.seed,
+            val_size: self.run.val_size,
+            folder_channels: self.run.folder_channels,
+            seed: self.run.seed,
         }
     }
 }
@@ -211,71 +200,29 @@ impl SeedConfig {
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
     let mut config = SeedConfig::resolve(&args)?;
-    let device = device::resolve(&config.device)?;
+    let device = device::resolve(&config.run.device)?;
     tracing::info!("device: {}", device.description);
     let inner = device.device.clone();
-    let ad = inner.clone().autodiff();
-
-    let (teacher, teacher_meta) = checkpoint::load(&config.teacher, &inner)
-        .with_context(|| format!("loading the teacher {}", config.teacher.display()))?;
-    let teacher = teacher.valid();
-    let output = match (config.teacher_output, teacher_meta.model.head) {
-        (Some(TeacherOutput::Projection), HeadSpec::Projection { .. }) | (None, HeadSpec::Projection { .. }) => {
-            TeacherOutput::Projection
-        }
-        (Some(TeacherOutput::Projection), head) => bail!(
-            "{}: the teacher has no projection head ({head:?}); use --teacher-output features for its pooled features",
-            config.teacher.display()
-        ),
-        _ => TeacherOutput::Features,
-    };
+    let (teacher, teacher_meta, output) = load_teacher(&config, &inner)?;
     let data = SslData::open(&config.ssl_data())?;
     let input = teacher_meta.input.clone();
-    fit_moco_augment(&mut config.augment, config.dataset, input.height);
-    let data_input = input_spec(config.dataset, &data.train, Some(input.height))?;
-    ensure!(
-        data_input.channels == input.channels,
-        "{} reads {}-channel images; {} has {} channels",
-        config.teacher.display(),
-        input.channels,
-        config.dataset,
-        data_input.channels
-    );
+    fit_moco_augment(&mut config.augment, config.run.dataset, input.height);
+    check_data_fits(&config, &data, &input)?;
     let blank = Tensor::<4>::zeros([1, input.channels, input.height, input.width], &inner);
     let [_, teacher_dim] = output.embed(&teacher, blank).dims();
-
     // The student: the chosen backbone with a projection to the teacher's dimension.
     let spec = config.model.spec(input.channels, data.train.classes.len());
     let spec = with_projection_head(spec, &input, teacher_dim, &inner)?;
     let HeadSpec::Projection { hidden: embedding, .. } = spec.head else { unreachable!("a projection head") };
-    kd_common::atomic::ensure_writable_dir(&args.out)
-        .with_context(|| format!("output directory {}", args.out.display()))?;
-    kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
-    let mut hashed = serde_json::to_value(&config)?;
-    let object = hashed.as_object_mut().expect("an object");
-    object.remove("device");
-    object.remove("workers");
-    object.insert("teacher_sha256".into(), teacher_meta.weights_sha256.clone().into());
-    let run_hash = hash_json(&hashed);
-
-    let negatives = match config.negatives {
-        NegativesConfig::Queue { size } => {
-            Negatives::Queue(EmbeddingQueue::new(size, teacher_dim, config.train.batch_size, config.seed, &inner)?)
-        }
-        NegativesConfig::DatasetBank => {
-            let all = loader(data.train.clone(), eval_transform(&input), 256, false, config.workers, config.seed)?;
-            let mut parts = Vec::new();
-            for batch in kd_datasets::BatchSource::pass(&all, 0) {
-                parts.push(output.embed(&teacher, train::upload::images(&batch?, 0, &inner)?));
-            }
-            let bank = Tensor::cat(parts, 0);
-            tracing::info!("teacher embeddings of all {} training images as negatives", bank.dims()[0]);
-            Negatives::DatasetBank(bank)
-        }
-    };
+    let hash = run_hash(&config, &serde_json::json!({"teacher": teacher_meta.weights_sha256}))?;
+    let weights = args.out.join("model.safetensors");
+    if let Output::Finished(summary) = claim_output(&args.out, &weights, &config, &hash)? {
+        return print_summary(summary, serde_json::Value::Null);
+    }
+    let negatives = negatives(&config, &teacher, output, teacher_dim, &data, &input, &inner)?;
     let mut seed = Seed::new(teacher, output, negatives, (config.tau_student, config.tau_teacher), &inner);
-    device.device.seed(config.seed);
-    let network = spec.init(&ad)?;
+    inner.seed(config.run.seed);
+    let network = spec.init(&inner.clone().autodiff())?;
     tracing::info!(
         "SEED: {} ({:.3} M parameters, {embedding}-d embedding -> {teacher_dim}-d) from {} ({:?} output), tau_S {} tau_T {}",
         spec.arch,
@@ -285,19 +232,19 @@ pub fn run(args: Args) -> Result<()> {
         config.tau_student,
         config.tau_teacher
     );
-    let mut loader_config = LoaderConfig::new(config.train.batch_size, true, true, config.workers, config.seed);
+    let (workers, run_seed) = (config.run.workers, config.run.seed);
+    let mut loader_config = LoaderConfig::new(config.train.batch_size, true, true, workers, run_seed);
     loader_config.labelled = false;
     let transform = Transform { augment: config.augment.clone(), ..eval_transform(&input) };
     let train_loader = BatchLoader::new(data.train.clone(), transform, loader_config)?;
-    let sources = data.knn_sources(&input, config.knn_bank, config.workers, config.seed)?;
-    let validation = KnnSources::validation(sources.as_ref(), config.knn);
+    let sources = data.knn_sources(&input, config.knn_bank, workers, run_seed)?;
     let run = Run {
         config: &config.train,
         phases: vec![Phase::epochs(&train_loader, config.train.epochs)],
-        validation,
+        validation: KnnSources::validation(sources.as_ref(), config.knn),
         device: &device,
         out_dir: &args.out,
-        run_hash: &run_hash,
+        run_hash: &hash,
     };
     let outcome = train::fit(network, &mut seed, &run)?;
     let network = outcome.model.valid();
@@ -306,12 +253,72 @@ pub fn run(args: Args) -> Result<()> {
         spec,
         input,
         train: &data.train,
-        config: serde_json::to_value(&config)?,
+        config: training_record(&config, &hash)?,
         rows: &outcome.rows,
         resumed_after: outcome.resumed_after,
         tool: "kd-seed",
     };
-    let summary = save_encoder(encoder, sources.as_ref(), config.knn, &inner, &args.out.join("model.safetensors"))?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    print_summary(save_encoder(encoder, sources.as_ref(), config.knn, &inner, &weights)?, serde_json::Value::Null)
+}
+
+/// The frozen teacher (eval mode), its sidecar and the output that is its embedding.
+fn load_teacher(
+    config: &SeedConfig,
+    device: &burn::tensor::Device,
+) -> Result<(Network, CheckpointMeta, TeacherOutput)> {
+    let (teacher, meta) = checkpoint::load(&config.teacher, device)
+        .with_context(|| format!("loading the teacher {}", config.teacher.display()))?;
+    let output = match (config.teacher_output, meta.model.head) {
+        (Some(TeacherOutput::Projection), HeadSpec::Projection { .. }) | (None, HeadSpec::Projection { .. }) => {
+            TeacherOutput::Projection
+        }
+        (Some(TeacherOutput::Projection), head) => bail!(
+            "{}: the teacher has no projection head ({head:?}); use --teacher-output features for its pooled features",
+            config.teacher.display()
+        ),
+        _ => TeacherOutput::Features,
+    };
+    Ok((teacher.valid(), meta, output))
+}
+
+/// The training images must have the teacher's channel count.
+fn check_data_fits(config: &SeedConfig, data: &SslData, input: &InputSpec) -> Result<()> {
+    let data_input = input_spec(config.run.dataset, &data.train, Some(input.height))?;
+    ensure!(
+        data_input.channels == input.channels,
+        "{} reads {}-channel images; {} has {} channels",
+        config.teacher.display(),
+        input.channels,
+        config.run.dataset,
+        data_input.channels
+    );
     Ok(())
+}
+
+/// SEED's negatives: a queue of `dim`-d teacher embeddings, or every training image's embedding.
+fn negatives(
+    config: &SeedConfig,
+    teacher: &Network,
+    output: TeacherOutput,
+    dim: usize,
+    data: &SslData,
+    input: &InputSpec,
+    device: &burn::tensor::Device,
+) -> Result<Negatives> {
+    let (workers, seed) = (config.run.workers, config.run.seed);
+    Ok(match config.negatives {
+        NegativesConfig::Queue { size } => {
+            Negatives::Queue(EmbeddingQueue::new(size, dim, config.train.batch_size, seed, device)?)
+        }
+        NegativesConfig::DatasetBank => {
+            let all = loader(data.train.clone(), eval_transform(input), EVAL_BATCH, false, workers, seed)?;
+            let mut parts = Vec::new();
+            for batch in kd_datasets::BatchSource::pass(&all, 0) {
+                parts.push(output.embed(teacher, train::upload::images(&batch?, 0, device)?));
+            }
+            let bank = Tensor::cat(parts, 0);
+            tracing::info!("teacher embeddings of all {} training images as negatives", bank.dims()[0]);
+            Negatives::DatasetBank(bank)
+        }
+    })
 }

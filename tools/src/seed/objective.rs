@@ -178,7 +178,7 @@ mod tests {
             Seed::new(network(6, &device), TeacherOutput::Projection, Negatives::Queue(queue), (0.2, 1e-4), &device);
         let student = network(6, &ad);
         assert!(seed.step(&student, &batch(), &ad).unwrap().loss.into_scalar::<f32>().is_finite());
-        seed.after_step(student, &StepInfo { step: 1, total_steps: 1, lr: 0.1 }).unwrap();
+        seed.after_step(student, &StepInfo { step: 1, epoch: 0, total_steps: 1, lr: 0.1 }).unwrap();
         let Negatives::Queue(queue) = &seed.negatives else { unreachable!() };
         assert_eq!(queue.pointer(), 4);
         let err = seed.step(&network(5, &ad), &batch(), &ad).err().unwrap().to_string();

@@ -26,9 +26,6 @@ pub struct CommonArgs {
     /// Random seed (initialisation, shuffling, augmentation).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Configuration file (TOML or JSON); flags override it, unknown keys are rejected.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Data-loading worker threads (default: available cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -50,42 +47,6 @@ impl CommonArgs {
         let verbosity = self.verbose as i8 - self.quiet as i8;
         kd_common::logging::init(verbosity);
         kd_common::progress::set_enabled(self.quiet == 0);
-    }
-}
-
-impl CommonArgs {
-    /// The config file (if given) and the dataset: the flag, else the file's `dataset`, else
-    /// Fashion-MNIST (the dataset decides the defaults the file is merged into).
-    pub fn config_file_and_dataset(&self) -> Result<(Option<(PathBuf, Value)>, DatasetKind)> {
-        let file = match &self.config {
-            Some(path) => Some((path.clone(), read_config_file(path)?)),
-            None => None,
-        };
-        let file_dataset =
-            file.as_ref().and_then(|(_, v)| v.get("dataset")).and_then(|d| d.as_str()).map(str::parse::<DatasetKind>);
-        let dataset = match (self.dataset, file_dataset) {
-            (Some(d), _) => d,
-            (None, Some(parsed)) => parsed?,
-            (None, None) => DatasetKind::FashionMnist,
-        };
-        Ok((file, dataset))
-    }
-
-    /// Overrides a resolved configuration's data directory, device, seed and workers with the
-    /// flags that were given.
-    pub fn apply(&self, data_dir: &mut Option<PathBuf>, device: &mut DeviceSpec, seed: &mut u64, workers: &mut usize) {
-        if let Some(dir) = &self.data_dir {
-            *data_dir = Some(dir.clone());
-        }
-        if let Some(spec) = &self.device {
-            *device = spec.clone();
-        }
-        if let Some(s) = self.seed {
-            *seed = s;
-        }
-        if let Some(w) = self.workers {
-            *workers = w;
-        }
     }
 }
 

@@ -27,8 +27,12 @@ pub fn open_splits(
     seed: u64,
     folder_channels: usize,
 ) -> Result<Splits> {
-    let train = kind.open(data_dir, Split::Train, folder_channels, 0.1).context("opening the training split")?;
-    let test = kind.open(data_dir, Split::Test, folder_channels, 0.1).context("opening the test split")?;
+    let train = kind
+        .open(data_dir, Split::Train, folder_channels, crate::shared::run::FOLDER_TEST_FRACTION)
+        .context("opening the training split")?;
+    let test = kind
+        .open(data_dir, Split::Test, folder_channels, crate::shared::run::FOLDER_TEST_FRACTION)
+        .context("opening the test split")?;
     if train.classes.len() != test.classes.len() {
         anyhow::bail!("train has {} classes but test has {}", train.classes.len(), test.classes.len());
     }
@@ -51,7 +55,7 @@ pub fn unlabeled_holdout(train: &Dataset, count: usize, seed: u64) -> Result<(Da
         "the unlabeled hold-out must be between 1 and {} images, got {count}",
         train.len().saturating_sub(1)
     );
-    let order = kd_datasets::loader::permutation(train.len(), seed, u64::MAX - 2);
+    let order = kd_datasets::loader::permutation(train.len(), seed, kd_datasets::rng::salt::UNLABELED_HOLDOUT);
     let (mut unlabeled, mut labeled) = (order[..count].to_vec(), order[count..].to_vec());
     unlabeled.sort_unstable();
     labeled.sort_unstable();
@@ -116,7 +120,9 @@ pub fn train_and_val_loaders(
 ) -> Result<(BatchLoader, Option<BatchLoader>)> {
     let train = loader(splits.train.clone(), train_transform(input, augment), batch_size, true, workers, seed)?;
     let val = match &splits.val {
-        Some(val) => Some(loader(val.clone(), eval_transform(input), 256, false, workers, seed)?),
+        Some(val) => {
+            Some(loader(val.clone(), eval_transform(input), crate::shared::run::EVAL_BATCH, false, workers, seed)?)
+        }
         None => None,
     };
     Ok((train, val))

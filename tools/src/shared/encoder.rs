@@ -4,9 +4,10 @@
 //! labels), the checkpoint with its sidecar, the summary.
 
 use crate::shared::data::{Splits, eval_transform, loader};
+use crate::shared::finish::{CheckpointParts, write_checkpoint};
 use anyhow::Result;
 use burn::tensor::Device;
-use kd_common::checkpoint::{self, CheckpointMeta, InputSpec};
+use kd_common::checkpoint::InputSpec;
 use kd_common::models::{ModelSpec, Network};
 use kd_common::train::{KnnConfig, PassRow, Validation, knn_top1};
 use kd_datasets::{BatchLoader, Dataset};
@@ -40,7 +41,9 @@ impl KnnSources {
     pub fn new(splits: &Splits, input: &InputSpec, bank: usize, workers: usize, seed: u64) -> Result<Self> {
         let bank_size = if bank == 0 { splits.train.len() } else { bank.min(splits.train.len()) };
         let positions: Vec<usize> = (0..bank_size).collect();
-        let eval = |dataset: kd_datasets::Dataset| loader(dataset, eval_transform(input), 256, false, workers, seed);
+        let eval = |dataset: kd_datasets::Dataset| {
+            loader(dataset, eval_transform(input), crate::shared::run::EVAL_BATCH, false, workers, seed)
+        };
         Ok(Self {
             bank: eval(splits.train.subset(&positions, "knn-bank"))?,
             bank_size,
@@ -70,7 +73,7 @@ pub struct TrainedEncoder<'a> {
     pub input: InputSpec,
     /// The training images (identity and class names).
     pub train: &'a Dataset,
-    /// The resolved configuration.
+    /// The resolved configuration with its run hash (`shared::run::training_record`).
     pub config: Value,
     /// Metrics rows.
     pub rows: &'a [PassRow],
@@ -103,21 +106,9 @@ pub fn save_encoder(
         "train_seconds": run.rows.iter().map(|r| r.seconds).sum::<f64>(),
         "resumed_after_pass": run.resumed_after,
     });
-    let meta = CheckpointMeta {
-        format_version: checkpoint::FORMAT_VERSION,
-        model: run.spec,
-        input: run.input,
-        dataset: serde_json::to_value(run.train.identity())?,
-        classes: run.train.classes.clone(),
-        training: run.config,
-        metrics: metrics.clone(),
-        weights_sha256: String::new(),
-        written_by: format!("{} {}", run.tool, env!("CARGO_PKG_VERSION")),
-        pruning: None,
-        imported_from: None,
-        other: Default::default(),
-    };
-    checkpoint::save(run.network, &meta, weights)?;
+    let parts =
+        CheckpointParts { spec: run.spec, input: run.input, train: run.train, training: run.config, tool: run.tool };
+    write_checkpoint(run.network, parts, &metrics, None, weights)?;
     match (test_knn, sources) {
         (Some(top1), Some(s)) => {
             tracing::info!("test kNN top-1 {top1:.2}% (bank of {}); wrote {}", s.bank_size, weights.display())

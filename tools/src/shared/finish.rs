@@ -22,7 +22,7 @@ pub struct TrainedRun<'a> {
     pub train: &'a Dataset,
     /// The test split.
     pub test: &'a Dataset,
-    /// The resolved configuration.
+    /// The resolved configuration with its run hash (`shared::run::training_record`).
     pub config: Value,
     /// Metrics rows of every stage, in order.
     pub rows: &'a [PassRow],
@@ -40,10 +40,65 @@ pub struct TrainedRun<'a> {
     pub pruning: Option<PruningRecord>,
 }
 
+/// What every checkpoint of a training tool records besides its metrics.
+pub struct CheckpointParts<'a> {
+    /// Its architecture.
+    pub spec: ModelSpec,
+    /// Its input.
+    pub input: InputSpec,
+    /// The training split (its identity and class names are recorded).
+    pub train: &'a Dataset,
+    /// The resolved configuration with its run hash.
+    pub training: Value,
+    /// Tool name for the sidecar.
+    pub tool: &'a str,
+}
+
+/// The one checkpoint writer of the training tools: `network` to `weights` with its sidecar.
+pub fn write_checkpoint(
+    network: &Network,
+    parts: CheckpointParts,
+    metrics: &Value,
+    pruning: Option<PruningRecord>,
+    weights: &Path,
+) -> Result<()> {
+    let meta = CheckpointMeta {
+        format_version: checkpoint::FORMAT_VERSION,
+        model: parts.spec,
+        input: parts.input,
+        dataset: serde_json::to_value(parts.train.identity())?,
+        classes: parts.train.classes.clone(),
+        training: parts.training,
+        metrics: metrics.clone(),
+        weights_sha256: String::new(),
+        written_by: format!("{} {}", parts.tool, env!("CARGO_PKG_VERSION")),
+        pruning,
+        imported_from: None,
+        other: Default::default(),
+    };
+    Ok(checkpoint::save(network, &meta, weights)?)
+}
+
+/// Prints a run's summary JSON on stdout, with the tool's `extra` fields added.
+pub fn print_summary(mut summary: Value, extra: Value) -> Result<()> {
+    if let (Some(summary), Value::Object(extra)) = (summary.as_object_mut(), extra) {
+        summary.extend(extra);
+    }
+    outln!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
 /// Evaluates on the test split, saves the checkpoint `weights` (+ sidecar) and returns the
 /// summary.
 pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, weights: &Path) -> Result<Value> {
-    let test_loader = loader(run.test.clone(), eval_transform(&run.input), 256, false, run.workers, run.seed)?;
+    let test_loader = loader(
+        run.test.clone(),
+        eval_transform(&run.input),
+        crate::shared::run::EVAL_BATCH,
+        false,
+        run.workers,
+        run.seed,
+    )?;
     let test = train::evaluate(run.network, run.references, &test_loader, device)?;
     let last = run.rows.last();
     let best = run.rows.iter().filter_map(|r| r.val("val_top1").map(|v| (v, r.epoch))).fold(
@@ -70,21 +125,9 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, weights: &Pa
         metrics["test_agreement_with_teacher"] = json!(agreement);
         metrics["test_kl_teacher_to_student"] = json!(test.kl_to_reference);
     }
-    let meta = CheckpointMeta {
-        format_version: checkpoint::FORMAT_VERSION,
-        model: run.spec,
-        input: run.input,
-        dataset: serde_json::to_value(run.train.identity())?,
-        classes: run.train.classes.clone(),
-        training: run.config,
-        metrics: metrics.clone(),
-        weights_sha256: String::new(),
-        written_by: format!("{} {}", run.tool, env!("CARGO_PKG_VERSION")),
-        pruning: run.pruning,
-        imported_from: None,
-        other: Default::default(),
-    };
-    checkpoint::save(run.network, &meta, weights)?;
+    let parts =
+        CheckpointParts { spec: run.spec, input: run.input, train: run.train, training: run.config, tool: run.tool };
+    write_checkpoint(run.network, parts, &metrics, run.pruning, weights)?;
     tracing::info!(
         "test top-1 {:.2}% (top-5 {:.2}%, NLL {:.4}); wrote {}",
         test.top1,

@@ -9,6 +9,7 @@ pub mod encoder;
 pub mod finish;
 pub mod machine;
 pub mod profiles;
+pub mod run;
 pub mod ssl_data;
 pub mod teachers;
 pub mod train_args;

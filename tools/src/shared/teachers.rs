@@ -65,13 +65,14 @@ impl Teachers {
     ) -> Result<Vec<f32>> {
         let input =
             |t: usize| Tensor::<4>::from_data(TensorData::new(inputs[t.min(inputs.len() - 1)].clone(), shape), device);
-        let mean = ensemble(&self.networks, input, temperature).probs;
+        let mean = ensemble(&self.networks, input, temperature, false).probs;
         mean.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))
     }
 
-    /// Runs every teacher on `images` (already normalised for them, inner device).
-    pub fn ensemble(&self, images: Tensor<4>, temperature: f32) -> EnsembleOutput {
-        ensemble(&self.networks, |_| images.clone(), temperature)
+    /// Runs every teacher on `images` (already normalised for them, inner device); `standardize`
+    /// z-scores each teacher's logits first (logit standardisation).
+    pub fn ensemble(&self, images: Tensor<4>, temperature: f32, standardize: bool) -> EnsembleOutput {
+        ensemble(&self.networks, |_| images.clone(), temperature, standardize)
     }
 }
 

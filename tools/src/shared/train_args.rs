@@ -29,12 +29,6 @@ pub struct TrainArgs {
     /// Weight decay.
     #[arg(long)]
     pub weight_decay: Option<f32>,
-    /// Training images held out for per-epoch validation (0: none).
-    #[arg(long)]
-    pub val_size: Option<usize>,
-    /// Image side for image folders.
-    #[arg(long)]
-    pub image_size: Option<usize>,
 }
 
 /// `--optimizer`.
@@ -103,20 +97,24 @@ impl ModelChoice {
 }
 
 impl TrainArgs {
-    /// Applies the flags that were given.
-    pub fn apply(
-        &self,
-        model: &mut ModelChoice,
-        train: &mut TrainConfig,
-        val_size: &mut usize,
-        image_size: &mut Option<usize>,
-    ) {
+    /// Applies the flags that were given to the network and its optimisation.
+    pub fn apply(&self, model: &mut ModelChoice, train: &mut TrainConfig) {
         if let Some(arch) = self.arch {
             model.arch = arch;
         }
         if let Some(width) = self.width {
             model.width = width;
         }
+        self.apply_schedule(train);
+    }
+
+    /// Whether a flag that chooses the network was given.
+    pub fn names_a_network(&self) -> bool {
+        self.arch.is_some() || self.width.is_some()
+    }
+
+    /// Applies the flags that were given to the optimisation only.
+    pub fn apply_schedule(&self, train: &mut TrainConfig) {
         if let Some(epochs) = self.epochs {
             train.epochs = epochs;
         }
@@ -134,12 +132,6 @@ impl TrainArgs {
         }
         if let Some(wd) = self.weight_decay {
             set_weight_decay(train, wd);
-        }
-        if let Some(val) = self.val_size {
-            *val_size = val;
-        }
-        if let Some(size) = self.image_size {
-            *image_size = Some(size);
         }
     }
 }

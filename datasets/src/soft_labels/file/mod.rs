@@ -108,6 +108,31 @@ mod tests {
         path
     }
 
+    /// A complete-marked file whose arrays claim 2^32 images but store none (a few kilobytes
+    /// of sparse HDF5) is refused when opened, before anything is read or allocated.
+    #[test]
+    fn a_sparse_file_claiming_billions_of_images_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.h5");
+        let mut claimed = meta();
+        claimed.num_images = 1 << 32;
+        claimed.dataset.count = 1 << 32;
+        let (writer, _) = LabelWriter::create_or_resume(&path, &claimed).unwrap();
+        drop(writer);
+        let partial = partial_path(&path);
+        {
+            let file = hdf5::File::open_rw(&partial).unwrap();
+            file.attr("complete").unwrap().write_scalar(&1u8).unwrap();
+            file.attr("images_done").unwrap().write_scalar(&(1u64 << 32)).unwrap();
+        }
+        std::fs::rename(&partial, &path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
+        let err = RegionLabels::open(&path).expect_err("refused").to_string();
+        assert!(err.contains("sparse.h5") && err.contains("sparse or truncated"), "{err}");
+        let err = crate::soft_labels::LabelReader::open(&path, 0).err().expect("refused").to_string();
+        assert!(err.contains("sparse or truncated"), "{err}");
+    }
+
     #[test]
     fn a_valid_file_opens() {
         let dir = tempfile::tempdir().unwrap();

@@ -59,7 +59,34 @@ pub fn open_complete(path: &Path) -> Result<(hdf5::File, LabelMeta)> {
             message: format!("incomplete label file ({done} of {} images written)", meta.num_images),
         });
     }
+    check_storage(&file, path)?;
     Ok((file, meta))
+}
+
+/// Deflate cannot shrink data by more than about 1032:1; allow that and some slack.
+const MAX_COMPRESSION_RATIO: u64 = 1100;
+
+/// Refuses a file whose arrays claim more data than it stores: a few kilobytes of sparse HDF5
+/// may declare billions of images, which reading would allocate (every chunk of a complete file
+/// was written, so its stored bytes bound its decoded size).
+fn check_storage(file: &hdf5::File, path: &Path) -> Result<()> {
+    let err = h5(path);
+    for name in file.member_names().map_err(&err)? {
+        let Ok(dataset) = file.dataset(&name) else { continue };
+        let element = dataset.dtype().map_err(&err)?.size() as u64;
+        let decoded = (dataset.size() as u64).saturating_mul(element);
+        let stored = dataset.storage_size();
+        if decoded > stored.saturating_mul(MAX_COMPRESSION_RATIO).saturating_add(1 << 20) {
+            return Err(DataError::Format {
+                path: path.into(),
+                offset: 0,
+                message: format!(
+                    "array `{name}` declares {decoded} bytes but the file stores {stored}: a sparse or truncated file"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads images `start..end` of every dataset (each chunk's fletcher32 checksum is verified).
