@@ -329,10 +329,12 @@ test-pytorch:
 	@mkdir -p $(XDG_RUNTIME_DIR)
 	PYTHON=$(PYTHON) cargo test --workspace --test e2e pytorch -- --ignored
 
-# Compile-check of the CUDA backend (needs scripts/setup.sh --cuda first).
+# Compile-checks of builds without the CPU backend: CUDA alone (needs scripts/setup.sh --cuda
+# first) and wgpu alone, so that no tool depends on Flex being compiled in.
 check-cuda:
 	scripts/setup-cuda.sh
-	XDG_DATA_HOME=$(CURDIR)/target/llvm-shim cargo check --workspace --bins --features cuda
+	XDG_DATA_HOME=$(CURDIR)/target/llvm-shim cargo check -p kd-tools --bins --no-default-features --features cuda
+	cargo check -p kd-tools --bins --no-default-features --features wgpu
 
 # On a machine with an NVIDIA GPU: the unit tests on CUDA.
 test-cuda:

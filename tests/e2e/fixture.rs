@@ -151,3 +151,18 @@ pub fn pretrain_folder(t: &KdTest, root: &str, out: &str) -> Command {
     cmd.args(["--arch", "small-cnn", "--width", "0.25", "--epochs", "1", "--batch-size", "4", "--workers", "2"]);
     cmd
 }
+
+/// A finished run's command again is a no-op: exit 0, `"already_complete": true`, the checkpoint
+/// and `config.json` byte for byte as they were. `again` repeats the command; `other` changes a
+/// setting and must be refused (exit 2) before anything in `dir` changes.
+pub fn assert_rerun_is_a_no_op(t: &KdTest, dir: &str, again: &mut Command, other: &mut Command) {
+    let files = ["model.safetensors", "model.json", "config.json"];
+    let read = |name: &str| std::fs::read(t.path(&format!("{dir}/{name}"))).unwrap();
+    let before: Vec<Vec<u8>> = files.iter().map(|f| read(f)).collect();
+    let summary = json_ok(&run(again));
+    assert_eq!(summary["already_complete"], true, "{summary}");
+    assert_input_error(&run(other), &["another configuration", "--out"]);
+    for (file, bytes) in files.iter().zip(&before) {
+        assert_eq!(&read(file), bytes, "{dir}/{file} changed");
+    }
+}

@@ -45,10 +45,25 @@ fn pytorch_teachers_import_with_pytorchs_predictions() {
 
     json_ok(&import(&t, "torchvision_resnet8_optB.safetensors", "st", &["--shortcut", "conv"]));
     assert_same_predictions(&t.path("st/model.safetensors"), "torchvision_resnet8_optB");
+    // The same tensors as a flat PyTorch state dict whose keys all start with `model.`
+    // (tests/fixtures/hostile/make_hostile_pth.py): not a wrapper, the prefix is stripped.
+    let flat = json_ok(&import(&t, "flat_model_prefix.pth", "flat", &["--shortcut", "conv"]));
+    assert_same_predictions(&t.path("flat/model.safetensors"), "torchvision_resnet8_optB");
+    assert!(flat["key_remapping"].to_string().contains("model"), "{flat}");
 
     // The same command again is a no-op; other settings into the same directory need --force.
     let before = std::fs::read(t.path("pth/model.safetensors")).unwrap();
     assert_eq!(json_ok(&import(&t, "cifar_resnet8_optA.pth", "pth", &[]))["already_complete"], true);
+    // An import killed between the weights and the sidecar is redone (it used to ask for
+    // --force), and a retried import writes config.json too.
+    std::fs::remove_file(t.path("pth/model.json")).unwrap();
+    std::fs::remove_file(t.path("pth/config.json")).unwrap();
+    json_ok(&import(&t, "cifar_resnet8_optA.pth", "pth", &[]));
+    assert!(t.path("pth/model.json").exists() && t.path("pth/config.json").exists());
+    assert_eq!(std::fs::read(t.path("pth/model.safetensors")).unwrap(), before, "the same bytes again");
+    std::fs::remove_file(t.path("pth/config.json")).unwrap();
+    assert_eq!(json_ok(&import(&t, "cifar_resnet8_optA.pth", "pth", &[]))["already_complete"], true);
+    assert!(t.path("pth/config.json").exists());
     let other = import(&t, "cifar_resnet8_optA.pth", "pth", &["--mean", "0.5", "--std", "0.5"]);
     assert_input_error(&other, &["already exists", "other settings", "--force"]);
     assert_eq!(std::fs::read(t.path("pth/model.safetensors")).unwrap(), before);
@@ -88,4 +103,22 @@ fn foreign_files_that_do_not_fit_are_refused() {
     let mut cmd = t.cmd("kd-import");
     cmd.arg(t.path("absent.pth")).args(["--out", "e", "--arch", "resnet8"]);
     assert_input_error(&run(&mut cmd), &["absent.pth", "not found"]);
+    // Files made to allocate without bound (tests/fixtures/hostile/make_hostile_pth.py): a 1 KB
+    // tensor expanded by stride 0 to 8 GiB, a storage that inflates to 128 MiB. Refused before
+    // anything is read into memory.
+    let hostile = fixtures().join("../hostile");
+    let mut cmd = t.cmd("kd-import");
+    cmd.arg(hostile.join("stride0.pth")).args(["--out", "f", "--arch", "resnet8", "--width", "0.25"]);
+    assert_input_error(&run(&mut cmd), &["stride0.pth", "conv1.weight", "hostile"]);
+    let mut cmd = t.cmd("kd-import");
+    cmd.arg(hostile.join("deflate_bomb.pth")).args(["--out", "g", "--arch", "resnet8", "--width", "0.25"]);
+    assert_input_error(&run(&mut cmd), &["deflate_bomb.pth", "inflate to 134217"]);
+    assert!(!t.path("f/model.safetensors").exists() && !t.path("g/model.safetensors").exists());
+    // Sizes from flags are bounded: no 100000 x 100000 network input.
+    let mut cmd = t.cmd("kd-import");
+    cmd.arg(fixtures().join("cifar_resnet8_optA.pth")).args(["--out", "h", "--arch", "resnet8", "--width", "0.25"]);
+    cmd.args(["--dataset", "fashion-mnist", "--image-size", "100000"]);
+    assert_input_error(&run(&mut cmd), &["100000x100000", "8192"]);
+    let output = import(&t, "cifar_resnet8_optA.pth", "i", &["--seed", "3"]);
+    assert_input_error(&output, &["--seed and --workers do not apply"]);
 }

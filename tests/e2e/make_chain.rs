@@ -69,6 +69,10 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(done.exists(), "the teacher stage finished");
+    // The recipe's shell exits just after its `mv`; a signal in that window makes make delete the
+    // target it considers interrupted (GNU make does so for a running recipe's changed target),
+    // and the rerun would train the teacher again. Let the shell exit first.
+    std::thread::sleep(Duration::from_millis(500));
     let teacher_time = modified(&teacher);
     let group = format!("-{}", child.id());
     Command::new("kill").args(["-TERM", "--", &group]).status().unwrap();

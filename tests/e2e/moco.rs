@@ -24,6 +24,7 @@ fn moco_trains_monitors_knn_and_resumes_with_its_queue() {
     let sidecar: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.path("whole/model.json")).unwrap()).unwrap();
     assert_eq!(sidecar["model"]["head"]["kind"], "projection", "{sidecar}");
+    assert_rerun_is_a_no_op(&t, "whole", &mut moco(&t, "whole", &[]), &mut moco(&t, "whole", &["--seed", "9"]));
 
     let killed = run(moco(&t, "killed", &[]).env("KD_ABORT_AFTER_PASS", "1"));
     assert!(!killed.status.success());

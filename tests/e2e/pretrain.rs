@@ -102,6 +102,9 @@ fn resumes_after_kill() {
     let state = list(&t.path("run/state"));
     assert_eq!(state, vec!["model-pass4.bpk", "optim-pass4.bpk", "progress.json"]);
     assert!(t.path("run/model.safetensors").exists());
+    // Finished: the same command again does nothing; another one is refused untouched.
+    let other = ["--epochs", "5", "--val-size", "0"];
+    assert_rerun_is_a_no_op(&t, "run", &mut t.pretrain("run", "cpu", &args), &mut t.pretrain("run", "cpu", &other));
 }
 
 #[test]

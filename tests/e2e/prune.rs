@@ -83,6 +83,25 @@ fn rounds_resume_where_killed_and_keep_pruned_weights_at_zero() {
         again.status.success() && stderr.contains("round 3/3: done before") && !stderr.contains("pass 1/"),
         "{stderr}"
     );
+    // Another pruning command into the finished ladder is refused before config.json changes.
+    let config = std::fs::read(t.path("p/config.json")).unwrap();
+    let other = run(&mut prune(&t, &teacher, "p", &["--rounds", "3", "--fraction", "0.3"]));
+    assert_input_error(&other, &["another pruning configuration", "--out"]);
+    assert_eq!(std::fs::read(t.path("p/config.json")).unwrap(), config, "config.json untouched");
+
+    // A sidecar claiming 2^64 - 1 rounds already: refused (the count used to overflow, exit 101).
+    std::fs::create_dir_all(t.path("huge")).unwrap();
+    for suffix in ["safetensors", "masks.safetensors"] {
+        std::fs::copy(t.path(&format!("p/model-remaining-0.512.{suffix}")), t.path(&format!("huge/m.{suffix}")))
+            .unwrap();
+    }
+    let mut meta = sidecar(t.path("p/model-remaining-0.512.json"));
+    meta["pruning"]["rounds"] = serde_json::json!(u64::MAX);
+    meta["pruning"]["masks_file"] = serde_json::json!("m.masks.safetensors");
+    std::fs::write(t.path("huge/m.json"), meta.to_string()).unwrap();
+    let output = run(&mut prune(&t, &t.path("huge/m.safetensors"), "h", &["--rounds", "1"]));
+    assert_input_error(&output, &["m.safetensors", "leaves no room"]);
+    assert!(!t.path("h").exists());
 
     // The dense student of the 48.8%-sparse teacher, from its strongest filters, then KD.
     let pruned = t.path("p/model-remaining-0.512.safetensors");

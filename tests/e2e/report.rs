@@ -45,3 +45,53 @@ fn run_directory_report_has_table_verdicts_and_plots() {
     std::fs::create_dir(&empty).unwrap();
     assert_input_error(&run(t.cmd("kd-report").arg("--run-dir").arg(&empty)), &["empty", "no evaluated run"]);
 }
+
+/// Waits for `child` at most `seconds`, killing it and failing the test if it is still running.
+fn wait_at_most(mut child: std::process::Child, seconds: u64) -> std::process::Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > seconds {
+            child.kill().unwrap();
+            panic!("still running after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Metrics of `inf` or of +-1e308 (a diverged run) used to hang the plots' axis computation:
+/// the report now finishes, leaving those points out.
+#[test]
+fn non_finite_metrics_do_not_hang_the_report() {
+    let t = KdTest::new();
+    let dir = t.path("run");
+    fake_run(&dir, "baseline-s0", 88.0, [80.0, 85.0]);
+    fake_run(&dir, "kd-s0", 89.0, [82.0, 87.0]);
+    std::fs::write(dir.join("kd-s0/metrics.csv"), "pass,epoch,val_top1\n1,1,inf\n2,2,1e308\n3,3,-1e308\n").unwrap();
+    let child = t.cmd("kd-report").arg("--run-dir").arg(&dir).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let output = wait_at_most(child, 120);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.join("plots/val-top1.png").exists());
+}
+
+/// A reader that stops early (`kd-report ... | head -n1`) closes the pipe: the tool exits 0
+/// without a panic (`println!` used to panic, exit 101).
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let t = KdTest::new();
+    let dir = t.path("run");
+    fake_run(&dir, "baseline-s0", 88.0, [80.0, 85.0]);
+    let mut child = t
+        .cmd("kd-report")
+        .arg("--run-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = wait_at_most(child, 120);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -41,6 +41,11 @@ fn seed_distils_resumes_with_its_queue_and_takes_any_embedding() {
     let sidecar: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.path("s/model.json")).unwrap()).unwrap();
     assert_eq!(sidecar["model"]["head"]["out"], 128, "the student projects to the teacher's 128 dimensions");
+    let (mut again, mut other) = (
+        seed(&t, "moco/model.safetensors", "s", &[]),
+        seed(&t, "moco/model.safetensors", "s", &["--tau-student", "0.3"]),
+    );
+    assert_rerun_is_a_no_op(&t, "s", &mut again, &mut other);
 
     json_ok(&run(&mut seed(&t, "moco/model.safetensors", "bank", &["--dataset-bank"])));
 

@@ -10,9 +10,9 @@ pub mod objective;
 pub mod regions;
 pub mod ssld;
 
-use crate::shared::data::{eval_transform, input_spec, loader};
+use crate::shared::data::{input_spec, val_loader};
 use crate::shared::finish::{TrainedRun, print_summary, save_trained};
-use crate::shared::run::{EVAL_BATCH, Output, claim_output, run_hash, training_record};
+use crate::shared::run::{Output, claim_output, run_hash, training_record};
 use crate::shared::teachers::Teachers;
 use crate::shared::train_args::ModelChoice;
 use anyhow::{Context, Result, ensure};
@@ -60,12 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         kd_common::models::trainable_params(&network) as f64 / 1e6,
         config.init.as_ref().map(|p| format!(" from {}", p.display())).unwrap_or_default(),
     );
-    let val_loader = match &splits.val {
-        Some(val) => {
-            Some(loader(val.clone(), eval_transform(&input), EVAL_BATCH, false, config.run.workers, config.run.seed)?)
-        }
-        None => None,
-    };
+    let val_loader = val_loader(&splits, &input, config.run.workers, config.run.seed)?;
     let references = teachers.networks.clone();
     let method_run = MethodRun {
         config: &config,

@@ -10,6 +10,7 @@
 //! dictionary (`state_dict`, `model`, `net`, `model_state_dict`). BatchNorm's
 //! `num_batches_tracked` counters are dropped (kdkit does not use them).
 
+mod bounds;
 mod layout;
 
 use crate::shared::cli::CommonArgs;
@@ -140,33 +141,59 @@ pub fn import(
 ) -> Result<Imported> {
     let format = sniff_format(path)?;
     let mut network = spec.init(device)?;
-    let remapper = || {
-        KeyRemapper::from_patterns(remapping.to_vec())
+    let remapper = |renames: &[(String, String)]| {
+        KeyRemapper::from_patterns(renames.to_vec())
             .map_err(|e| anyhow::anyhow!("a --remap pattern is not a valid regex: {e}"))
     };
+    let mut remapping = remapping.to_vec();
     let result = match format {
         Format::Pytorch => {
+            bounds::check_pytorch(path, bounds::budget(kd_common::models::trainable_params(&network)))?;
             // The state dict is at the top level, or under a wrapper key of a training
-            // checkpoint (the reader flattens nested dictionaries into `key.name` paths).
+            // checkpoint (the reader flattens nested dictionaries into `key.name` paths), or
+            // flat with every key prefixed (`model.conv1.weight`). Each reading is tried in
+            // turn; the first that fits the architecture is taken, else the first one's
+            // problems are reported.
             let mut probe = PytorchStore::from_file(path).map_indices_contiguous(false);
             let keys = burn::store::ModuleStore::keys(&mut probe)
                 .map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch file: {e}", path.display()))?;
             let wrapper = ["state_dict", "model_state_dict", "model", "net"]
                 .into_iter()
                 .find(|w| keys.iter().any(|k| k.starts_with(&format!("{w}."))));
-            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false).allow_partial(true);
-            if let Some(wrapper) = wrapper {
-                store = store.with_top_level_key(wrapper);
+            // (top-level key, renames) of each reading.
+            let mut readings: Vec<(Option<&str>, Renames)> = Vec::new();
+            if let Some(w) = wrapper {
+                readings.push((Some(w), remapping.clone()));
             }
-            let mut store = store.remap(remapper()?);
-            network.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            readings.push((None, remapping.clone()));
+            if let Some(w) = wrapper {
+                let strip = (format!("^{}\\.", regex_escape(w)), String::new());
+                readings.push((None, std::iter::once(strip).chain(remapping.iter().cloned()).collect()));
+            }
+            let mut first: Option<Result<burn::store::ApplyResult>> = None;
+            for (top_level, renames) in readings {
+                let mut candidate = spec.init(device)?;
+                let mut store = PytorchStore::from_file(path).map_indices_contiguous(false).allow_partial(true);
+                if let Some(key) = top_level {
+                    store = store.with_top_level_key(key);
+                }
+                let mut store = store.remap(remapper(&renames)?);
+                let result = candidate.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+                if result.as_ref().is_ok_and(|r| checkpoint::apply_problems(r).is_empty()) {
+                    (network, remapping) = (candidate, renames);
+                    first = Some(result);
+                    break;
+                }
+                first.get_or_insert(result);
+            }
+            first.expect("at least one reading")?
         }
         Format::Safetensors => {
             let mut store = SafetensorsStore::from_file(path)
                 .with_from_adapter(PyTorchToBurnAdapter)
                 .skip_enum_variants(true)
                 .allow_partial(true)
-                .remap(remapper()?);
+                .remap(remapper(&remapping)?);
             network.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
     };
@@ -179,7 +206,15 @@ pub fn import(
     );
     // f16, bf16 and f64 state dicts are stored as f32: every tool computes in f32.
     let network = kd_common::models::float32::to_f32(network);
-    Ok(Imported { network, spec: spec.clone(), remapping: remapping.to_vec(), format })
+    Ok(Imported { network, spec: spec.clone(), remapping, format })
+}
+
+/// Key renames `(regex, replacement)`, applied in order.
+type Renames = Vec<(String, String)>;
+
+/// `text` with the regex metacharacters escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '_' { vec![c] } else { vec!['\\', c] }).collect()
 }
 
 fn parse_remap(text: &str) -> Result<(String, String)> {
@@ -238,7 +273,9 @@ pub fn run(args: Args) -> Result<()> {
                 && existing
                     .imported_from
                     .as_ref()
-                    .is_some_and(|from| from.source_sha256 == source_sha256 && from.key_remapping == remapping)
+                    // The renames recorded end with the requested ones (a wrapper's prefix may have
+                    // been stripped first).
+                    .is_some_and(|from| from.source_sha256 == source_sha256 && from.key_remapping.ends_with(&remapping))
         });
         ensure!(
             same,

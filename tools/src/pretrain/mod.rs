@@ -214,14 +214,7 @@ impl PretrainConfig {
 
     /// The data of a MoCo run.
     pub fn ssl_data(&self) -> SslDataSpec<'_> {
-        SslDataSpec {
-            kind: self.run.dataset,
-            data_dir: self.run.data_dir.as_deref(),
-            unlabeled: self.unlabeled,
-            val_size: self.run.val_size,
-            folder_channels: self.run.folder_channels,
-            seed: self.run.seed,
-        }
+        SslDataSpec { run: &self.run, unlabeled: self.unlabeled }
     }
 }
 

@@ -302,7 +302,7 @@ fn prune(args: PruneArgs) -> Result<()> {
     check_data_fits(&config, &teacher_meta, &splits)?;
     let hash = run_hash(&config, &json!({"teacher": teacher_meta.weights_sha256}))?;
     let p = &config.pruning;
-    claim_ladder(&args.out, &round_checkpoint(&args.out, p.fraction, 1, p.rounds), &config, &hash)?;
+    claim_ladder(&args.out, &config, &hash)?;
     let (workers, seed) = (config.run.workers, config.run.seed);
     let (train, val) = train_and_val_loaders(
         &splits,
@@ -378,15 +378,23 @@ fn check_data_fits(config: &PruneConfig, meta: &CheckpointMeta, splits: &Splits)
     Ok(())
 }
 
-/// Claims the output folder: a ladder of another run there (its first round written with
-/// another hash) is refused before anything is written; else `config.json` is written.
-fn claim_ladder(out: &Path, first_round: &Path, config: &PruneConfig, hash: &str) -> Result<()> {
-    if first_round.exists() && checkpoint::sidecar_path(first_round).exists() {
-        let meta = checkpoint::read_meta(first_round)?;
+/// Claims the output folder: a round checkpoint of another run there (written with another
+/// hash) is refused before anything is written; else `config.json` is written.
+fn claim_ladder(out: &Path, config: &PruneConfig, hash: &str) -> Result<()> {
+    let entries = std::fs::read_dir(out).into_iter().flatten().filter_map(|e| e.ok());
+    for path in entries.map(|e| e.path()) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let round_file = name.starts_with("model-remaining-")
+            && name.ends_with(".safetensors")
+            && !name.ends_with(".masks.safetensors");
+        if !round_file || !checkpoint::sidecar_path(&path).exists() {
+            continue;
+        }
+        let meta = checkpoint::read_meta(&path)?;
         ensure!(
             meta.training.get("run_hash").and_then(|h| h.as_str()) == Some(hash),
             "{} was written by another pruning configuration or teacher; use another --out",
-            first_round.display()
+            path.display()
         );
     }
     kd_common::atomic::ensure_writable_dir(out).with_context(|| format!("output directory {}", out.display()))?;

@@ -185,14 +185,7 @@ impl SeedConfig {
 
     /// The training images.
     fn ssl_data(&self) -> SslDataSpec<'_> {
-        SslDataSpec {
-            kind: self.run.dataset,
-            data_dir: self.run.data_dir.as_deref(),
-            unlabeled: self.unlabeled,
-            val_size: self.run.val_size,
-            folder_channels: self.run.folder_channels,
-            seed: self.run.seed,
-        }
+        SslDataSpec { run: &self.run, unlabeled: self.unlabeled }
     }
 }
 

@@ -119,11 +119,16 @@ pub fn train_and_val_loaders(
     seed: u64,
 ) -> Result<(BatchLoader, Option<BatchLoader>)> {
     let train = loader(splits.train.clone(), train_transform(input, augment), batch_size, true, workers, seed)?;
+    Ok((train, val_loader(splits, input, workers, seed)?))
+}
+
+/// The validation loader (in order, no augmentation) when the splits hold a validation set.
+pub fn val_loader(splits: &Splits, input: &InputSpec, workers: usize, seed: u64) -> Result<Option<BatchLoader>> {
     let val = match &splits.val {
         Some(val) => {
             Some(loader(val.clone(), eval_transform(input), crate::shared::run::EVAL_BATCH, false, workers, seed)?)
         }
         None => None,
     };
-    Ok((train, val))
+    Ok(val)
 }

@@ -3,27 +3,20 @@
 //! test kNN), or, with `--unlabeled`, every PNG/JPEG under an image folder that has no labels at
 //! all. Options that need labels are refused on unlabelled data, before anything is read.
 
-use crate::shared::data::{Splits, open_splits};
+use crate::shared::data::Splits;
 use crate::shared::encoder::KnnSources;
+use crate::shared::run::RunSettings;
 use anyhow::{Context, Result, bail, ensure};
 use kd_common::checkpoint::InputSpec;
 use kd_datasets::{Augment, Dataset, DatasetKind};
-use std::path::Path;
 
 /// Where the training images come from.
 pub struct SslDataSpec<'a> {
-    /// The dataset kind (`folder` for unlabelled images).
-    pub kind: DatasetKind,
-    /// Its directory (required for unlabelled images).
-    pub data_dir: Option<&'a Path>,
+    /// The run's data settings (`folder` with a directory for unlabelled images; the
+    /// validation hold-out is the kNN monitor's).
+    pub run: &'a RunSettings,
     /// The images carry no labels (`--unlabeled`).
     pub unlabeled: bool,
-    /// Training images held out as the kNN monitor's validation split.
-    pub val_size: usize,
-    /// Channels of folder images.
-    pub folder_channels: usize,
-    /// Seed of the hold-out.
-    pub seed: u64,
 }
 
 impl SslDataSpec<'_> {
@@ -33,17 +26,17 @@ impl SslDataSpec<'_> {
             return Ok(());
         }
         ensure!(
-            self.kind == DatasetKind::Folder,
+            self.run.dataset == DatasetKind::Folder,
             "--unlabeled reads an image folder without class sub-folders (--dataset folder --data-dir DIR); \
              {} comes with labels, which self-supervised training does not read anyway: leave --unlabeled out",
-            self.kind
+            self.run.dataset
         );
-        ensure!(self.data_dir.is_some(), "--unlabeled needs --data-dir, the folder of unlabelled images");
+        ensure!(self.run.data_dir.is_some(), "--unlabeled needs --data-dir, the folder of unlabelled images");
         ensure!(
-            self.val_size == 0,
+            self.run.val_size == 0,
             "--val-size {}: the validation hold-out feeds the kNN monitor, which needs labels, and --unlabeled \
              images have none (leave --val-size out; evaluate the encoder with kd-eval on labelled images)",
-            self.val_size
+            self.run.val_size
         );
         Ok(())
     }
@@ -71,15 +64,15 @@ impl SslData {
     pub fn open(spec: &SslDataSpec) -> Result<Self> {
         spec.validate()?;
         if spec.unlabeled {
-            let dir = spec.data_dir.expect("validated: --unlabeled has a data directory");
-            let train = kd_datasets::folder::open_unlabeled(dir, spec.folder_channels)
+            let dir = spec.run.data_dir.as_deref().expect("validated: --unlabeled has a data directory");
+            let train = kd_datasets::folder::open_unlabeled(dir, spec.run.folder_channels)
                 .with_context(|| format!("unlabelled images in {}", dir.display()))?;
             tracing::info!("{} unlabelled images under {}: no kNN monitor, no test kNN", train.len(), dir.display());
             return Ok(Self { train, labelled: None });
         }
-        let splits = open_splits(spec.kind, spec.data_dir, spec.val_size, spec.seed, spec.folder_channels)?;
+        let splits = spec.run.open_splits()?;
         if splits.train.num_classes() < 2 {
-            bail!("{}: the kNN monitor needs at least two classes", spec.kind);
+            bail!("{}: the kNN monitor needs at least two classes", spec.run.dataset);
         }
         Ok(Self { train: splits.train.clone(), labelled: Some(splits) })
     }
@@ -94,27 +87,28 @@ impl SslData {
 mod tests {
     use super::*;
 
-    fn spec(kind: DatasetKind, val_size: usize) -> SslDataSpec<'static> {
-        SslDataSpec {
-            kind,
-            data_dir: Some(Path::new("/nonexistent")),
-            unlabeled: true,
+    fn settings(kind: DatasetKind, val_size: usize) -> RunSettings {
+        RunSettings {
+            data_dir: Some("/nonexistent".into()),
             val_size,
             folder_channels: 1,
-            seed: 0,
+            ..RunSettings::defaults(kind)
         }
+    }
+
+    fn spec(run: &RunSettings) -> SslDataSpec<'_> {
+        SslDataSpec { run, unlabeled: true }
     }
 
     #[test]
     fn labelled_only_options_are_refused_on_unlabelled_data() {
-        let err = spec(DatasetKind::Folder, 100).validate().unwrap_err().to_string();
+        let err = spec(&settings(DatasetKind::Folder, 100)).validate().unwrap_err().to_string();
         assert!(err.contains("--val-size 100") && err.contains("labels"), "{err}");
-        let err = spec(DatasetKind::FashionMnist, 0).validate().unwrap_err().to_string();
+        let err = spec(&settings(DatasetKind::FashionMnist, 0)).validate().unwrap_err().to_string();
         assert!(err.contains("--unlabeled") && err.contains("fashion-mnist"), "{err}");
-        let mut no_dir = spec(DatasetKind::Folder, 0);
-        no_dir.data_dir = None;
-        assert!(no_dir.validate().unwrap_err().to_string().contains("--data-dir"));
-        assert!(spec(DatasetKind::Folder, 0).validate().is_ok());
+        let no_dir = RunSettings { data_dir: None, ..settings(DatasetKind::Folder, 0) };
+        assert!(spec(&no_dir).validate().unwrap_err().to_string().contains("--data-dir"));
+        assert!(spec(&settings(DatasetKind::Folder, 0)).validate().is_ok());
     }
 
     #[test]
@@ -137,8 +131,8 @@ mod tests {
             let image = kd_datasets::image::Image::new(8, 8, 1, vec![i as u8 * 40; 8 * 8]);
             kd_datasets::folder::write_png(&dir.path().join(name), &image).unwrap();
         }
-        let spec = SslDataSpec { data_dir: Some(dir.path()), ..spec(DatasetKind::Folder, 0) };
-        let data = SslData::open(&spec).unwrap();
+        let run = RunSettings { data_dir: Some(dir.path().to_path_buf()), ..settings(DatasetKind::Folder, 0) };
+        let data = SslData::open(&spec(&run)).unwrap();
         assert_eq!(data.train.len(), 3);
         assert!(data.labelled.is_none());
     }
