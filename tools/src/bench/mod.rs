@@ -327,7 +327,10 @@ fn loader_section(args: &Args, workers: usize) -> Result<()> {
         match kind.open(args.common.data_dir.as_deref(), Split::Train, 3, crate::shared::run::FOLDER_TEST_FRACTION) {
             Ok(dataset) => dataset,
             Err(error) => {
-                tracing::warn!("{error}; timing the loader on random 32x32 RGB images instead");
+                tracing::warn!(
+                    "{:#}; timing the loader on random 32x32 RGB images instead",
+                    anyhow::Error::from(error)
+                );
                 random_dataset(10_000, 3, 32)?
             }
         };

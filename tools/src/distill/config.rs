@@ -128,6 +128,13 @@ impl DistillConfig {
         }
         args.apply(&mut config.method)?;
         config.method.validate(config.train.epochs).map_err(anyhow::Error::msg)?;
+        if !config.references.is_empty() && !config.method.teachers().is_empty() {
+            bail!(
+                "--reference names teachers to compare with when the method runs none (fkd); {} measures \
+                 agreement with its --teacher",
+                config.method.name()
+            );
+        }
         Ok(config)
     }
 }

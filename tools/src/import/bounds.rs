@@ -41,7 +41,9 @@ pub fn check_pytorch(path: &Path, budget: u64) -> Result<()> {
         store.get_all_tensors().map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch file: {e}", path.display()))?;
     let mut declared = 0u64;
     for tensor in tensors.values() {
-        let bytes = (tensor.shape.num_elements() as u64).saturating_mul(tensor.dtype.size() as u64);
+        // The product of a hostile shape may overflow: saturate instead.
+        let elements = tensor.shape.as_slice().iter().fold(1u64, |product, &d| product.saturating_mul(d as u64));
+        let bytes = elements.saturating_mul(tensor.dtype.size() as u64);
         declared = declared.saturating_add(bytes);
         ensure!(
             declared <= budget,

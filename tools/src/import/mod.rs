@@ -275,7 +275,11 @@ pub fn run(args: Args) -> Result<()> {
                     .as_ref()
                     // The renames recorded end with the requested ones (a wrapper's prefix may have
                     // been stripped first).
-                    .is_some_and(|from| from.source_sha256 == source_sha256 && from.key_remapping.ends_with(&remapping))
+                    .is_some_and(|from| {
+                        let recorded = &from.key_remapping;
+                        let stripped = recorded.len() == remapping.len() + 1 && recorded[1..] == remapping[..];
+                        from.source_sha256 == source_sha256 && (*recorded == remapping || stripped)
+                    })
         });
         ensure!(
             same,
@@ -290,7 +294,10 @@ pub fn run(args: Args) -> Result<()> {
     kd_common::atomic::ensure_writable_dir(&args.out)
         .with_context(|| format!("output directory {}", args.out.display()))?;
     kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
-    let device = device::resolve(args.common.device.as_ref().unwrap_or(&DeviceSpec::Auto))?;
+    // The CPU by default when it is compiled in: weights are only checked and converted, and
+    // the CPU reads every dtype a state dict may hold (wgpu has no f64).
+    let default = if cfg!(feature = "flex") { DeviceSpec::Cpu } else { DeviceSpec::Auto };
+    let device = device::resolve(args.common.device.as_ref().unwrap_or(&default))?;
     tracing::info!("device: {}", device.description);
     let imported = import(&args.source, &spec, &remapping, &device.device)?;
     let class_names = kind

@@ -146,17 +146,15 @@ pub enum Output {
 }
 
 /// Claims `out` for a run of `config` with `hash` that writes `weights`: when `weights` and
-/// its sidecar exist the run is finished, and it must be this run (same hash, or for
-/// checkpoints written before the hash was recorded, the same configuration) or it is
-/// refused, before anything in `out` changes; else the folder is made writable and the
-/// resolved configuration written as `config.json`.
+/// its sidecar exist the run is finished, and it must be this run (the sidecar records the
+/// same hash) or it is refused, before anything in `out` changes; else the folder is made
+/// writable and the resolved configuration written as `config.json`.
 pub fn claim_output(out: &Path, weights: &Path, config: &impl serde::Serialize, hash: &str) -> Result<Output> {
     if weights.exists() && checkpoint::sidecar_path(weights).exists() {
         let meta = checkpoint::read_meta(weights).with_context(|| format!("the finished run in {}", out.display()))?;
-        let same = match meta.training.get("run_hash").and_then(Value::as_str) {
-            Some(stored) => stored == hash,
-            None => run_hash(&meta.training, &Value::Null)? == run_hash(config, &Value::Null)?,
-        };
+        // A checkpoint without a recorded hash (written before kdkit recorded it) cannot be
+        // told apart from another run with other inputs at the same paths: refused.
+        let same = meta.training.get("run_hash").and_then(Value::as_str) == Some(hash);
         if !same {
             bail!(
                 "{} holds a finished run of another configuration or other inputs; use another --out \

@@ -57,7 +57,9 @@ pub struct DistFlags {
 fn row_correlation(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
     let a = a.clone().sub(a.mean_dim(1));
     let b = b.clone().sub(b.mean_dim(1));
-    let norm = |x: Tensor<2>| x.powi_scalar(2).sum_dim(1).sqrt();
+    // sqrt(sum + EPS^2): the norm of an all-zero centred row (a uniform distribution, or a
+    // one-image batch's columns) has a finite gradient, as PyTorch's `norm` gives it.
+    let norm = |x: Tensor<2>| x.powi_scalar(2).sum_dim(1).add_scalar(EPS * EPS).sqrt();
     a.clone().mul(b.clone()).sum_dim(1).div(norm(a).mul(norm(b)).add_scalar(EPS))
 }
 
@@ -148,6 +150,19 @@ mod tests {
         assert!((term(1.0, 0.0) - 5.004_421_5).abs() < 1e-4, "inter {}", term(1.0, 0.0));
         assert!((term(0.0, 1.0) - 4.348_049).abs() < 1e-4, "intra {}", term(0.0, 1.0));
         assert!((term(1.0, 2.0) - 13.700_519).abs() < 1e-3, "{}", term(1.0, 2.0));
+    }
+
+    /// A one-image batch (every column of the intra-class term constant) gives a finite loss and
+    /// a finite gradient.
+    #[test]
+    fn a_single_image_batch_has_finite_gradients() {
+        let device = Device::default().autodiff();
+        let z = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0]], &device).require_grad();
+        let t = softmax(Tensor::<2>::from_data([[3.0f32, 1.0, 0.0]], &device), 1);
+        let loss = DistLoss { beta: 1.0, gamma: 1.0, temperature: 4.0 }.loss(z.clone(), t, &labelled(vec![2]), &device);
+        let loss = loss.unwrap();
+        let grad: Vec<f32> = z.grad(&loss.clone().backward()).unwrap().into_data().try_to_vec().unwrap();
+        assert!(loss.into_scalar::<f32>().is_finite() && grad.iter().all(|g| g.is_finite()), "{grad:?}");
     }
 
     /// A student whose probabilities equal the teacher's has perfect correlation: only the
