@@ -102,7 +102,7 @@ evals = $(subst $(space),$(comma),$(call seed_evals,$(1)))
 # itself, named after OUTPUT's path below it ($(RUN)/kd-s0/summary.json: $(RUN)/kd-s0.summary.json.tmp):
 # a tool creates its output directory only when it runs, after the shell has opened the redirect.
 define atomic
-$(1) > $(RUN)/$(subst /,.,$(patsubst $(RUN)/%,%,$(2))).tmp && mv $(RUN)/$(subst /,.,$(patsubst $(RUN)/%,%,$(2))).tmp $(2)
+mkdir -p $(RUN) && $(1) > $(RUN)/$(subst /,.,$(patsubst $(RUN)/%,%,$(2))).tmp && mv $(RUN)/$(subst /,.,$(patsubst $(RUN)/%,%,$(2))).tmp $(2)
 endef
 
 # Tests run the wgpu backend on Mesa's lavapipe when no GPU is present.
@@ -174,7 +174,8 @@ $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
 $(RUN)/ssld-baseline-s%/model.safetensors: | build
 	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student --unlabeled-holdout $(UNLABELED) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-baseline-s$*,$(RUN)/ssld-baseline-s$*/summary.json)
 
-$(RUN)/%/eval.json: $(RUN)/%/model.safetensors | build
+# Every classifier is measured against the teacher, so its evaluation waits for it.
+$(RUN)/%/eval.json: $(RUN)/%/model.safetensors $(TEACHER) | build
 	$(call atomic,$(TOOL)/kd-eval $< --device $(DEVICE) --reference $(TEACHER) --confusion-matrix $(RUN)/$*/confusion.csv,$@)
 
 
