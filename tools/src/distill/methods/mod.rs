@@ -252,6 +252,14 @@ impl MethodRun<'_> {
         )
     }
 
+    /// Per-pass validation on the held-out split, with agreement to the teachers.
+    pub fn validation(&self) -> Validation<'_> {
+        match self.val {
+            Some(source) => Validation::Classification { source, references: self.references },
+            None => Validation::None,
+        }
+    }
+
     /// One run of the loop: the student (with a discriminator or not) over `phases`.
     pub fn fit<L: DistillLoss>(
         &self,
@@ -259,14 +267,10 @@ impl MethodRun<'_> {
         discriminator: Option<Discriminator>,
         phases: Vec<Phase>,
     ) -> Result<Trained> {
-        let validation = match self.val {
-            Some(source) => Validation::Classification { source, references: self.references },
-            None => Validation::None,
-        };
         let run = Run {
             config: &self.config.train,
             phases,
-            validation,
+            validation: self.validation(),
             device: self.device,
             out_dir: self.out,
             run_hash: self.hash,

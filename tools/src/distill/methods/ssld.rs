@@ -12,7 +12,7 @@ use crate::shared::teachers::Teachers;
 use anyhow::Result;
 use burn::tensor::{Device, Tensor};
 use kd_common::losses::{jensen_shannon, symmetric_kl};
-use kd_common::train::{self, Decay, PassRow, Phase, Run, ScheduleConfig, TrainConfig, Validation};
+use kd_common::train::{self, Decay, PassRow, Phase, Run, ScheduleConfig, TrainConfig};
 use kd_datasets::{Batch, DatasetKind, Split};
 use std::path::PathBuf;
 
@@ -216,14 +216,10 @@ impl DistillMethod for Ssld {
             let labeled = run.train_loader(&data.labeled)?;
             let stage_dir = run.out.join("finetune");
             let stage_hash = format!("{}-finetune", run.hash);
-            let validation = match run.val {
-                Some(source) => Validation::Classification { source, references: run.references },
-                None => Validation::None,
-            };
             let stage = Run {
                 config: &finetune,
                 phases: vec![Phase::epochs(&labeled, self.finetune_epochs)],
-                validation,
+                validation: run.validation(),
                 device: run.device,
                 out_dir: &stage_dir,
                 run_hash: &stage_hash,
