@@ -95,7 +95,7 @@ fn foreign_files_that_do_not_fit_are_refused() {
     assert_input_error(&run(&mut cmd), &["cifar_resnet8_optA.pth", "missing"]);
     // Another class count: shapes differ.
     let output = import(&t, "cifar_resnet8_optA.pth", "c", &["--classes", "7"]);
-    assert_input_error(&output, &["cifar_resnet8_optA.pth"]);
+    assert_input_error(&output, &["cifar_resnet8_optA.pth", "classifier has 10 outputs, not 7", "--new-head"]);
     std::fs::write(t.path("junk.pth"), b"\x80\x04this is not a pickle").unwrap();
     let mut cmd = t.cmd("kd-import");
     cmd.arg(t.path("junk.pth")).args(["--out", "d", "--arch", "resnet8"]);

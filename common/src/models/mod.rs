@@ -2,18 +2,31 @@
 //! embedding (`forward_features`) besides the logits (`forward`).
 
 pub mod discriminator;
+pub mod efficientnet;
 pub mod float32;
+#[cfg(test)]
+mod grouped_conv_check;
 pub mod head;
 mod layers;
 pub mod mobilenet_v2;
+pub mod mobilenet_v2_torchvision;
+pub mod mobilenet_v3;
 pub mod resnet;
+pub mod resnet_torchvision;
+pub mod sequential;
 pub mod small_cnn;
+pub mod squeeze_excitation;
+pub mod stochastic_depth;
 pub mod vgg;
 
 pub use discriminator::Discriminator;
+pub use efficientnet::EfficientNet;
 pub use head::{Head, HeadSpec};
 pub use mobilenet_v2::MobileNetV2;
+pub use mobilenet_v2_torchvision::TorchvisionMobileNetV2;
+pub use mobilenet_v3::{MobileNetV3, MobileNetV3Size};
 pub use resnet::{ResNet, Shortcut};
+pub use resnet_torchvision::{ResNetShape, Stem, TorchvisionResNet};
 pub use small_cnn::SmallCnn;
 pub use vgg::{PlanItem, Vgg};
 
@@ -33,30 +46,139 @@ pub const MAX_CHANNELS: usize = 2048;
 pub enum Arch {
     /// CIFAR ResNet-(6n+2) with n blocks per stage: 20, 32, 44, 56, 110.
     ResNet(usize),
+    /// torchvision's ImageNet ResNet-18/34/50/101/152 (any [`Stem`]).
+    TorchvisionResNet(usize),
+    /// ResNet-D (timm `resnet50d`, PaddleClas `ResNet50_vd`): deep stem, average-pool shortcut.
+    ResNetD(usize),
     /// VGG-BN 11/13/16/19, or a custom plan (depth 0).
     Vgg(usize),
-    /// MobileNetV2 for small inputs.
+    /// MobileNetV2 for small inputs (kdkit's CIFAR adaptation).
     MobileNetV2,
+    /// torchvision's MobileNetV2 (224 px).
+    TorchvisionMobileNetV2,
+    /// torchvision's MobileNetV3-Large.
+    MobileNetV3Large,
+    /// torchvision's MobileNetV3-Small.
+    MobileNetV3Small,
+    /// torchvision's EfficientNet-B0.
+    EfficientNetB0,
     /// The small three-stage CNN.
     SmallCnn,
 }
 
+/// One line of `kd-import --list`: a canonical name, what it is, the other names it accepts.
+pub struct ArchInfo {
+    /// The name kdkit writes.
+    pub name: &'static str,
+    /// Paper and implementation followed.
+    pub description: &'static str,
+    /// Other accepted spellings (torchvision's and timm's model names).
+    pub aliases: &'static [&'static str],
+}
+
 impl Arch {
-    /// Every architecture name accepted by [`FromStr`].
+    /// Every architecture name accepted by [`FromStr`] (canonical spellings).
     pub const NAMES: &'static [&'static str] = &[
         "resnet20",
         "resnet32",
         "resnet44",
         "resnet56",
         "resnet110",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet18d",
+        "resnet34d",
+        "resnet50d",
+        "resnet101d",
+        "resnet152d",
         "vgg11",
         "vgg13",
         "vgg16",
         "vgg19",
         "vgg-custom",
         "mobilenetv2",
+        "mobilenet-v2",
+        "mobilenet-v3-large",
+        "mobilenet-v3-small",
+        "efficientnet-b0",
         "small-cnn",
     ];
+
+    /// The architectures with their descriptions and aliases, for `--list`.
+    pub const INFO: &'static [ArchInfo] = &[
+        ArchInfo {
+            name: "resnet20, resnet32, resnet44, resnet56, resnet110, cifar-resnet<6n+2>",
+            description: "CIFAR ResNet-(6n+2) (He et al. 2016 §4.2), 16-32-64 channels, option A or B shortcuts",
+            aliases: &[],
+        },
+        ArchInfo {
+            name: "resnet18, resnet34, resnet50, resnet101, resnet152",
+            description: "torchvision ResNet (v1.5: stride on the 3x3); stem imagenet (7x7 + max pool) or cifar (3x3)",
+            aliases: &["timm resnet18 ... resnet152"],
+        },
+        ArchInfo {
+            name: "resnet18d, resnet34d, resnet50d, resnet101d, resnet152d",
+            description: "ResNet-D (He et al. 2019 §4.1): deep stem, average-pool shortcut; timm names",
+            aliases: &["ResNet50_vd (PaddleClas)"],
+        },
+        ArchInfo {
+            name: "vgg11, vgg13, vgg16, vgg19, vgg-custom",
+            description: "VGG with batch norm, CIFAR layout (one linear classifier)",
+            aliases: &[],
+        },
+        ArchInfo {
+            name: "mobilenetv2",
+            description: "MobileNetV2 adapted to 32 px inputs (stride-1 stem), kdkit names",
+            aliases: &[],
+        },
+        ArchInfo {
+            name: "mobilenet-v2",
+            description: "torchvision MobileNetV2 (Sandler et al. 2018), 224 px",
+            aliases: &["mobilenet_v2"],
+        },
+        ArchInfo {
+            name: "mobilenet-v3-large",
+            description: "torchvision MobileNetV3-Large (Howard et al. 2019)",
+            aliases: &["mobilenet_v3_large", "mobilenetv3_large_100"],
+        },
+        ArchInfo {
+            name: "mobilenet-v3-small",
+            description: "torchvision MobileNetV3-Small (Howard et al. 2019)",
+            aliases: &["mobilenet_v3_small", "mobilenetv3_small_100"],
+        },
+        ArchInfo {
+            name: "efficientnet-b0",
+            description: "torchvision EfficientNet-B0 (Tan & Le 2019), stochastic depth 0.2",
+            aliases: &["efficientnet_b0"],
+        },
+        ArchInfo { name: "small-cnn", description: "three 3x3 conv stages, for quick CPU runs", aliases: &[] },
+    ];
+
+    /// The name of the head's tensors (`fc`, `classifier.1`, ...): what `--new-head` replaces.
+    pub fn head_name(self) -> &'static str {
+        match self {
+            Self::ResNet(_) | Self::TorchvisionResNet(_) | Self::ResNetD(_) | Self::SmallCnn => "fc",
+            Self::Vgg(_) | Self::MobileNetV2 => "classifier",
+            Self::TorchvisionMobileNetV2 | Self::EfficientNetB0 => "classifier.1",
+            Self::MobileNetV3Large | Self::MobileNetV3Small => "classifier.3",
+        }
+    }
+
+    /// True for the ImageNet families (224 px input, ImageNet normalisation by default).
+    pub fn is_imagenet_family(self) -> bool {
+        matches!(
+            self,
+            Self::TorchvisionResNet(_)
+                | Self::ResNetD(_)
+                | Self::TorchvisionMobileNetV2
+                | Self::MobileNetV3Large
+                | Self::MobileNetV3Small
+                | Self::EfficientNetB0
+        )
+    }
 }
 
 impl FromStr for Arch {
@@ -64,13 +186,37 @@ impl FromStr for Arch {
     fn from_str(name: &str) -> Result<Self> {
         let unknown =
             || Error::InvalidModel(format!("unknown architecture `{name}`; known: {}", Arch::NAMES.join(", ")));
+        let cifar_depth = |depth: usize| (8..=1202).contains(&depth) && (depth - 2).is_multiple_of(6);
         match name {
             "mobilenetv2" => Ok(Self::MobileNetV2),
+            "mobilenet-v2" | "mobilenet_v2" => Ok(Self::TorchvisionMobileNetV2),
+            "mobilenet-v3-large" | "mobilenet_v3_large" | "mobilenetv3_large_100" | "mobilenetv3-large" => {
+                Ok(Self::MobileNetV3Large)
+            }
+            "mobilenet-v3-small" | "mobilenet_v3_small" | "mobilenetv3_small_100" | "mobilenetv3-small" => {
+                Ok(Self::MobileNetV3Small)
+            }
+            "efficientnet-b0" | "efficientnet_b0" => Ok(Self::EfficientNetB0),
             "small-cnn" => Ok(Self::SmallCnn),
             "vgg-custom" => Ok(Self::Vgg(0)),
             _ => {
-                if let Some(depth) = name.strip_prefix("resnet").and_then(|d| d.parse::<usize>().ok()) {
-                    if (8..=1202).contains(&depth) && (depth - 2) % 6 == 0 {
+                // torchvision's depths win over the CIFAR ResNets' (50 and 152 are both); the
+                // CIFAR ones are always reachable as `cifar-resnet<depth>`.
+                if let Some(depth) = name.strip_prefix("cifar-resnet").and_then(|d| d.parse::<usize>().ok()) {
+                    if cifar_depth(depth) {
+                        return Ok(Self::ResNet(depth));
+                    }
+                } else if let Some(depth) =
+                    name.strip_prefix("resnet").and_then(|d| d.strip_suffix('d')).and_then(|d| d.parse::<usize>().ok())
+                {
+                    if resnet_torchvision::blocks_per_stage(depth).is_some() {
+                        return Ok(Self::ResNetD(depth));
+                    }
+                } else if let Some(depth) = name.strip_prefix("resnet").and_then(|d| d.parse::<usize>().ok()) {
+                    if resnet_torchvision::blocks_per_stage(depth).is_some() {
+                        return Ok(Self::TorchvisionResNet(depth));
+                    }
+                    if cifar_depth(depth) {
                         return Ok(Self::ResNet(depth));
                     }
                 } else if let Some(depth) = name.strip_prefix("vgg").and_then(|d| d.parse::<usize>().ok())
@@ -100,10 +246,19 @@ impl From<Arch> for String {
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::ResNet(depth) if resnet_torchvision::blocks_per_stage(*depth).is_some() => {
+                write!(f, "cifar-resnet{depth}")
+            }
             Self::ResNet(depth) => write!(f, "resnet{depth}"),
+            Self::TorchvisionResNet(depth) => write!(f, "resnet{depth}"),
+            Self::ResNetD(depth) => write!(f, "resnet{depth}d"),
             Self::Vgg(0) => write!(f, "vgg-custom"),
             Self::Vgg(depth) => write!(f, "vgg{depth}"),
             Self::MobileNetV2 => write!(f, "mobilenetv2"),
+            Self::TorchvisionMobileNetV2 => write!(f, "mobilenet-v2"),
+            Self::MobileNetV3Large => write!(f, "mobilenet-v3-large"),
+            Self::MobileNetV3Small => write!(f, "mobilenet-v3-small"),
+            Self::EfficientNetB0 => write!(f, "efficientnet-b0"),
             Self::SmallCnn => write!(f, "small-cnn"),
         }
     }
@@ -111,6 +266,10 @@ impl fmt::Display for Arch {
 
 fn default_width() -> f32 {
     1.0
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Everything needed to rebuild a network: stored in every checkpoint sidecar.
@@ -122,14 +281,22 @@ pub struct ModelSpec {
     /// Channel width multiplier (ResNet, MobileNetV2, small CNN).
     #[serde(default = "default_width")]
     pub width: f32,
-    /// ResNet shortcut type.
+    /// CIFAR ResNet shortcut type.
     #[serde(default)]
     pub shortcut: Shortcut,
+    /// Stem of a torchvision ResNet (`imagenet` or `cifar`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stem: Stem,
+    /// torchvision's `zero_init_residual`: every residual block's last batch-norm scale starts
+    /// at zero (initialisation only).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub zero_init_residual: bool,
     /// VGG channel plan; required for `vgg-custom`, filled in for standard depths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<PlanItem>>,
     /// Per-stage channel counts replacing the width multiplier's (a student shaped by a pruned
-    /// teacher). ResNet: the three stage widths, optionally followed by the inner width
+    /// teacher). torchvision ResNet / ResNet-D: the stem width and the four stages' output
+    /// widths, optionally followed by every block's inner width (`planes`). CIFAR ResNet: the three stage widths, optionally followed by the inner width
     /// (`conv1`'s output) of every block in order (3 + 3n values; residual additions force one
     /// width per stage, the inner width is free); small CNN: its three convolutions;
     /// MobileNetV2: the stem, the seven stages of Table 2 and the last 1x1 convolution (9).
@@ -156,6 +323,8 @@ impl ModelSpec {
             arch,
             width: 1.0,
             shortcut: Shortcut::Pad,
+            stem: Stem::Imagenet,
+            zero_init_residual: false,
             plan,
             channels: None,
             head: HeadSpec::Classifier,
@@ -184,11 +353,20 @@ impl ModelSpec {
             return bad(format!("width multiplier must be in (0, 16], got {}", self.width));
         }
         if let Some(channels) = &self.channels {
-            let expected: &[usize] = match self.arch {
-                Arch::ResNet(depth) => &[3, 3 + 3 * ((depth - 2) / 6)],
-                Arch::SmallCnn => &[3],
-                Arch::MobileNetV2 => &[9],
+            let expected: Vec<usize> = match self.arch {
+                Arch::ResNet(depth) => vec![3, 3 + 3 * ((depth - 2) / 6)],
+                Arch::TorchvisionResNet(depth) | Arch::ResNetD(depth) => {
+                    resnet_torchvision::plan_lengths(depth).to_vec()
+                }
+                Arch::SmallCnn => vec![3],
+                Arch::MobileNetV2 => vec![9],
                 Arch::Vgg(_) => return bad("VGG takes a `plan`, not `channels`".into()),
+                Arch::TorchvisionMobileNetV2
+                | Arch::MobileNetV3Large
+                | Arch::MobileNetV3Small
+                | Arch::EfficientNetB0 => {
+                    return bad(format!("{} takes no channel plan (only a width multiplier)", self.arch));
+                }
             };
             if !expected.contains(&channels.len()) {
                 return bad(format!("{} takes {expected:?} channel counts, got {}", self.arch, channels.len()));
@@ -205,6 +383,12 @@ impl ModelSpec {
                     &channels[..3]
                 ));
             }
+        }
+        if self.stem != Stem::Imagenet && !matches!(self.arch, Arch::TorchvisionResNet(_)) {
+            return bad(format!("a {:?} stem applies to resnet18 ... resnet152 only, not {}", self.stem, self.arch));
+        }
+        if self.zero_init_residual && !matches!(self.arch, Arch::TorchvisionResNet(_) | Arch::ResNetD(_)) {
+            return bad(format!("zero_init_residual applies to the torchvision ResNets, not {}", self.arch));
         }
         if let Some(plan) = &self.plan {
             if !matches!(self.arch, Arch::Vgg(_)) {
@@ -230,6 +414,49 @@ impl ModelSpec {
                 self.width,
                 channels,
                 self.shortcut,
+                self.in_channels,
+                self.num_classes,
+                self.head,
+                device,
+            )),
+            Arch::TorchvisionResNet(depth) | Arch::ResNetD(depth) => {
+                let shape = ResNetShape {
+                    depth,
+                    variant_d: matches!(self.arch, Arch::ResNetD(_)),
+                    stem: self.stem,
+                    width: self.width,
+                    channels,
+                    zero_init_residual: self.zero_init_residual,
+                };
+                Network::TorchvisionResNet(TorchvisionResNet::new(
+                    &shape,
+                    self.in_channels,
+                    self.num_classes,
+                    self.head,
+                    device,
+                ))
+            }
+            Arch::TorchvisionMobileNetV2 => Network::TorchvisionMobileNetV2(TorchvisionMobileNetV2::new(
+                self.width,
+                self.in_channels,
+                self.num_classes,
+                self.head,
+                device,
+            )),
+            Arch::MobileNetV3Large | Arch::MobileNetV3Small => {
+                let size =
+                    if self.arch == Arch::MobileNetV3Large { MobileNetV3Size::Large } else { MobileNetV3Size::Small };
+                Network::MobileNetV3(MobileNetV3::new(
+                    size,
+                    self.width,
+                    self.in_channels,
+                    self.num_classes,
+                    self.head,
+                    device,
+                ))
+            }
+            Arch::EfficientNetB0 => Network::EfficientNet(EfficientNet::new(
+                self.width,
                 self.in_channels,
                 self.num_classes,
                 self.head,
@@ -265,10 +492,18 @@ impl ModelSpec {
 pub enum Network {
     /// CIFAR ResNet.
     ResNet(ResNet),
+    /// torchvision ResNet or ResNet-D.
+    TorchvisionResNet(TorchvisionResNet),
     /// VGG-BN from a plan.
     Vgg(Vgg),
-    /// MobileNetV2.
+    /// MobileNetV2 for small inputs.
     MobileNetV2(MobileNetV2),
+    /// torchvision MobileNetV2.
+    TorchvisionMobileNetV2(TorchvisionMobileNetV2),
+    /// torchvision MobileNetV3 (Large or Small).
+    MobileNetV3(MobileNetV3),
+    /// torchvision EfficientNet-B0.
+    EfficientNet(EfficientNet),
     /// Small CNN.
     SmallCnn(SmallCnn),
 }
@@ -302,8 +537,12 @@ impl Network {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Self::ResNet(m) => m.forward(x),
+            Self::TorchvisionResNet(m) => m.forward(x),
             Self::Vgg(m) => m.forward(x),
             Self::MobileNetV2(m) => m.forward(x),
+            Self::TorchvisionMobileNetV2(m) => m.forward(x),
+            Self::MobileNetV3(m) => m.forward(x),
+            Self::EfficientNet(m) => m.forward(x),
             Self::SmallCnn(m) => m.forward(x),
         }
     }
@@ -312,8 +551,12 @@ impl Network {
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Self::ResNet(m) => m.forward_features(x),
+            Self::TorchvisionResNet(m) => m.forward_features(x),
             Self::Vgg(m) => m.forward_features(x),
             Self::MobileNetV2(m) => m.forward_features(x),
+            Self::TorchvisionMobileNetV2(m) => m.forward_features(x),
+            Self::MobileNetV3(m) => m.forward_features(x),
+            Self::EfficientNet(m) => m.forward_features(x),
             Self::SmallCnn(m) => m.forward_features(x),
         }
     }

@@ -77,16 +77,87 @@ pub fn derive_student(teacher: &ModelSpec, weights: &HostWeights) -> Result<Mode
             student.channels = Some(chain_widths(&nonzeros, teacher.in_channels));
         }
         Arch::ResNet(depth) => student.channels = Some(resnet_channels(teacher, (depth - 2) / 6, weights)?),
-        Arch::MobileNetV2 => {
-            return Err(Error::InvalidModel(
-                "derive-student cannot shape mobilenetv2: its depthwise convolutions tie every layer's width to \
-                 the one before; it shapes vgg, resnet and small-cnn networks"
-                    .into(),
-            ));
+        Arch::TorchvisionResNet(depth) | Arch::ResNetD(depth) => {
+            student.channels = Some(torchvision_resnet_channels(teacher, depth, weights)?)
+        }
+        Arch::MobileNetV2
+        | Arch::TorchvisionMobileNetV2
+        | Arch::MobileNetV3Large
+        | Arch::MobileNetV3Small
+        | Arch::EfficientNetB0 => {
+            return Err(Error::InvalidModel(format!(
+                "derive-student cannot shape {}: its depthwise convolutions tie every layer's width to the one \
+                 before, and its squeeze-excitation widths to the block's; it shapes vgg, the resnets and \
+                 small-cnn networks (distil into a width-reduced {} instead: --width)",
+                teacher.arch, teacher.arch
+            )));
         }
     }
     student.validate()?;
     Ok(student)
+}
+
+/// Stem width, the four stage widths, then every block's inner width (`ModelSpec::channels`)
+/// of the torchvision ResNet student (module docs).
+fn torchvision_resnet_channels(teacher: &ModelSpec, depth: usize, weights: &HostWeights) -> Result<Vec<usize>> {
+    use crate::models::resnet_torchvision::{blocks_per_stage, is_bottleneck};
+    let blocks = blocks_per_stage(depth).ok_or_else(|| Error::InvalidModel(format!("no ResNet-{depth}")))?;
+    let bottleneck = is_bottleneck(depth);
+    let get = |name: &str| {
+        weights
+            .get(name)
+            .ok_or_else(|| Error::InvalidModel(format!("the {} teacher has no weight {name}", teacher.arch)))
+    };
+    let count = |name: &str| -> Result<(usize, usize)> {
+        let (_, values) = get(name)?;
+        Ok((values.iter().filter(|&&v| v != 0.0).count(), values.len()))
+    };
+    let sum = |names: &[String]| -> Result<(usize, usize)> {
+        names.iter().try_fold((0, 0), |(n, t), name| count(name).map(|(a, b)| (n + a, t + b)))
+    };
+    let shrink = |width: usize, (nonzero, total): (usize, usize)| {
+        ((width as f64 * (nonzero as f64 / total.max(1) as f64).sqrt()).round() as usize).max(1)
+    };
+    let stem: Vec<String> = weights.keys().filter(|k| k.starts_with("conv1.")).cloned().collect();
+    let stem_conv = stem.last().ok_or_else(|| Error::InvalidModel("the teacher has no stem convolution".into()))?;
+    let convs = if bottleneck { ["conv1", "conv2", "conv3"].as_slice() } else { ["conv1", "conv2"].as_slice() };
+    let last_conv = convs[convs.len() - 1];
+    let mut stage_widths = Vec::with_capacity(4);
+    let mut inner_widths = Vec::new();
+    let mut stem_width = shrink(get(stem_conv)?.0[0], sum(&stem)?);
+    let mut previous = stem_width;
+    for (stage, &n) in blocks.iter().enumerate() {
+        let prefix = |block: usize| format!("layer{}.{block}", stage + 1);
+        let mut names: Vec<String> =
+            (0..n).flat_map(|b| convs.iter().map(move |c| format!("{}.{c}.weight", prefix(b)))).collect();
+        names.extend(weights.keys().filter(|k| k.starts_with(&format!("{}.downsample.", prefix(0)))).cloned());
+        if stage == 0 && !bottleneck {
+            names.extend(stem.iter().cloned());
+        }
+        let width = shrink(get(&format!("{}.{last_conv}.weight", prefix(0)))?.0[0], sum(&names)?);
+        if stage == 0 && !bottleneck {
+            (stem_width, previous) = (width, width);
+        }
+        for block in 0..n {
+            let c_in = if block == 0 { previous } else { width };
+            let block_names: Vec<String> = convs.iter().map(|c| format!("{}.{c}.weight", prefix(block))).collect();
+            let (nnz, _) = sum(&block_names)?;
+            let inner = if bottleneck {
+                // 9 p^2 + (c_in + s) p - nnz = 0.
+                let b = (c_in + width) as f64;
+                (-b + (b * b + 36.0 * nnz as f64).sqrt()) / 18.0
+            } else {
+                nnz as f64 / (9 * (c_in + width)) as f64
+            };
+            inner_widths.push((inner.round() as usize).max(1));
+        }
+        stage_widths.push(width);
+        previous = width;
+    }
+    let mut channels = vec![stem_width];
+    channels.extend(stage_widths);
+    channels.extend(inner_widths);
+    Ok(channels)
 }
 
 /// Stage widths then inner widths (`ModelSpec::channels`) of the ResNet student (module docs).

@@ -104,8 +104,17 @@ fn roles(spec: &ModelSpec) -> Result<Roles> {
             }
             head(&mut roles, spec, "fc", 2);
         }
-        Arch::MobileNetV2 => {
-            return Err(Error::InvalidModel("strongest-filter initialisation does not cover mobilenet-v2".into()));
+        Arch::MobileNetV2
+        | Arch::TorchvisionResNet(_)
+        | Arch::ResNetD(_)
+        | Arch::TorchvisionMobileNetV2
+        | Arch::MobileNetV3Large
+        | Arch::MobileNetV3Small
+        | Arch::EfficientNetB0 => {
+            return Err(Error::InvalidModel(format!(
+                "strongest-filter initialisation does not cover {}; derive the student without it",
+                spec.arch
+            )));
         }
     }
     Ok(roles)

@@ -4,24 +4,29 @@
 //! shape against the architecture, and writes a kdkit checkpoint (`model.safetensors` +
 //! `model.json`) that every tool takes as a teacher.
 //!
-//! Layouts: torchvision-style names (kdkit's own); the CIFAR ResNets of the KD literature
-//! (classifier `linear.*`, projection shortcuts `shortcut.0/1`, option-A shortcuts without
-//! parameters); DataParallel's `module.` prefix; checkpoints that wrap the state dict in a
-//! dictionary (`state_dict`, `model`, `net`, `model_state_dict`). BatchNorm's
-//! `num_batches_tracked` counters are dropped (kdkit does not use them).
+//! Layouts: torchvision-style names (kdkit's own, and timm's ResNets'); timm's EfficientNet;
+//! MoCo v2 / SEED training checkpoints (`encoder_q.*`, the projection head kept, dropped or
+//! replaced); the CIFAR ResNets of the KD literature (classifier `linear.*`, projection
+//! shortcuts `shortcut.0/1`, option-A shortcuts without parameters); DataParallel's `module.`
+//! prefix; checkpoints that wrap the state dict in a dictionary (`state_dict`, `model`, `net`,
+//! `model_state_dict`). BatchNorm's `num_batches_tracked` counters, MoCo's key encoder and
+//! queue are left out (kdkit does not use them). `--list` prints every architecture and layout.
 
 mod bounds;
 mod layout;
+#[cfg(test)]
+mod parity;
 
 use crate::shared::cli::CommonArgs;
 use anyhow::{Context, Result, ensure};
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn::tensor::Device;
 use clap::Parser;
 use kd_common::checkpoint::{self, CheckpointMeta, ImportRecord, InputSpec};
 use kd_common::device::{self, DeviceSpec};
-use kd_common::models::{Arch, ModelSpec, Network, Shortcut};
+use kd_common::models::{Arch, HeadSpec, ModelSpec, Network, Shortcut, Stem};
 use kd_datasets::DatasetKind;
-pub use layout::Layout;
+pub use layout::{Layout, Renames};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -32,23 +37,44 @@ pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The foreign weights: `.pt`/`.pth` (PyTorch pickle) or `.safetensors`.
-    pub source: PathBuf,
+    #[arg(required_unless_present = "list")]
+    pub source: Option<PathBuf>,
     /// Output directory: model.safetensors + model.json.
+    #[arg(long, required_unless_present = "list")]
+    pub out: Option<PathBuf>,
+    /// Architecture of the weights (`--list` prints them all): resnet18/34/50/101/152,
+    /// resnet50d, mobilenet-v2, mobilenet-v3-large/-small, efficientnet-b0 (torchvision's and
+    /// timm's model names are accepted too); the CIFAR resnet20/32/44/56/110, vgg11/13/16/19,
+    /// mobilenetv2, small-cnn.
+    #[arg(long, value_parser = parse_arch, required_unless_present = "list")]
+    pub arch: Option<Arch>,
+    /// Print every architecture and key layout kd-import knows, and exit.
     #[arg(long)]
-    pub out: PathBuf,
-    /// Architecture of the weights: resnet20/32/44/56/110, vgg11/13/16/19, mobilenetv2,
-    /// small-cnn.
-    #[arg(long, value_parser = parse_arch)]
-    pub arch: Arch,
+    pub list: bool,
     /// Channel width multiplier the network was built with.
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
-    /// ResNet shortcut where the shape changes: pad (option A, no parameters) or conv.
+    /// CIFAR ResNet shortcut where the shape changes: pad (option A, no parameters) or conv.
     #[arg(long, value_enum, default_value_t = ShortcutArg::Pad)]
     pub shortcut: ShortcutArg,
-    /// Number of classes (default: the dataset's).
+    /// Stem of a torchvision ResNet: imagenet (7x7/2 + max pool) or cifar (3x3/1, no pool).
+    #[arg(long, value_enum, default_value_t = StemArg::Imagenet)]
+    pub stem: StemArg,
+    /// What follows the pooled embedding in the file: a classifier of `--classes`, MoCo v2's
+    /// projection MLP (`--projection-dim` outputs), or none (the file's head is left out).
+    #[arg(long, value_enum, default_value_t = HeadArg::Classifier)]
+    pub head: HeadArg,
+    /// Output width of a projection head (MoCo v2, SEED: 128).
+    #[arg(long, default_value_t = 128)]
+    pub projection_dim: usize,
+    /// Number of classes (default: the dataset's; 1000 for the ImageNet families without
+    /// `--dataset`). A file whose classifier has another count is refused unless `--new-head`.
     #[arg(long)]
     pub classes: Option<usize>,
+    /// Leave the file's classifier out and start a fresh one of `--classes` (fine-tuning a
+    /// pretrained backbone, as MEAL V2 initialises its students).
+    #[arg(long)]
+    pub new_head: bool,
     /// Input normalisation mean per channel (default: the dataset's), e.g. `0.5,0.5,0.5`.
     #[arg(long, value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
@@ -71,6 +97,26 @@ pub struct Args {
     /// Replace an existing checkpoint in `--out`.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `--stem`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StemArg {
+    /// 7x7/2 convolution and 3x3/2 max pool.
+    Imagenet,
+    /// 3x3/1 convolution, no pool.
+    Cifar,
+}
+
+/// `--head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeadArg {
+    /// A linear classifier.
+    Classifier,
+    /// MoCo v2's MLP: embedding -> embedding -> ReLU -> projection-dim.
+    Projection,
+    /// No head: the checkpoint outputs the pooled embedding.
+    None,
 }
 
 /// `--shortcut`.
@@ -132,85 +178,157 @@ pub struct Imported {
     format: Format,
 }
 
-/// Loads `path` into a fresh `spec` network on `device`.
+/// Loads `path` into a fresh `spec` network on `device`, trying the `readings` (rename lists)
+/// in turn; with `discard_head` the file's head is left out and the network's (if any) stays fresh.
 pub fn import(
     path: &Path,
     spec: &ModelSpec,
-    remapping: &[(String, String)],
-    device: &burn::tensor::Device,
+    readings: &[Renames],
+    discard_head: bool,
+    device: &Device,
 ) -> Result<Imported> {
     let format = sniff_format(path)?;
-    let mut network = spec.init(device)?;
-    let remapper = |renames: &[(String, String)]| {
-        KeyRemapper::from_patterns(renames.to_vec())
-            .map_err(|e| anyhow::anyhow!("a --remap pattern is not a valid regex: {e}"))
-    };
-    let mut remapping = remapping.to_vec();
-    let result = match format {
-        Format::Pytorch => {
-            bounds::check_pytorch(path, bounds::budget(kd_common::models::trainable_params(&network)))?;
-            // The state dict is at the top level, or under a wrapper key of a training
-            // checkpoint (the reader flattens nested dictionaries into `key.name` paths), or
-            // flat with every key prefixed (`model.conv1.weight`). Each reading is tried in
-            // turn; the first that fits the architecture is taken, else the first one's
-            // problems are reported.
-            let mut probe = PytorchStore::from_file(path).map_indices_contiguous(false);
-            let keys = burn::store::ModuleStore::keys(&mut probe)
-                .map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch file: {e}", path.display()))?;
-            let wrapper = ["state_dict", "model_state_dict", "model", "net"]
-                .into_iter()
-                .find(|w| keys.iter().any(|k| k.starts_with(&format!("{w}."))));
-            // (top-level key, renames) of each reading.
-            let mut readings: Vec<(Option<&str>, Renames)> = Vec::new();
-            if let Some(w) = wrapper {
-                readings.push((Some(w), remapping.clone()));
-            }
-            readings.push((None, remapping.clone()));
-            if let Some(w) = wrapper {
-                let strip = (format!("^{}\\.", regex_escape(w)), String::new());
-                readings.push((None, std::iter::once(strip).chain(remapping.iter().cloned()).collect()));
-            }
-            let mut first: Option<Result<burn::store::ApplyResult>> = None;
-            for (top_level, renames) in readings {
-                let mut candidate = spec.init(device)?;
-                let mut store = PytorchStore::from_file(path).map_indices_contiguous(false).allow_partial(true);
+    let network = spec.init(device)?;
+    if format == Format::Pytorch {
+        bounds::check_pytorch(path, bounds::budget(kd_common::models::trainable_params(&network)))?;
+    }
+    // A PyTorch state dict is at the top level, or under a wrapper key of a training
+    // checkpoint (the reader flattens nested dictionaries into `key.name` paths), or flat with
+    // every key prefixed (`model.conv1.weight`). Each (wrapper, renames) reading is tried in
+    // turn; the first that fits the architecture is taken, else the problems of the first
+    // reading the file could give (or, if none could, the first error) are reported.
+    let mut attempts: Vec<(Option<&str>, Renames)> = Vec::new();
+    let wrapper = if format == Format::Pytorch { wrapper_key(path)? } else { None };
+    for renames in readings {
+        if let Some(w) = wrapper {
+            attempts.push((Some(w), renames.clone()));
+        }
+        attempts.push((None, renames.clone()));
+        if let Some(w) = wrapper {
+            let strip = (format!("^{}\\.", regex_escape(w)), String::new());
+            attempts.push((None, std::iter::once(strip).chain(renames.iter().cloned()).collect()));
+        }
+    }
+    let head = spec.arch.head_name();
+    let (mut first_read, mut first_error): (Option<Vec<String>>, Option<Vec<String>>) = (None, None);
+    for (top_level, renames) in attempts {
+        let mut candidate = spec.init(device)?;
+        let mut renames = renames;
+        if discard_head {
+            // The file's head goes out of the way; the network's keeps its initialisation.
+            renames.push((format!("^{}\\.", regex_escape(head)), "discarded_head.".into()));
+        }
+        let remapper = KeyRemapper::from_patterns(renames.clone())
+            .map_err(|e| anyhow::anyhow!("a --remap pattern is not a valid regex: {e}"))?;
+        let result = match format {
+            Format::Pytorch => {
+                let mut store =
+                    PytorchStore::from_file(path).map_indices_contiguous(false).allow_partial(true).validate(false);
                 if let Some(key) = top_level {
                     store = store.with_top_level_key(key);
                 }
-                let mut store = store.remap(remapper(&renames)?);
-                let result = candidate.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
-                if result.as_ref().is_ok_and(|r| checkpoint::apply_problems(r).is_empty()) {
-                    (network, remapping) = (candidate, renames);
-                    first = Some(result);
-                    break;
-                }
-                first.get_or_insert(result);
+                candidate.load_from(&mut store.remap(remapper)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
             }
-            first.expect("at least one reading")?
+            Format::Safetensors => {
+                let mut store = SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .skip_enum_variants(true)
+                    .allow_partial(true)
+                    .validate(false)
+                    .remap(remapper);
+                candidate.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+        };
+        // A reading the file cannot give (a wrapper key that is not there) is a problem too.
+        let problems = match &result {
+            Ok(result) => problems(result, head, discard_head),
+            Err(e) => vec![e.to_string()],
+        };
+        if problems.is_empty() {
+            // f16, bf16 and f64 state dicts are stored as f32: every tool computes in f32.
+            let network = kd_common::models::float32::to_f32(candidate);
+            return Ok(Imported { network, spec: spec.clone(), remapping: renames, format });
         }
-        Format::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(PyTorchToBurnAdapter)
-                .skip_enum_variants(true)
-                .allow_partial(true)
-                .remap(remapper(&remapping)?);
-            network.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-    };
-    let problems = checkpoint::apply_problems(&result);
-    ensure!(
-        problems.is_empty(),
-        "{} does not fit the architecture: {} (check --arch, --width, --shortcut, --classes, --layout)",
+        if result.is_ok() {
+            first_read.get_or_insert(problems)
+        } else {
+            first_error.get_or_insert(problems)
+        };
+    }
+    let problems = first_read.or(first_error).expect("at least one reading");
+    anyhow::bail!(
+        "{} does not fit the architecture {}: {} (check --arch, --width, --stem, --head, --classes, --layout)",
         path.display(),
+        spec.arch,
         problems.join("; ")
-    );
-    // f16, bf16 and f64 state dicts are stored as f32: every tool computes in f32.
-    let network = kd_common::models::float32::to_f32(network);
-    Ok(Imported { network, spec: spec.clone(), remapping, format })
+    )
 }
 
-/// Key renames `(regex, replacement)`, applied in order.
-type Renames = Vec<(String, String)>;
+/// The wrapper key of a training checkpoint (`state_dict`, `model_state_dict`, `model`, `net`).
+fn wrapper_key(path: &Path) -> Result<Option<&'static str>> {
+    let mut probe = PytorchStore::from_file(path).map_indices_contiguous(false);
+    let keys = burn::store::ModuleStore::keys(&mut probe)
+        .map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch file: {e}", path.display()))?;
+    Ok(["state_dict", "model_state_dict", "model", "net"]
+        .into_iter()
+        .find(|w| keys.iter().any(|k| k.starts_with(&format!("{w}.")))))
+}
+
+/// What keeps a reading from fitting: mis-shaped tensors, the network's tensors the file lacks,
+/// the file's tensors the network lacks (all counted, the first few named). The key encoder
+/// and queue of a MoCo checkpoint, batch counters and a discarded head are not problems.
+fn problems(result: &burn::store::ApplyResult, head: &str, discard_head: bool) -> Vec<String> {
+    let ignored: Vec<regex::Regex> = layout::IGNORED
+        .iter()
+        .chain(["^discarded_head\\."].iter())
+        .map(|p| regex::Regex::new(p).expect("valid"))
+        .collect();
+    let shown = |names: &[String]| {
+        let first = names.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+        if names.len() > 4 { format!("{first}, ...") } else { first }
+    };
+    let mut problems = Vec::new();
+    let mut shapes = Vec::new();
+    let mut head_classes = None;
+    let head_prefix = format!("{head}.");
+    for error in &result.errors {
+        match error {
+            burn::store::ApplyError::ShapeMismatch { path, expected, found } => {
+                shapes.push(format!("{path} (file {:?}, network {:?})", found.as_slice(), expected.as_slice()));
+                if path.starts_with(&head_prefix) {
+                    head_classes = found.as_slice().first().copied().zip(expected.as_slice().first().copied());
+                }
+            }
+            other => problems.push(format!("{other:?}")),
+        }
+    }
+    if !shapes.is_empty() {
+        problems.insert(0, format!("{} mis-shaped tensor(s): {}", shapes.len(), shown(&shapes)));
+    }
+    if let Some((classes, wanted)) = head_classes.filter(|_| problems.len() == 1 && result.missing.is_empty()) {
+        problems[0] = format!(
+            "the file's classifier has {classes} outputs, not {wanted}: pass --classes {classes}, or --new-head \
+             to start a fresh classifier ({})",
+            problems[0]
+        );
+    }
+    let head_prefix = discard_head.then_some(head_prefix);
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| !head_prefix.as_ref().is_some_and(|h| name.starts_with(h.as_str())))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("{} tensor(s) missing from the file: {}", missing.len(), shown(&missing)));
+    }
+    let unused: Vec<String> =
+        result.unused.iter().filter(|n| !ignored.iter().any(|r| r.is_match(n))).cloned().collect();
+    if !unused.is_empty() {
+        problems.push(format!("{} tensor(s) the architecture does not have: {}", unused.len(), shown(&unused)));
+    }
+    problems
+}
 
 /// `text` with the regex metacharacters escaped.
 fn regex_escape(text: &str) -> String {
@@ -222,21 +340,60 @@ fn parse_remap(text: &str) -> Result<(String, String)> {
     Ok((from.to_string(), to.to_string()))
 }
 
+/// `--list`: every architecture and key layout.
+fn print_list() -> Result<()> {
+    outln!("Architectures (--arch):");
+    for info in Arch::INFO {
+        let aliases =
+            if info.aliases.is_empty() { String::new() } else { format!(" (also: {})", info.aliases.join(", ")) };
+        outln!("  {:<58} {}{aliases}", info.name, info.description);
+    }
+    outln!("Key layouts (--layout; auto tries each that applies to the architecture):");
+    for layout in <Layout as clap::ValueEnum>::value_variants() {
+        let help = clap::ValueEnum::to_possible_value(layout).and_then(|v| v.get_help().map(|h| h.to_string()));
+        outln!("  {:<12} {}", format!("{layout:?}").to_lowercase(), help.unwrap_or_default());
+    }
+    Ok(())
+}
+
 /// Runs `kd-import`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
+    if args.list {
+        return print_list();
+    }
+    let (Some(source), Some(out), Some(arch)) = (args.source.clone(), args.out.clone(), args.arch) else {
+        anyhow::bail!("SOURCE, --out and --arch are required (or --list)");
+    };
     // Arguments and files first, before any device is touched.
-    ensure!(args.source.exists(), "{}: not found", args.source.display());
+    ensure!(source.exists(), "{}: not found", source.display());
     ensure!(
         args.common.seed.is_none() && args.common.workers.is_none(),
         "kd-import draws no random numbers and loads no data: --seed and --workers do not apply"
     );
+    ensure!(
+        !(args.new_head && args.head != HeadArg::Classifier),
+        "--new-head starts a fresh classifier: it goes with --head classifier"
+    );
     let extra = args.remaps.iter().map(|r| parse_remap(r)).collect::<Result<Vec<_>>>()?;
-    let kind = args.common.dataset.unwrap_or(DatasetKind::FashionMnist);
+    // The ImageNet families read 3 x 224 x 224 ImageNet-normalised images and have 1000
+    // classes unless a dataset says otherwise.
+    let imagenet = arch.is_imagenet_family();
+    let kind = args.common.dataset.unwrap_or(if imagenet { DatasetKind::Folder } else { DatasetKind::FashionMnist });
     let known = kind.known_shape();
-    let channels = args.in_channels.or(known.map(|k| k.0)).context("--in-channels is required for folders")?;
-    let side = args.image_size.or(known.map(|k| k.1)).context("--image-size is required for folders")?;
-    let classes = args.classes.or(known.map(|k| k.2)).context("--classes is required for folders")?;
+    let folder_default = |value: usize| (imagenet && kind == DatasetKind::Folder).then_some(value);
+    let channels = args
+        .in_channels
+        .or(known.map(|k| k.0))
+        .or(folder_default(3))
+        .context("--in-channels is required for folders")?;
+    let side = args
+        .image_size
+        .or(known.map(|k| k.1))
+        .or(folder_default(224))
+        .context("--image-size is required for folders")?;
+    let classes =
+        args.classes.or(known.map(|k| k.2)).or(folder_default(1000)).context("--classes is required for folders")?;
     let (mean, std) = kind.normalisation();
     let pick =
         |v: Vec<f32>| if v.len() == channels { v } else { vec![v.iter().sum::<f32>() / v.len() as f32; channels] };
@@ -250,62 +407,67 @@ pub fn run(args: Args) -> Result<()> {
     ensure!(input.mean.len() == channels && input.std.len() == channels, "--mean and --std need {channels} value(s)");
     ensure!(input.std.iter().all(|s| s.is_finite() && *s > 0.0), "--std values must be positive");
     input.check().map_err(anyhow::Error::msg)?;
-    let mut spec = ModelSpec::new(args.arch, channels, classes);
+    let mut spec = ModelSpec::new(arch, channels, classes);
     spec.width = args.width;
     spec.shortcut = if args.shortcut == ShortcutArg::Conv { Shortcut::Conv } else { Shortcut::Pad };
+    spec.stem = if args.stem == StemArg::Cifar { Stem::Cifar } else { Stem::Imagenet };
+    spec.head = if args.head == HeadArg::None { HeadSpec::None } else { HeadSpec::Classifier };
     spec.validate()?;
-    let weights = args.out.join("model.safetensors");
-    let source_sha256 = checkpoint::sha256_file(&args.source)?;
-    let mut remapping = args.layout.renames();
-    remapping.extend(extra.iter().cloned());
+    let weights = out.join("model.safetensors");
+    let source_sha256 = checkpoint::sha256_file(&source)?;
+    let readings: Vec<Renames> = args
+        .layout
+        .readings(arch)
+        .into_iter()
+        .map(|mut renames| {
+            renames.extend(extra.iter().cloned());
+            renames
+        })
+        .collect();
     let config = json!({
-        "source": args.source, "arch": args.arch.to_string(), "width": args.width,
-        "shortcut": format!("{:?}", args.shortcut).to_lowercase(), "classes": classes, "dataset": kind.to_string(),
-        "layout": format!("{:?}", args.layout).to_lowercase(), "remap": args.remaps,
+        "source": source, "arch": arch.to_string(), "width": args.width,
+        "shortcut": format!("{:?}", args.shortcut).to_lowercase(), "stem": format!("{:?}", args.stem).to_lowercase(),
+        "head": format!("{:?}", args.head).to_lowercase(), "projection_dim": args.projection_dim,
+        "new_head": args.new_head, "classes": classes, "dataset": kind.to_string(),
+        "layout": format!("{:?}", args.layout).to_lowercase(), "remap": args.remaps, "input": input,
     });
     // A finished import (weights and sidecar) of the same file with the same settings is a
     // no-op; anything else there is refused. Weights without a sidecar are an import killed
     // before its end: it is redone.
     if weights.exists() && checkpoint::sidecar_path(&weights).exists() && !args.force {
         let same = checkpoint::read_meta(&weights).is_ok_and(|existing| {
-            existing.model == spec
-                && existing.input == input
-                && existing
-                    .imported_from
-                    .as_ref()
-                    // The renames recorded end with the requested ones (a wrapper's prefix may have
-                    // been stripped first).
-                    .is_some_and(|from| {
-                        let recorded = &from.key_remapping;
-                        let stripped = recorded.len() == remapping.len() + 1 && recorded[1..] == remapping[..];
-                        from.source_sha256 == source_sha256 && (*recorded == remapping || stripped)
-                    })
+            existing.training.get("import") == Some(&config)
+                && existing.imported_from.as_ref().is_some_and(|from| from.source_sha256 == source_sha256)
         });
         ensure!(
             same,
             "{} already exists (another checkpoint or other settings); use --force to replace it",
             weights.display()
         );
-        kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
+        kd_common::atomic::write_json(&out.join("config.json"), &config)?;
         tracing::info!("{} already holds this import; nothing to do", weights.display());
         outln!("{}", serde_json::to_string_pretty(&json!({"checkpoint": weights, "already_complete": true}))?);
         return Ok(());
     }
-    kd_common::atomic::ensure_writable_dir(&args.out)
-        .with_context(|| format!("output directory {}", args.out.display()))?;
-    kd_common::atomic::write_json(&args.out.join("config.json"), &config)?;
+    kd_common::atomic::ensure_writable_dir(&out).with_context(|| format!("output directory {}", out.display()))?;
+    kd_common::atomic::write_json(&out.join("config.json"), &config)?;
     // The CPU by default when it is compiled in: weights are only checked and converted, and
     // the CPU reads every dtype a state dict may hold (wgpu has no f64).
     let default = if cfg!(feature = "flex") { DeviceSpec::Cpu } else { DeviceSpec::Auto };
     let device = device::resolve(args.common.device.as_ref().unwrap_or(&default))?;
     tracing::info!("device: {}", device.description);
-    let imported = import(&args.source, &spec, &remapping, &device.device)?;
+    if args.head == HeadArg::Projection {
+        spec = crate::shared::encoder::with_projection_head(spec, &input, args.projection_dim, &device.device)?;
+    }
+    let discard_head = args.new_head || args.head == HeadArg::None;
+    let imported = import(&source, &spec, &readings, discard_head, &device.device)?;
     let class_names = kind
         .class_names()
         .filter(|n| n.len() == classes)
         .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
     let format = if imported.format == Format::Pytorch { "pytorch" } else { "safetensors" };
-    let training = json!({"dataset": kind.to_string(), "data_dir": args.common.data_dir, "imported": true});
+    let training =
+        json!({"dataset": kind.to_string(), "data_dir": args.common.data_dir, "imported": true, "import": config});
     let meta = CheckpointMeta {
         format_version: checkpoint::FORMAT_VERSION,
         model: imported.spec.clone(),
@@ -318,7 +480,7 @@ pub fn run(args: Args) -> Result<()> {
         written_by: format!("kd-import {}", env!("CARGO_PKG_VERSION")),
         pruning: None,
         imported_from: Some(ImportRecord {
-            source: args.source.clone(),
+            source: source.clone(),
             source_sha256,
             format: format.into(),
             key_remapping: imported.remapping.clone(),
@@ -328,12 +490,13 @@ pub fn run(args: Args) -> Result<()> {
     checkpoint::save(&imported.network, &meta, &weights)?;
     let summary = json!({
         "checkpoint": weights,
-        "arch": args.arch.to_string(),
+        "arch": arch.to_string(),
         "parameters": kd_common::models::trainable_params(&imported.network),
-        "source": args.source,
+        "source": source,
         "key_remapping": imported.remapping,
+        "new_head": args.new_head,
     });
-    tracing::info!("imported {} as {}", args.source.display(), weights.display());
+    tracing::info!("imported {} as {}", source.display(), weights.display());
     outln!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
@@ -412,7 +575,7 @@ mod tests {
         let f16_path = dir.path().join("f16.safetensors");
         safetensors::serialize_to_file(views, None, &f16_path).unwrap();
 
-        let imported = import(&f16_path, &spec, &[], &device).unwrap();
+        let imported = import(&f16_path, &spec, &[Vec::new()], false, &device).unwrap();
         let x = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
         let got = imported.network.valid().forward(x.clone());
         assert_eq!(got.dtype(), burn::tensor::DType::F32);

@@ -1,19 +1,26 @@
 //! Flags that choose the trained network and its optimisation, shared by `kd-pretrain` and
 //! `kd-distill`, and how they override a resolved configuration.
 
-use kd_common::models::{Arch, ModelSpec, PlanItem, Shortcut};
+use kd_common::models::{Arch, ModelSpec, PlanItem, Shortcut, Stem};
 use kd_common::train::{OptimizerConfig, TrainConfig};
 
 /// Network and optimisation flags.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrainArgs {
-    /// Architecture (overrides the preset): resnet20/32/44/56/110, vgg11/13/16/19, vgg-custom,
-    /// mobilenetv2, small-cnn.
+    /// Architecture (overrides the preset; `kd-import --list` prints them all): resnet18/34/50/
+    /// 101/152, resnet50d, mobilenet-v2, mobilenet-v3-large/-small, efficientnet-b0; the CIFAR
+    /// resnet20/32/44/56/110, vgg11/13/16/19, vgg-custom, mobilenetv2, small-cnn.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<Arch>,
     /// Channel width multiplier.
     #[arg(long)]
     pub width: Option<f32>,
+    /// Stem of a torchvision ResNet: imagenet (7x7/2 + max pool) or cifar (3x3/1, no pool).
+    #[arg(long, value_parser = parse_stem)]
+    pub stem: Option<Stem>,
+    /// Start every residual block's last batch-norm scale at zero (torchvision ResNets).
+    #[arg(long)]
+    pub zero_init_residual: bool,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -44,6 +51,15 @@ fn parse_arch(text: &str) -> Result<Arch, String> {
     text.parse().map_err(|e: kd_common::Error| e.to_string())
 }
 
+fn parse_stem(text: &str) -> Result<Stem, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("unknown stem `{text}`: imagenet or cifar"))
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// The network to build, without the data-dependent input channels and classes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,12 +75,26 @@ pub struct ModelChoice {
     /// Per-stage channel counts instead of the width multiplier (see `ModelSpec::channels`).
     #[serde(default)]
     pub channels: Option<Vec<usize>>,
+    /// Stem of a torchvision ResNet.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stem: Stem,
+    /// torchvision's `zero_init_residual`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub zero_init_residual: bool,
 }
 
 impl ModelChoice {
     /// A choice of architecture with default shortcut and no plans.
     pub fn new(arch: Arch, width: f32) -> Self {
-        Self { arch, width, shortcut: Shortcut::Pad, plan: None, channels: None }
+        Self {
+            arch,
+            width,
+            shortcut: Shortcut::Pad,
+            plan: None,
+            channels: None,
+            stem: Stem::Imagenet,
+            zero_init_residual: false,
+        }
     }
 
     /// The choice recorded from a built network's spec.
@@ -75,6 +105,8 @@ impl ModelChoice {
             shortcut: spec.shortcut,
             plan: spec.plan.clone(),
             channels: spec.channels.clone(),
+            stem: spec.stem,
+            zero_init_residual: spec.zero_init_residual,
         }
     }
 
@@ -87,6 +119,8 @@ impl ModelChoice {
             spec.plan = self.plan.clone();
         }
         spec.channels = self.channels.clone();
+        spec.stem = self.stem;
+        spec.zero_init_residual = self.zero_init_residual;
         spec
     }
 
@@ -105,12 +139,18 @@ impl TrainArgs {
         if let Some(width) = self.width {
             model.width = width;
         }
+        if let Some(stem) = self.stem {
+            model.stem = stem;
+        }
+        if self.zero_init_residual {
+            model.zero_init_residual = true;
+        }
         self.apply_schedule(train);
     }
 
     /// Whether a flag that chooses the network was given.
     pub fn names_a_network(&self) -> bool {
-        self.arch.is_some() || self.width.is_some()
+        self.arch.is_some() || self.width.is_some() || self.stem.is_some() || self.zero_init_residual
     }
 
     /// Applies the flags that were given to the optimisation only.
