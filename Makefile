@@ -324,11 +324,15 @@ pytorch-fixtures:
 	cd tests/fixtures/import && python3 make_fixtures.py
 
 # With PyTorch installed: a pruned kdkit checkpoint loads into the dense PyTorch model
-# (strict=True) and gives kd-eval's predictions. PYTHON names an interpreter that has torch.
-PYTHON ?= python3
+# (strict=True) and gives kd-eval's predictions; every torchvision/timm family at full width
+# (1000 classes, 224 px, random weights) imports with PyTorch's logits and its kdkit checkpoint
+# loads back into torchvision (strict=True). PYTHON names an interpreter that has torch.
 test-pytorch:
 	@mkdir -p $(XDG_RUNTIME_DIR)
-	PYTHON=$(PYTHON) cargo test --workspace --test e2e pytorch -- --ignored
+	scripts/setup-torch.sh
+	export PYTHON=$${PYTHON:-$$(scripts/setup-torch.sh --print-python)} && \
+	  cargo test --workspace --test e2e pytorch -- --ignored && \
+	  cargo test -p kd-tools --lib pytorch -- --ignored --nocapture
 
 # Compile-checks of builds without the CPU backend: CUDA alone (needs scripts/setup.sh --cuda
 # first) and wgpu alone, so that no tool depends on Flex being compiled in.

@@ -26,5 +26,7 @@ mod seed;
 mod hostile;
 // kd-report --run-dir: report.md with the results table, verdicts and PNG plots.
 mod report;
+// torchvision/timm/MoCo teachers imported and used by every tool on a JPEG folder.
+mod imagenet_families;
 // The Makefile chain on a generated image folder: every stage, the report, interrupt and rerun.
 mod make_chain;

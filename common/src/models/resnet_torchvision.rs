@@ -192,7 +192,8 @@ impl TorchvisionResNet {
         };
         let mut inner = shape.channels.map(|c| c[5..].iter().copied()).into_iter().flatten();
         let conv1 = if shape.variant_d {
-            let half = scaled(32, shape.width);
+            // The deep stem's inner convolutions are half its output wide (32 and 64 at width 1).
+            let half = if shape.channels.is_some() { stem_width.div_ceil(2) } else { scaled(32, shape.width) };
             let mut layers =
                 sequential::conv_norm_activation(in_channels, half, 3, 2, 1, sequential::Activation::Relu, device);
             layers.extend(sequential::conv_norm_activation(half, half, 3, 1, 1, sequential::Activation::Relu, device));

@@ -355,6 +355,30 @@ mod tests {
         }
     }
 
+    /// torchvision ResNet-18 (basic blocks; ImageNet and CIFAR stems), ResNet-50 (bottlenecks)
+    /// and ResNet-50-D pruned by 4 global rounds: the derived student's dense weights are within
+    /// 3% of the teacher's non-zeros, and the student builds and runs.
+    #[test]
+    fn torchvision_resnet_students_keep_the_non_zero_count() {
+        use crate::models::Stem;
+        for (arch, stem, width) in [
+            (Arch::TorchvisionResNet(18), Stem::Imagenet, 0.25),
+            (Arch::TorchvisionResNet(18), Stem::Cifar, 0.25),
+            (Arch::TorchvisionResNet(50), Stem::Imagenet, 0.125),
+            (Arch::ResNetD(50), Stem::Imagenet, 0.125),
+        ] {
+            let mut teacher = ModelSpec::new(arch, 3, 10);
+            (teacher.stem, teacher.width) = (stem, width);
+            let weights = pruned(&teacher, 4);
+            let student = derive_student(&teacher, &weights).unwrap();
+            let ratio = dense_weights(&student) as f64 / nonzero(&weights) as f64;
+            assert!((ratio - 1.0).abs() < 0.03, "{arch} {stem:?}: {ratio} ({:?})", student.channels);
+            let network = student.init(&burn::tensor::Device::flex()).unwrap();
+            let x = burn::tensor::Tensor::<4>::zeros([1, 3, 32, 32], &burn::tensor::Device::flex());
+            assert_eq!(network.forward(x).dims(), [1, 10]);
+        }
+    }
+
     #[test]
     fn mobilenet_is_refused() {
         let teacher = ModelSpec::new(Arch::MobileNetV2, 3, 10);

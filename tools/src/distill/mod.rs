@@ -25,6 +25,24 @@ use kd_datasets::soft_labels::LabelReader;
 use methods::MethodRun;
 use serde_json::json;
 
+/// The image side the method's inputs were made for, the default of `--image-size` on image
+/// folders: the first teacher's, the label file's crops', the initial checkpoint's or the first
+/// reference's.
+fn side_of_inputs(config: &DistillConfig) -> Result<Option<usize>> {
+    let checkpoint_side = |path: &std::path::Path| -> Result<usize> {
+        Ok(checkpoint::read_meta(path).with_context(|| format!("{}", path.display()))?.input.height)
+    };
+    if let Some(teacher) = config.method.teachers().first() {
+        return checkpoint_side(teacher).map(Some);
+    }
+    if let Some(labels) = config.method.labels() {
+        let reader =
+            LabelReader::open(labels, 0).with_context(|| format!("opening label file {}", labels.display()))?;
+        return Ok(Some(reader.meta().crop.output_size[0]));
+    }
+    config.init.iter().chain(&config.references).next().map(|p| checkpoint_side(p)).transpose()
+}
+
 /// Runs `kd-distill`.
 pub fn run(args: Args) -> Result<()> {
     let run_args = args.method.run_args();
@@ -39,7 +57,11 @@ pub fn run(args: Args) -> Result<()> {
     tracing::info!("{} on {}", config.method.name(), device.description);
 
     let splits = config.run.open_splits()?;
-    let input = input_spec(config.run.dataset, &splits.train, config.run.image_size)?;
+    let image_size = match config.run.image_size {
+        Some(side) => Some(side),
+        None => side_of_inputs(&config)?,
+    };
+    let input = input_spec(config.run.dataset, &splits.train, image_size)?;
     let teachers = load_teachers(&config, &input, splits.train.num_classes(), &device.device)?;
     let ad_device = device.device.clone().autodiff();
     device.device.seed(config.run.seed);

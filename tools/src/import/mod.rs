@@ -289,14 +289,23 @@ fn problems(result: &burn::store::ApplyResult, head: &str, discard_head: bool) -
     };
     let mut problems = Vec::new();
     let mut shapes = Vec::new();
-    let mut head_classes = None;
+    // (file, network) class counts while every mis-shaped tensor is the head's.
+    let mut head_classes: Option<(usize, usize)> = None;
+    let mut only_head = true;
     let head_prefix = format!("{head}.");
     for error in &result.errors {
         match error {
             burn::store::ApplyError::ShapeMismatch { path, expected, found } => {
-                shapes.push(format!("{path} (file {:?}, network {:?})", found.as_slice(), expected.as_slice()));
+                // Shown in PyTorch's order: Burn stores a linear weight as [in, out].
+                let torch_order = |shape: &[usize]| -> Vec<usize> {
+                    if shape.len() == 2 { shape.iter().rev().copied().collect() } else { shape.to_vec() }
+                };
+                let (found, expected) = (torch_order(found.as_slice()), torch_order(expected.as_slice()));
+                shapes.push(format!("{path} (file {found:?}, network {expected:?})"));
                 if path.starts_with(&head_prefix) {
-                    head_classes = found.as_slice().first().copied().zip(expected.as_slice().first().copied());
+                    head_classes = found.first().copied().zip(expected.first().copied());
+                } else {
+                    only_head = false;
                 }
             }
             other => problems.push(format!("{other:?}")),
@@ -305,18 +314,17 @@ fn problems(result: &burn::store::ApplyResult, head: &str, discard_head: bool) -
     if !shapes.is_empty() {
         problems.insert(0, format!("{} mis-shaped tensor(s): {}", shapes.len(), shown(&shapes)));
     }
-    if let Some((classes, wanted)) = head_classes.filter(|_| problems.len() == 1 && result.missing.is_empty()) {
-        problems[0] = format!(
-            "the file's classifier has {classes} outputs, not {wanted}: pass --classes {classes}, or --new-head \
-             to start a fresh classifier ({})",
-            problems[0]
-        );
-    }
     let head_prefix = discard_head.then_some(head_prefix);
     let missing: Vec<String> = result
         .missing
         .iter()
-        .map(|(name, _)| name.clone())
+        // PyTorch's names for Burn's batch-norm parameters.
+        .map(|(name, _)| {
+            name.strip_suffix(".gamma")
+                .map(|n| format!("{n}.weight"))
+                .or_else(|| name.strip_suffix(".beta").map(|n| format!("{n}.bias")))
+                .unwrap_or_else(|| name.clone())
+        })
         .filter(|name| !head_prefix.as_ref().is_some_and(|h| name.starts_with(h.as_str())))
         .collect();
     if !missing.is_empty() {
@@ -326,6 +334,13 @@ fn problems(result: &burn::store::ApplyResult, head: &str, discard_head: bool) -
         result.unused.iter().filter(|n| !ignored.iter().any(|r| r.is_match(n))).cloned().collect();
     if !unused.is_empty() {
         problems.push(format!("{} tensor(s) the architecture does not have: {}", unused.len(), shown(&unused)));
+    }
+    if let Some((classes, wanted)) = head_classes.filter(|(a, b)| only_head && a != b && problems.len() == 1) {
+        problems[0] = format!(
+            "the file's classifier has {classes} outputs, not {wanted}: pass --classes {classes}, or --new-head \
+             to start a fresh classifier ({})",
+            problems[0]
+        );
     }
     problems
 }

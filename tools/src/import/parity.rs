@@ -33,8 +33,10 @@ struct Case {
 /// The relative tolerance of the issue: `1e-4` of the logit scale.
 pub const RELATIVE_TOLERANCE: f32 = 1e-4;
 
-/// Imports and checks every case in `dir`; returns `(case, max |diff|, scale)` per case.
-pub fn check_dir(dir: &Path, device: &Device) -> Result<Vec<(String, f32, f32)>> {
+/// Imports and checks every case in `dir`; returns `(case, max |diff|, scale)` per case. With
+/// `write_to`, each imported network is also written there as a kdkit checkpoint
+/// `<case>.safetensors`, next to a copy of its case file, for the script's `--roundtrip`.
+pub fn check_dir(dir: &Path, device: &Device, write_to: Option<&Path>) -> Result<Vec<(String, f32, f32)>> {
     let mut cases: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("{}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -42,10 +44,10 @@ pub fn check_dir(dir: &Path, device: &Device) -> Result<Vec<(String, f32, f32)>>
         .collect();
     cases.sort();
     ensure!(!cases.is_empty(), "{}: no fixture cases", dir.display());
-    cases.iter().map(|path| check_case(path, device)).collect()
+    cases.iter().map(|path| check_case(path, device, write_to)).collect()
 }
 
-fn check_case(path: &Path, device: &Device) -> Result<(String, f32, f32)> {
+fn check_case(path: &Path, device: &Device, write_to: Option<&Path>) -> Result<(String, f32, f32)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let case: Case = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
     let [b, c, h, w] = case.input_shape;
@@ -75,6 +77,27 @@ fn check_case(path: &Path, device: &Device) -> Result<(String, f32, f32)> {
         "case {}: max |kdkit - PyTorch| = {diff:e} exceeds {RELATIVE_TOLERANCE} x {scale}",
         case.case
     );
+    if let Some(out) = write_to {
+        let meta = kd_common::checkpoint::CheckpointMeta {
+            format_version: kd_common::checkpoint::FORMAT_VERSION,
+            model: spec.clone(),
+            input: InputSpec { channels: c, height: h, width: w, mean: vec![0.0; c], std: vec![1.0; c] },
+            dataset: serde_json::json!({}),
+            classes: (0..spec.num_classes).map(|k| k.to_string()).collect(),
+            training: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            weights_sha256: String::new(),
+            written_by: "parity test".into(),
+            pruning: None,
+            imported_from: None,
+            other: Default::default(),
+        };
+        let case_dir = out.join(&case.case);
+        std::fs::create_dir_all(&case_dir)?;
+        kd_common::checkpoint::save(&imported.network, &meta, &case_dir.join("model.safetensors"))?;
+        std::fs::rename(case_dir.join("model.safetensors"), out.join(format!("{}.safetensors", case.case)))?;
+        std::fs::copy(path, out.join(format!("{}.json", case.case)))?;
+    }
     Ok((case.case, diff, scale))
 }
 
@@ -89,7 +112,7 @@ mod tests {
     /// Every committed fixture (reduced widths, 5 classes, 32-64 px) gives PyTorch's logits.
     #[test]
     fn committed_fixtures_match_pytorch() {
-        let results = check_dir(&zoo(), &Device::flex()).unwrap();
+        let results = check_dir(&zoo(), &Device::flex(), None).unwrap();
         for (case, diff, scale) in &results {
             eprintln!("{case}: max |diff| {diff:.2e} (scale {scale:.2})");
         }
@@ -97,7 +120,9 @@ mod tests {
     }
 
     /// `make test-pytorch`: fresh full-width models (1000 classes, 224 px) from the installed
-    /// PyTorch, written by the fixture script into a temporary directory.
+    /// PyTorch, written by the fixture script into a temporary directory, give PyTorch's logits;
+    /// the checkpoints kdkit writes of them load back into the torchvision models with
+    /// `load_state_dict(strict=True)` and give the same logits there.
     #[test]
     #[ignore = "needs python3 with torch and torchvision (make test-pytorch)"]
     fn pytorch_full_width_models_match() {
@@ -110,8 +135,21 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        for (case, diff, scale) in check_dir(dir.path(), &Device::flex()).unwrap() {
+        let written = dir.path().join("kdkit");
+        std::fs::create_dir_all(&written).unwrap();
+        for (case, diff, scale) in check_dir(dir.path(), &Device::flex(), Some(&written)).unwrap() {
             eprintln!("{case}: max |diff| {diff:.2e} (scale {scale:.2})");
         }
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let output = std::process::Command::new(python)
+            .arg(zoo().join("make_zoo_fixtures.py"))
+            .args(["--full", "--roundtrip"])
+            .arg(&written)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        eprintln!("{stdout}");
+        assert!(stdout.contains("\"strict_load\": \"ok\""), "{stdout}");
     }
 }
