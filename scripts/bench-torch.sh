@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench-torch`: training images/s of kdkit, PyTorch eager and kdkit on the unpatched
-# burn-flex 0.22.1, side by side in one run (interleaved rounds, same models, batch sizes and
+# burn-flex 0.22.1 (and torchvision's networks at 224 px against PyTorch), side by side in one run (interleaved rounds, same models, batch sizes and
 # thread count). Builds the unpatched variant into target/stock-flex on first use, and installs
 # PyTorch with scripts/setup-torch.sh when the Python has none. Extra arguments go to kd-bench.
 set -euo pipefail
@@ -17,4 +17,4 @@ cargo build --quiet --bin kd-bench --target-dir "$stock" \
   --config "patch.crates-io.burn-flex.path=\"$PWD/$stock/burn-flex-src\""
 cargo build --quiet --bin kd-bench
 exec target/debug/kd-bench --device cpu --threads "$threads" --pytorch "$python" \
-  --baseline-bin "$stock/debug/kd-bench" --sections train,distill "$@"
+  --baseline-bin "$stock/debug/kd-bench" --sections train,distill,imagenet "$@"

@@ -5,6 +5,7 @@
 //! kd-bench binary (e.g. one built on the unpatched burn-flex) can be timed the same way.
 
 pub mod distill;
+pub mod imagenet;
 pub mod labels;
 pub mod prune;
 pub mod pytorch;
@@ -42,9 +43,16 @@ pub struct Args {
     /// Batches read in the data-loader benchmark.
     #[arg(long, default_value_t = 200)]
     pub loader_batches: usize,
-    /// Sections to run: train, distill, prune, ssl, loader, labels.
+    /// Sections to run: train, distill, prune, ssl, loader, labels, and imagenet (torchvision's
+    /// networks at 224 px: minutes on a CPU, so not by default).
     #[arg(long, value_delimiter = ',', default_value = "train,distill,prune,ssl,loader,labels")]
     pub sections: Vec<String>,
+    /// Batch size of the imagenet section.
+    #[arg(long, default_value_t = 32)]
+    pub imagenet_batch: usize,
+    /// Timed steps per configuration of the imagenet section (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub imagenet_steps: usize,
     /// Teacher for the label benchmark (default: a randomly initialised ResNet-56, which
     /// runs at the same speed as a trained one).
     #[arg(long)]
@@ -202,8 +210,8 @@ pub fn run(args: Args) -> Result<()> {
         outln!("{}", train_throughput(arch.parse()?, batch, args.steps, args.warmup, &device, workers)?);
         return Ok(());
     }
-    // Only the train and distill sections have PyTorch columns.
-    let needs_pytorch = wants(&args, "train") || wants(&args, "distill");
+    // Only the train, distill and imagenet sections have PyTorch columns.
+    let needs_pytorch = wants(&args, "train") || wants(&args, "distill") || wants(&args, "imagenet");
     let requested = if needs_pytorch { args.pytorch.as_deref() } else { Some("none") };
     let pytorch = pytorch::PyTorch::detect(requested, threads, args.steps, args.warmup)?;
     outln!(
@@ -217,8 +225,13 @@ pub fn run(args: Args) -> Result<()> {
     if wants(&args, "train") {
         train_section(&args, &device, workers, &pytorch)?;
     }
-    outln!("| what | batch | images/s | PyTorch | kdkit / PyTorch |");
-    outln!("|---|---|---|---|---|");
+    if wants(&args, "imagenet") {
+        crate::bench::imagenet::imagenet_section(&args, &device, workers, &pytorch)?;
+    }
+    if ["distill", "prune", "ssl", "loader", "labels"].iter().any(|s| wants(&args, s)) {
+        outln!("| what | batch | images/s | PyTorch | kdkit / PyTorch |");
+        outln!("|---|---|---|---|---|");
+    }
     if wants(&args, "distill") {
         crate::bench::distill::distill_section(&args, &device, workers, &pytorch)?;
     }
@@ -268,18 +281,20 @@ fn baseline_rate(bin: &std::path::Path, args: &Args, arch: &str, batch: usize, t
 
 /// Images and seconds summed over rounds: the rate is images / seconds.
 #[derive(Default, Clone, Copy)]
-struct Tally {
+pub struct Tally {
     images: f64,
     seconds: f64,
 }
 
 impl Tally {
-    fn add(&mut self, images: f64, rate: f64) {
+    /// Adds one measurement of `images` at `rate` images/s.
+    pub fn add(&mut self, images: f64, rate: f64) {
         self.images += images;
         self.seconds += images / rate;
     }
 
-    fn rate(&self) -> Option<f64> {
+    /// Images/s over every measurement.
+    pub fn rate(&self) -> Option<f64> {
         (self.seconds > 0.0).then(|| self.images / self.seconds)
     }
 }

@@ -110,8 +110,25 @@ impl PyTorch {
     /// Images/s of PyTorch training `arch` at `batch` (distilling from `teacher` online when
     /// given), measured when PyTorch is here, else the constant.
     pub fn figure(&self, arch: &str, batch: usize, teacher: Option<&str>) -> Result<Figure> {
-        let Some((python, script)) = &self.runner else {
+        if self.runner.is_none() {
             return Ok(fallback(arch, batch, teacher).map_or(Figure::Unknown, Figure::Constant));
+        }
+        let extra: Vec<&str> = teacher.map(|t| vec!["--teacher", t]).unwrap_or_default();
+        self.measure(arch, batch, &extra, self.steps, self.warmup)
+    }
+
+    /// Images/s of torchvision's `arch` at 224 px, training (`infer` false) or in eval mode
+    /// without gradients, over `steps` timed steps; unknown without PyTorch (no constants).
+    pub fn figure_224(&self, arch: &str, batch: usize, infer: bool, steps: usize, warmup: usize) -> Result<Figure> {
+        if self.runner.is_none() {
+            return Ok(Figure::Unknown);
+        }
+        self.measure(arch, batch, &["--size", "224", "--mode", if infer { "infer" } else { "train" }], steps, warmup)
+    }
+
+    fn measure(&self, arch: &str, batch: usize, extra: &[&str], steps: usize, warmup: usize) -> Result<Figure> {
+        let Some((python, script)) = &self.runner else {
+            return Ok(Figure::Unknown);
         };
         let mut command = Command::new(python);
         command.arg(script.path()).args(["--arch", arch]).args([
@@ -120,13 +137,11 @@ impl PyTorch {
             "--threads".to_string(),
             self.threads.to_string(),
             "--steps".to_string(),
-            self.steps.to_string(),
+            steps.to_string(),
             "--warmup".to_string(),
-            self.warmup.to_string(),
+            warmup.to_string(),
         ]);
-        if let Some(teacher) = teacher {
-            command.args(["--teacher", teacher]);
-        }
+        command.args(extra);
         let out = command.output().with_context(|| format!("running {python}"))?;
         if !out.status.success() {
             bail!("PyTorch benchmark of {arch} failed: {}", String::from_utf8_lossy(&out.stderr).trim());

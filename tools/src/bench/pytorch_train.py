@@ -6,7 +6,11 @@ line from stdout:
     python3 pytorch_train.py --arch resnet20 --batch 64 --threads 2 --steps 10 --warmup 3 [--teacher resnet56]
     {"arch": "resnet20", "batch": 64, "threads": 2, "teacher": null, "images_per_s": ..., "torch": "..."}
 
-The model is kdkit's CIFAR ResNet-(6n+2) (He et al., CVPR 2016, section 4.2: 16/32/64 channels,
+With `--size 224` the model is torchvision's (`resnet18`, `resnet50`, `mobilenet_v2`, 1000
+classes) on random 3x224x224 inputs, trained the same way (`--mode train`) or run in eval mode
+without gradients (`--mode infer`: what packing FKD labels costs).
+
+The CIFAR model is kdkit's CIFAR ResNet-(6n+2) (He et al., CVPR 2016, section 4.2: 16/32/64 channels,
 option-A shortcuts, bias-free 3x3 convolutions, batch norm), trained as kd-bench trains it:
 cross-entropy, SGD with Nesterov momentum 0.9, weight decay 5e-4, on random 3x32x32 inputs held
 in memory (no data loading is timed, which favours PyTorch).
@@ -58,11 +62,20 @@ class CifarResNet(nn.Module):
 
 
 BLOCKS = {"resnet8": 1, "resnet14": 2, "resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+IMAGENET = {"resnet18", "resnet34", "resnet50", "mobilenet-v2", "mobilenet-v3-large", "efficientnet-b0"}
+
+
+def imagenet_model(arch):
+    import torchvision
+
+    return getattr(torchvision.models, arch.replace("-", "_"))(num_classes=1000)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arch", required=True, choices=sorted(BLOCKS))
+    parser.add_argument("--arch", required=True, choices=sorted(set(BLOCKS) | IMAGENET))
+    parser.add_argument("--size", type=int, default=32, help="224: torchvision's ImageNet models")
+    parser.add_argument("--mode", choices=["train", "infer"], default="train")
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--steps", type=int, default=10)
@@ -72,13 +85,21 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = CifarResNet(BLOCKS[args.arch]).train()
+    if args.arch in IMAGENET:
+        model, classes = imagenet_model(args.arch), 1000
+    else:
+        model, classes = CifarResNet(BLOCKS[args.arch]), 10
+    model = model.train() if args.mode == "train" else model.eval()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    images = torch.randn(args.batch, 3, 32, 32)
-    labels = torch.randint(0, 10, (args.batch,))
+    images = torch.randn(args.batch, 3, args.size, args.size)
+    labels = torch.randint(0, classes, (args.batch,))
     teacher = CifarResNet(BLOCKS[args.teacher]).eval() if args.teacher else None
 
     def step():
+        if args.mode == "infer":
+            with torch.no_grad():
+                model(images)
+            return
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
@@ -102,6 +123,8 @@ def main():
         "batch": args.batch,
         "threads": args.threads,
         "teacher": args.teacher,
+        "size": args.size,
+        "mode": args.mode,
         "images_per_s": args.steps * args.batch / elapsed,
         "torch": torch.__version__,
     }))
