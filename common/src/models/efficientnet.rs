@@ -150,10 +150,7 @@ impl EfficientNet {
             Activation::Silu,
             device,
         )));
-        let classifier = match head.init(lastconv_out, num_classes, device) {
-            Some(head) => vec![ClassifierLayer::dropout(0.2), ClassifierLayer::Head(head)],
-            None => Vec::new(),
-        };
+        let classifier = sequential::dropout_and_head(&head, lastconv_out, num_classes, 0.2, device);
         Self { features, classifier }
     }
 

@@ -104,10 +104,7 @@ impl TorchvisionMobileNetV2 {
             }
         }
         features.push(Feature::Conv(conv_norm_activation(c_in, last_channel, 1, 1, 1, Activation::Relu6, device)));
-        let classifier = match head.init(last_channel, num_classes, device) {
-            Some(head) => vec![ClassifierLayer::dropout(0.2), ClassifierLayer::Head(head)],
-            None => Vec::new(),
-        };
+        let classifier = sequential::dropout_and_head(&head, last_channel, num_classes, 0.2, device);
         Self { features, classifier }
     }
 

@@ -168,6 +168,21 @@ impl ClassifierLayer {
     }
 }
 
+/// torchvision's `classifier = [Dropout(p), Linear]` with kdkit's head as the linear layer
+/// (`classifier.1.*`); empty for a network without a head.
+pub fn dropout_and_head(
+    head: &super::head::HeadSpec,
+    dim: usize,
+    num_classes: usize,
+    p: f64,
+    device: &Device,
+) -> Vec<ClassifierLayer> {
+    match head.init(dim, num_classes, device) {
+        Some(head) => vec![ClassifierLayer::dropout(p), ClassifierLayer::Head(head)],
+        None => Vec::new(),
+    }
+}
+
 /// Splits a classifier sequential at its head: the layers before it give the embedding
 /// (`forward_features`), the head the output.
 pub fn forward_classifier(layers: &[ClassifierLayer], x: Tensor<2>, with_head: bool) -> Tensor<2> {

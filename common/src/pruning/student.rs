@@ -97,21 +97,25 @@ pub fn derive_student(teacher: &ModelSpec, weights: &HostWeights) -> Result<Mode
     Ok(student)
 }
 
+/// The teacher's weight `name` (shape and values), or an error naming it.
+fn teacher_weight<'a>(teacher: &ModelSpec, weights: &'a HostWeights, name: &str) -> Result<&'a (Vec<usize>, Vec<f32>)> {
+    weights.get(name).ok_or_else(|| Error::InvalidModel(format!("the {} teacher has no weight {name}", teacher.arch)))
+}
+
+/// `(non-zero, total)` weights of the teacher's weight `name`.
+fn nonzero_and_total(teacher: &ModelSpec, weights: &HostWeights, name: &str) -> Result<(usize, usize)> {
+    let (_, values) = teacher_weight(teacher, weights, name)?;
+    Ok((values.iter().filter(|&&v| v != 0.0).count(), values.len()))
+}
+
 /// Stem width, the four stage widths, then every block's inner width (`ModelSpec::channels`)
 /// of the torchvision ResNet student (module docs).
 fn torchvision_resnet_channels(teacher: &ModelSpec, depth: usize, weights: &HostWeights) -> Result<Vec<usize>> {
     use crate::models::resnet_torchvision::{blocks_per_stage, is_bottleneck};
     let blocks = blocks_per_stage(depth).ok_or_else(|| Error::InvalidModel(format!("no ResNet-{depth}")))?;
     let bottleneck = is_bottleneck(depth);
-    let get = |name: &str| {
-        weights
-            .get(name)
-            .ok_or_else(|| Error::InvalidModel(format!("the {} teacher has no weight {name}", teacher.arch)))
-    };
-    let count = |name: &str| -> Result<(usize, usize)> {
-        let (_, values) = get(name)?;
-        Ok((values.iter().filter(|&&v| v != 0.0).count(), values.len()))
-    };
+    let get = |name: &str| teacher_weight(teacher, weights, name);
+    let count = |name: &str| nonzero_and_total(teacher, weights, name);
     let sum = |names: &[String]| -> Result<(usize, usize)> {
         names.iter().try_fold((0, 0), |(n, t), name| count(name).map(|(a, b)| (n + a, t + b)))
     };
@@ -162,15 +166,8 @@ fn torchvision_resnet_channels(teacher: &ModelSpec, depth: usize, weights: &Host
 
 /// Stage widths then inner widths (`ModelSpec::channels`) of the ResNet student (module docs).
 fn resnet_channels(teacher: &ModelSpec, blocks: usize, weights: &HostWeights) -> Result<Vec<usize>> {
-    let get = |name: &str| {
-        weights
-            .get(name)
-            .ok_or_else(|| Error::InvalidModel(format!("the {} teacher has no weight {name}", teacher.arch)))
-    };
-    let count = |name: &str| -> Result<(usize, usize)> {
-        let (_, values) = get(name)?;
-        Ok((values.iter().filter(|&&v| v != 0.0).count(), values.len()))
-    };
+    let get = |name: &str| teacher_weight(teacher, weights, name);
+    let count = |name: &str| nonzero_and_total(teacher, weights, name);
     let mut stage_widths = Vec::with_capacity(3);
     let mut inner_widths = Vec::with_capacity(3 * blocks);
     let mut previous = 0usize;

@@ -6,41 +6,16 @@
 //! cost.
 
 use crate::bench::pytorch::{Figure, PyTorch};
-use crate::bench::{Args, Tally, random_dataset, timed_fit};
-use crate::pretrain::CrossEntropy;
+use crate::bench::{Args, Tally, train_rate};
 use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use kd_common::device::ResolvedDevice;
 use kd_common::models::{Arch, ModelSpec};
-use kd_datasets::{Augment, BatchLoader, LoaderConfig, Transform};
 use std::time::Instant;
 
 /// The image side.
 const SIDE: usize = 224;
-
-/// Images/s of training steps of `arch` at 224 px.
-fn train_rate(
-    arch: Arch,
-    batch: usize,
-    steps: usize,
-    warmup: usize,
-    device: &ResolvedDevice,
-    workers: usize,
-) -> Result<f64> {
-    device.device.seed(0);
-    let model = ModelSpec::new(arch, 3, 1000).init(&device.device.clone().autodiff())?;
-    let transform = Transform {
-        augment: Augment::None,
-        out_height: SIDE,
-        out_width: SIDE,
-        mean: vec![0.485, 0.456, 0.406],
-        std: vec![0.229, 0.224, 0.225],
-    };
-    let images = random_dataset(2 * batch, 3, SIDE)?;
-    let loader = BatchLoader::new(images, transform, LoaderConfig::new(batch, true, true, workers, 0))?;
-    timed_fit(model, &mut CrossEntropy { label_smoothing: 0.0 }, &loader, steps, warmup, device)
-}
 
 /// Images/s of eval-mode forward passes of `arch` at 224 px (no autodiff), each waited for.
 fn infer_rate(arch: Arch, batch: usize, steps: usize, warmup: usize, device: &ResolvedDevice) -> Result<f64> {
@@ -75,7 +50,7 @@ pub fn imagenet_section(args: &Args, device: &ResolvedDevice, workers: usize, py
             let rate = if infer {
                 infer_rate(arch, batch, steps, warmup, device)?
             } else {
-                train_rate(arch, batch, steps, warmup, device, workers)?
+                train_rate(&ModelSpec::new(arch, 3, 1000), SIDE, batch, steps, warmup, device, workers)?
             };
             ours.add(images, rate);
             if let Figure::Measured(rate) = pytorch.figure_224(name, batch, infer, steps, warmup)? {

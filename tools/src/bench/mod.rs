@@ -171,12 +171,26 @@ pub fn train_throughput(
     device: &ResolvedDevice,
     workers: usize,
 ) -> Result<f64> {
+    train_rate(&ModelSpec::new(arch, 3, 10), 32, batch, steps, warmup, device, workers)
+}
+
+/// Images/s of full training steps of `spec` on random `side` x `side` images (1024 of them,
+/// or two batches when larger than CIFAR's), through the training loop.
+pub fn train_rate(
+    spec: &ModelSpec,
+    side: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    device: &ResolvedDevice,
+    workers: usize,
+) -> Result<f64> {
     device.device.seed(0);
-    let model = ModelSpec::new(arch, 3, 10).init(&device.device.clone().autodiff())?;
+    let model = spec.init(&device.device.clone().autodiff())?;
     let transform =
-        Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
-    let loader =
-        BatchLoader::new(random_dataset(1024, 3, 32)?, transform, LoaderConfig::new(batch, true, true, workers, 0))?;
+        Transform { augment: Augment::None, out_height: side, out_width: side, mean: vec![0.5; 3], std: vec![0.25; 3] };
+    let images = random_dataset(if side <= 32 { 1024 } else { 2 * batch }, 3, side)?;
+    let loader = BatchLoader::new(images, transform, LoaderConfig::new(batch, true, true, workers, 0))?;
     timed_fit(model, &mut CrossEntropy { label_smoothing: 0.0 }, &loader, steps, warmup, device)
 }
 
