@@ -318,10 +318,13 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# With PyTorch installed (Debian: python3-torch): regenerate the import fixtures, or check that
-# a kdkit checkpoint loads into the PyTorch model with strict key matching.
+# Regenerate the import fixtures (the CIFAR ResNets and the torchvision/timm families) with
+# Debian's PyTorch, installed when missing.
 pytorch-fixtures:
-	cd tests/fixtures/import && python3 make_fixtures.py
+	scripts/setup-torch.sh
+	python=$${PYTHON:-$$(scripts/setup-torch.sh --print-python)} && \
+	  (cd tests/fixtures/import && $$python make_fixtures.py) && \
+	  $$python tests/fixtures/zoo/make_zoo_fixtures.py
 
 # With PyTorch installed: a pruned kdkit checkpoint loads into the dense PyTorch model
 # (strict=True) and gives kd-eval's predictions; every torchvision/timm family at full width
