@@ -40,6 +40,10 @@ use std::str::FromStr;
 /// weights, so a hostile sidecar cannot make kdkit allocate without bound.
 pub const MAX_CHANNELS: usize = 2048;
 
+/// The largest width multiplier of the ImageNet families: ResNet's 512-channel stage at 4x is
+/// [`MAX_CHANNELS`] wide.
+pub const IMAGENET_MAX_WIDTH: f32 = 4.0;
+
 /// Architecture names as written on the command line and in checkpoint sidecars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -352,6 +356,14 @@ impl ModelSpec {
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= 16.0) {
             return bad(format!("width multiplier must be in (0, 16], got {}", self.width));
         }
+        // The ImageNet families are 16-32 times wider than the CIFAR ones at width 1: at most 4,
+        // so their widest 3x3 convolution (ResNet's 512 x width) stays within MAX_CHANNELS.
+        if self.arch.is_imagenet_family() && self.width > IMAGENET_MAX_WIDTH {
+            return bad(format!(
+                "{} takes a width multiplier of at most {IMAGENET_MAX_WIDTH}, got {}",
+                self.arch, self.width
+            ));
+        }
         if let Some(channels) = &self.channels {
             let expected: Vec<usize> = match self.arch {
                 Arch::ResNet(depth) => vec![3, 3 + 3 * ((depth - 2) / 6)],
@@ -599,6 +611,20 @@ mod tests {
             [(3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)];
         let expected: usize = convs.iter().map(|(i, o)| 9 * i * o + 2 * o).sum::<usize>() + 512 * 10 + 10;
         assert_eq!(params("vgg11", 10), expected);
+    }
+
+    /// A sidecar asking for a 16x-wide ResNet-152 (billions of weights) is refused before
+    /// anything is built; width 4 is the limit.
+    #[test]
+    fn imagenet_families_have_a_width_bound() {
+        for arch in ["resnet152", "resnet50d", "efficientnet-b0", "mobilenet-v3-large"] {
+            let mut spec = ModelSpec::new(arch.parse().unwrap(), 3, 10);
+            spec.width = 16.0;
+            let error = spec.validate().unwrap_err().to_string();
+            assert!(error.contains("at most 4"), "{arch}: {error}");
+            spec.width = 4.0;
+            spec.validate().unwrap();
+        }
     }
 
     #[test]
