@@ -3,10 +3,12 @@
 #   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5, and its
 #                           hard-label conversion), then per student seed: baseline (no KD),
 #                           online KD, DKD and DIST (the same teacher), FKD, FKD's online
-#                           control, MEAL V2 (two teachers), SSLD (unlabeled hold-out) and its
+#                           control, MEAL V2 (two teachers) and its equal-budget control (KD
+#                           continued from the same baseline), SSLD (unlabeled hold-out) and its
 #                           labelled-only baseline; prune, then distill: the teacher pruned in
 #                           rounds, the same student distilled from the pruned teachers, and the
-#                           student shaped by the sparsest one; MoCo v2 teacher and student, SEED
+#                           student shaped by the sparsest one; the dense teacher retrained as
+#                           long as the pruned ones and its student (the equal-budget control); MoCo v2 teacher and student, SEED
 #                           student. All evaluated into report.md
 #                           (kd-report --run-dir: results, one verdict per seed claim, plots/*.png).
 #                           Stages run JOBS at a time (2 on a CPU without CUDA), THREADS each.
@@ -86,7 +88,7 @@ TEACHER_B = $(RUN)/teacher-b/model.safetensors
 # rule for all, below), METHODS every such student of the main chain, SSL_METHODS those of the
 # self-supervised chain. Each list is written once; everything else derives from them.
 ONLINE   = kd dkd dist
-METHODS  = baseline $(ONLINE) fkd fkd-online meal-v2 ssld ssld-baseline
+METHODS  = baseline $(ONLINE) fkd fkd-online meal-v2 kd-continued ssld ssld-baseline
 SSL_METHODS = moco-student seed
 STUDENTS = $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)))
 comma := ,
@@ -109,13 +111,13 @@ endef
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda bench bench-torch test-burn-flex clean-runs
+.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda check-wgpu bench bench-torch test-burn-flex clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete: .PRECIOUS names
 # each pattern rule's target pattern. (Not `.SECONDARY:`
 # without prerequisites: that makes every target secondary, and make then skips a missing
 # eval.json, e.g. of a seed added to SEEDS, when the report is newer than what exists.)
-.PRECIOUS: $(foreach m,$(METHODS) $(SSL_METHODS),$(RUN)/$(m)-s%/model.safetensors) \
+.PRECIOUS: $(foreach m,$(METHODS) $(SSL_METHODS) kd-retrained,$(RUN)/$(m)-s%/model.safetensors) \
   $(RUN)/kd-derived-%-s$(SEED)/model.safetensors
 
 all: $(RUN)/report.md
@@ -165,6 +167,12 @@ $(RUN)/fkd-online-s%/model.safetensors: $(TEACHER) | build
 # MEAL V2 starts from a trained student, as its recipe does (the baseline of the same seed).
 $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) $(RUN)/baseline-s%/model.safetensors | build
 	$(call atomic,$(TOOL)/kd-distill meal-v2 $(RUNARGS) --seed $* --teacher $(TEACHER) --teacher $(TEACHER_B) --init $(RUN)/baseline-s$*/model.safetensors $(SCHEDULE) $(SIZED) --out $(RUN)/meal-v2-s$*,$(RUN)/meal-v2-s$*/summary.json)
+
+# MEAL V2's equal-budget control: single-teacher KD continued from the same baseline, for the
+# same epochs, with the same schedule and optimiser (MEAL V2's: no weight decay). MEAL V2's gain
+# over it is the ensemble and the discriminator, not the extra epochs.
+$(RUN)/kd-continued-s%/model.safetensors: $(TEACHER) $(RUN)/baseline-s%/model.safetensors | build
+	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --init $(RUN)/baseline-s$*/model.safetensors --weight-decay 0 $(SCHEDULE) $(SIZED) --out $(RUN)/kd-continued-s$*,$(RUN)/kd-continued-s$*/summary.json)
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
 	$(call atomic,$(TOOL)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$*,$(RUN)/ssld-s$*/summary.json)
@@ -230,6 +238,24 @@ $(RUN)/kd-pruned$(1)-s$(2)/model.safetensors: $(call PRUNED_CKPT,$(1)) | build
 endef
 $(foreach r,$(PRUNED),$(foreach s,$(SEEDS),$(eval $(call KD_FROM_PRUNED,$(r),$(s)))))
 
+# prune-then-distill's equal-budget control: the dense teacher retrained, without pruning, for
+# as many rounds as the sparsest pruned teacher had, with the same retraining each round
+# (`kd-prune --fraction 0`), and the student distilled from it: kd-retrained-s<seed>. The
+# pruned teachers' gain over it is the pruning, not the extra epochs.
+PRUNE_ROUNDS ?= $(if $(filter quick,$(PROFILE)),3,7)
+RETRAINED = $(RUN)/prune-dense/model-remaining-1.000-round-$(PRUNE_ROUNDS).safetensors
+$(RUN)/prune-dense/ladder.csv: $(TEACHER) | build
+	$(call atomic,$(TOOL)/kd-prune $(COMMON) --teacher $(TEACHER) --rounds $(PRUNE_ROUNDS) --fraction 0 $(if $(PRUNE_EPOCHS),--epochs $(PRUNE_EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) --out $(RUN)/prune-dense,$(RUN)/prune-dense/summary.json)
+
+$(RETRAINED): $(RUN)/prune-dense/ladder.csv
+
+$(RUN)/teacher-retrained/eval.json: $(RUN)/prune-dense/ladder.csv | build
+	@mkdir -p $(RUN)/teacher-retrained
+	$(call atomic,$(TOOL)/kd-eval $(RETRAINED) --device $(DEVICE) --reference $(TEACHER),$@)
+
+$(RUN)/kd-retrained-s%/model.safetensors: $(RETRAINED) | build
+	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(RETRAINED) $(SCHEDULE) $(SIZED) --out $(RUN)/kd-retrained-s$*,$(RUN)/kd-retrained-s$*/summary.json)
+
 # The dense student shaped by the sparsest teacher (its remaining channels), initialised at
 # random as prune-then-distill's students are, then distilled from it. (`kd-prune derive-student
 # --init strongest-filters` starts it from the teacher's strongest filters instead; `make
@@ -245,11 +271,12 @@ $(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetenso
 	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED),$(RUN)/kd-derived-$*-s$(SEED)/summary.json)
 
 PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
-  baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) \
+  baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) teacher-retrained=$(RUN)/teacher-retrained/eval.json \
+  kd-retrained=$(call evals,kd-retrained) \
   $(foreach r,$(PRUNED),kd-pruned$(r)=$(call evals,kd-pruned$(r))) \
   $(foreach d,$(DERIVED),kd-derived-$(d)=$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
-PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) \
-  $(foreach m,baseline kd $(foreach r,$(PRUNED),kd-pruned$(r)),$(call seed_evals,$(m))) \
+PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) $(RUN)/teacher-retrained/eval.json \
+  $(foreach m,baseline kd kd-retrained $(foreach r,$(PRUNED),kd-pruned$(r)),$(call seed_evals,$(m))) \
   $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
 
 $(RUN)/prune-report.md: $(PTD_EVALS) | build
@@ -289,8 +316,8 @@ ssl: $(RUN)/ssl-report.md
 # teacher -> SEED). This starts their first stage at once; a later stage whose prerequisite is
 # still running is skipped and started only when make's walk over this list comes back to it
 # (measured: pruning began 16 minutes into a 29-minute chain, the derived student's KD ran last).
-$(RUN)/report.md: $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json) \
-  $(call seed_evals,seed) $(RUN)/teacher-b/eval.json $(call seed_evals,meal-v2) \
+$(RUN)/report.md: $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json) $(call seed_evals,kd-retrained) \
+  $(call seed_evals,seed) $(RUN)/teacher-b/eval.json $(call seed_evals,meal-v2) $(call seed_evals,kd-continued) \
   $(PTD_EVALS) $(SSL_EVALS) $(RUN)/teacher/eval.json $(addsuffix /eval.json,$(STUDENTS)) $(FKD_TYPE_EVALS) $(RUN)/labels-stats.json | build
 	$(TOOL)/kd-report --run-dir $(RUN) > /dev/null
 
@@ -337,11 +364,14 @@ test-pytorch:
 	  cargo test --workspace --test e2e pytorch -- --ignored && \
 	  cargo test -p kd-tools --lib pytorch -- --ignored --nocapture
 
-# Compile-checks of builds without the CPU backend: CUDA alone (needs scripts/setup.sh --cuda
-# first) and wgpu alone, so that no tool depends on Flex being compiled in.
+# Compile-check of a build without the CPU backend, CUDA alone (needs scripts/setup.sh --cuda
+# first): no tool depends on Flex being compiled in. CI runs it.
 check-cuda:
 	scripts/setup-cuda.sh
 	XDG_DATA_HOME=$(CURDIR)/target/llvm-shim cargo check -p kd-tools --bins --no-default-features --features cuda
+
+# The same with wgpu alone (it differs from the CUDA-only build in common/src/device.rs only).
+check-wgpu:
 	cargo check -p kd-tools --bins --no-default-features --features wgpu
 
 # On a machine with an NVIDIA GPU: the unit tests on CUDA.

@@ -319,24 +319,6 @@ pub fn load_expecting(weights: &Path, expected: &ModelSpec, device: &Device) -> 
     load(weights, device)
 }
 
-/// What did not fit when a store's tensors were applied to a network: shape errors, missing
-/// parameters and left-over tensors (BatchNorm's `num_batches_tracked` counters of PyTorch files
-/// excepted), each with a few names. Empty when everything fitted.
-pub fn apply_problems(result: &burn::store::ApplyResult) -> Vec<String> {
-    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
-    if !result.missing.is_empty() {
-        let names: Vec<&str> = result.missing.iter().take(6).map(|(name, _)| name.as_str()).collect();
-        problems.push(format!("{} tensor(s) missing, e.g. {}", result.missing.len(), names.join(", ")));
-    }
-    let unused: Vec<&str> =
-        result.unused.iter().map(String::as_str).filter(|n| !n.ends_with("num_batches_tracked")).collect();
-    if !unused.is_empty() {
-        let names = unused.iter().take(6).copied().collect::<Vec<_>>().join(", ");
-        problems.push(format!("{} tensor(s) the architecture does not have, e.g. {names}", unused.len()));
-    }
-    problems
-}
-
 /// Applies the tensors of a safetensors file to `network`; every parameter must be present with
 /// its shape, and no tensor may be left over.
 pub fn apply_weights(network: &mut Network, weights: &Path) -> Result<()> {
@@ -353,9 +335,9 @@ fn apply_store(network: &mut Network, store: SafetensorsStore, weights: &Path) -
     let mut store = store.with_from_adapter(PyTorchToBurnAdapter).skip_enum_variants(true).allow_partial(true);
     let mismatch = |message: String| Error::CheckpointMismatch { path: weights.into(), message };
     let result = network.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
-    let problems = apply_problems(&result);
-    if !problems.is_empty() {
-        return Err(mismatch(problems.join("; ")));
+    let fit = crate::tensor_fit::TensorFit::of(&result, |name| name.ends_with("num_batches_tracked"));
+    if !fit.is_empty() {
+        return Err(mismatch(fit.messages().join("; ")));
     }
     // Tensors stored as f16, bf16 or f64 load as such: one float type for the kernels.
     *network = crate::models::float32::to_f32(network.clone());

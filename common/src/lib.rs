@@ -18,6 +18,7 @@ pub mod module_path;
 pub mod progress;
 pub mod pruning;
 pub mod sparsity;
+pub mod tensor_fit;
 pub mod train;
 
 pub use error::{Error, Result};

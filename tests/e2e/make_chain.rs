@@ -18,6 +18,7 @@ fn make(data: &Path, run: &Path) -> Command {
         "PRUNE_TARGET=0.36",
         "PRUNE_FRACTION=0.2",
         "PRUNED=0.640",
+        "PRUNE_ROUNDS=2",
     ]);
     cmd.arg("PRUNE_EPOCHS=0");
     // Both conversions (the default converts to hard labels only).
@@ -95,6 +96,9 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
         "| fkd-hard |",
         "| fkd-smoothing |",
         "| meal-v2 |",
+        "| kd-continued |",
+        "| kd-retrained |",
+        "| teacher-retrained |",
         "| ssld |",
         "| ssld-baseline |",
         "| seed |",
@@ -116,12 +120,12 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let before = checkpoints(&run);
     // Every run directory with a checkpoint: the two teachers, the derived student, the MoCo
     // teacher and seed 0's students (baseline, kd, dkd, dist, fkd, fkd-hard, fkd-smoothing,
-    // fkd-online, meal-v2, ssld, ssld-baseline, kd-pruned0.640, kd-derived-random, moco-student,
-    // seed).
+    // fkd-online, meal-v2, kd-continued, ssld, ssld-baseline, kd-pruned0.640, kd-retrained,
+    // kd-derived-random, moco-student, seed).
     for dir in ["dkd-s0", "dist-s0"] {
         assert!(run.join(dir).join("eval.json").is_file(), "{dir}/eval.json missing");
     }
-    assert!(before.len() >= 19, "{before:?}");
+    assert!(before.len() >= 21, "{before:?}");
     let again = make(&data, &run).output().unwrap();
     let log = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !log.contains("--out "), "nothing is retrained:\n{log}");

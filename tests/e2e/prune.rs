@@ -136,6 +136,15 @@ fn bad_inputs_exit_2_and_write_nothing() {
     let output = run(&mut prune(&t, &teacher, "bad-target", &["--target-sparsity", "1.0"]));
     assert_input_error(&output, &["target sparsity must be in [0, 1)"]);
     assert!(!t.path("bad-target").exists());
+    let output = run(&mut prune(&t, &teacher, "bad-dense", &["--fraction", "0", "--target-sparsity", "0.5"]));
+    assert_input_error(&output, &["--fraction 0", "give --rounds"]);
+    assert!(!t.path("bad-dense").exists());
+
+    // The dense control: two rounds of retraining without pruning, every weight kept.
+    json_ok(&run(&mut prune(&t, &teacher, "dense", &["--fraction", "0", "--rounds", "2", "--epochs", "1"])));
+    let meta = sidecar(t.path("dense/model-remaining-1.000-round-2.json"));
+    assert_eq!(meta["pruning"]["global_sparsity"], 0.0, "{meta}");
+    assert_eq!(meta["metrics"]["epochs"], 1, "one retraining epoch in the last round: {meta}");
 
     // One round, no retraining; then masks of the wrong shape with a matching hash.
     json_ok(&run(&mut prune(&t, &teacher, "p", &["--rounds", "1", "--epochs", "0"])));

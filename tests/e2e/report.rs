@@ -12,8 +12,9 @@ fn fake_run(dir: &std::path::Path, name: &str, top1: f64, val: [f64; 2]) {
 }
 
 /// A run directory with three seeds of a baseline and of KD (KD 1 point better, sd 0.1) and a
-/// one-seed MEAL V2: the report has every method, KD "reproduced" with its Welch test, MEAL V2
-/// "inconclusive" (one seed), the rest "not run", and a PNG per plot it embeds.
+/// one-seed MEAL V2 with its control: the report has every method, KD "reproduced" with its
+/// interval, effect size and power, MEAL V2 "inconclusive" (one seed), the rest "not run", and a
+/// PNG per plot it embeds.
 #[test]
 fn run_directory_report_has_table_verdicts_and_plots() {
     let t = KdTest::new();
@@ -23,6 +24,7 @@ fn run_directory_report_has_table_verdicts_and_plots() {
         fake_run(&dir, &format!("kd-s{seed}"), 89.0 + delta, [82.0, 87.0]);
     }
     fake_run(&dir, "meal-v2-s0", 89.5, [83.0, 88.0]);
+    fake_run(&dir, "kd-continued-s0", 89.25, [83.0, 88.0]);
     let output = run(t.cmd("kd-report").arg("--run-dir").arg(&dir));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
@@ -30,10 +32,19 @@ fn run_directory_report_has_table_verdicts_and_plots() {
     for row in ["| baseline | small-cnn | - | 3 | 88.00 ± 0.10 |", "| kd | small-cnn | - | 3 | 89.00 ± 0.10 |"] {
         assert!(report.contains(row), "{row}\n{report}");
     }
-    assert!(report.contains("**KD** (") && report.contains("**reproduced**. kd top-1"), "{report}");
-    assert!(report.contains("Welch t = 12.25"), "t = 1 / sqrt(2 * 0.01 / 3): {report}");
-    assert!(report.contains("**MEAL V2** (") && report.contains("**inconclusive**. meal-v2"), "{report}");
-    assert!(report.contains("**SEED** (") && report.contains("**not run**. no runs of seed"), "{report}");
+    // Difference 1, standard error sqrt(2 * 0.01 / 3) = 0.08165 at 4 degrees of freedom: the
+    // interval 1 +- 2.776445 * 0.08165 (t_0.975,4 from scipy.stats.t.ppf), p = P(T_4 > 12.25)
+    // < 0.0005, Hedges' g (1 - 3 / 15) * 1 / 0.1 = 8, minimum detectable difference
+    // (2.131847 + 0.940965) * 0.08165 = 0.25.
+    let kd_row = "| KD | kd - baseline | +1.00 | [+0.77, +1.23] | 0.000 | 8.00 | 0.25 | **reproduced** |";
+    assert!(report.contains(kd_row), "{report}");
+    assert!(report.contains("**KD** (") && report.contains("**reproduced**: p = 0.000"), "{report}");
+    assert!(report.contains("budgets: kd not recorded; baseline not recorded"), "{report}");
+    let meal_v2 = "**inconclusive**: too few seeds: 1 against 1";
+    assert!(report.contains("**MEAL V2** (") && report.contains(meal_v2), "{report}");
+    assert!(report.contains("| MEAL V2 (secondary) | meal-v2 - kd | +0.50 | - |"), "{report}");
+    assert!(report.contains("**SEED** (") && report.contains("**not run**: no runs of seed"), "{report}");
+    assert!(report.contains("(plots/differences.png)"), "{report}");
     for plot in ["val-top1.png", "top1-vs-time.png"] {
         let embedded = format!("(plots/{plot})");
         assert!(report.contains(&embedded) == (plot == "val-top1.png"), "{plot}: {report}");

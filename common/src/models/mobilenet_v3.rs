@@ -5,8 +5,8 @@
 //! depthwise, squeeze-and-excitation with hard-sigmoid gates where the table says SE, linear 1x1
 //! projection; ReLU or hard swish per row; a residual where stride is 1 and widths match), a 1x1
 //! convolution to six times the last block's width, global average pooling, then
-//! `Linear -> Hardswish -> Dropout(0.2) -> Linear`. Batch norm as torchvision's: eps 1e-3,
-//! momentum 0.01. Widths are `make_divisible(c * width, 8)`, the hidden classifier width too.
+//! `Linear -> Hardswish -> Dropout(0.2) -> Linear`. Batch norm as torchvision's: eps 1e-3
+//! (timm's `mobilenetv3_large_100` uses 1e-5: the epsilon is a parameter), momentum 0.01. Widths are `make_divisible(c * width, 8)`, the hidden classifier width too.
 //!
 //! Tensor names are torchvision's: `features.0.0.weight`, `features.1.block.0.0.weight`,
 //! `features.4.block.2.fc1.bias` (Large), `features.16.1.running_var` (Large),
@@ -71,19 +71,43 @@ const SMALL: [Row; 11] = [
     (96, 5, 576, 96, true, true, 1),
 ];
 
-/// torchvision's `Conv2dNormActivation` with MobileNetV3's batch norm (eps 1e-3, momentum 0.01).
-fn conv_norm_activation(
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    groups: usize,
-    activation: Activation,
-    device: &Device,
-) -> Vec<Layer> {
-    let mut layers = sequential::conv_norm_activation(c_in, c_out, k, stride, groups, activation, device);
-    layers[1] = Layer::Norm(BatchNormConfig::new(c_out).with_epsilon(1e-3).with_momentum(0.01).init(device));
-    layers
+/// torchvision's batch-norm epsilon for MobileNetV3 (`partial(nn.BatchNorm2d, eps=0.001)`).
+pub const TORCHVISION_NORM_EPS: f64 = 1e-3;
+
+/// Whether each block (`features.1`, `features.2`, ...) of the network at `width` has a 1x1
+/// expansion (its expanded width differs from its input's) and a squeeze-excitation: what
+/// other layouts' names depend on.
+pub fn block_parts(size: MobileNetV3Size, width: f32) -> Vec<(bool, bool)> {
+    rows(size).0.iter().map(|r| (adjust_channels(r.2, width) != adjust_channels(r.0, width), r.4)).collect()
+}
+
+fn rows(size: MobileNetV3Size) -> (&'static [Row], usize) {
+    match size {
+        MobileNetV3Size::Large => (&LARGE, 1280),
+        MobileNetV3Size::Small => (&SMALL, 1024),
+    }
+}
+
+/// torchvision's `Conv2dNormActivation` with MobileNetV3's batch norm (momentum 0.01).
+struct Cna {
+    norm_eps: f64,
+}
+
+impl Cna {
+    fn layers(
+        &self,
+        (c_in, c_out): (usize, usize),
+        k: usize,
+        stride: usize,
+        groups: usize,
+        activation: Activation,
+        device: &Device,
+    ) -> Vec<Layer> {
+        let mut layers = sequential::conv_norm_activation(c_in, c_out, k, stride, groups, activation, device);
+        let norm = BatchNormConfig::new(c_out).with_epsilon(self.norm_eps).with_momentum(0.01);
+        layers[1] = Layer::Norm(norm.init(device));
+        layers
+    }
 }
 
 /// torchvision's `mobilenetv3.InvertedResidual`.
@@ -96,14 +120,14 @@ pub struct InvertedResidual {
 
 impl InvertedResidual {
     /// The block of one (already width-adjusted) row.
-    fn new(row: Row, device: &Device) -> Self {
+    fn new(row: Row, cna: &Cna, device: &Device) -> Self {
         let (c_in, k, expanded, c_out, use_se, use_hs, stride) = row;
         let activation = if use_hs { Activation::HardSwish } else { Activation::Relu };
         let mut block = Vec::new();
         if expanded != c_in {
-            block.push(Layer::Sequence(conv_norm_activation(c_in, expanded, 1, 1, 1, activation, device)));
+            block.push(Layer::Sequence(cna.layers((c_in, expanded), 1, 1, 1, activation, device)));
         }
-        block.push(Layer::Sequence(conv_norm_activation(expanded, expanded, k, stride, expanded, activation, device)));
+        block.push(Layer::Sequence(cna.layers((expanded, expanded), k, stride, expanded, activation, device)));
         if use_se {
             let squeeze = make_divisible((expanded / 4) as f64, 8);
             block.push(Layer::SqueezeExcitation(SqueezeExcitation::new(
@@ -114,7 +138,7 @@ impl InvertedResidual {
                 device,
             )));
         }
-        block.push(Layer::Sequence(conv_norm_activation(expanded, c_out, 1, 1, 1, Activation::Identity, device)));
+        block.push(Layer::Sequence(cna.layers((expanded, c_out), 1, 1, 1, Activation::Identity, device)));
         Self { block, use_res_connect: stride == 1 && c_in == c_out }
     }
 
@@ -152,39 +176,31 @@ pub struct MobileNetV3 {
 
 impl MobileNetV3 {
     /// torchvision's `mobilenet_v3_large` / `mobilenet_v3_small` with `width_mult = width`,
-    /// `in_channels` input channels and the kdkit `head` in place of the last linear layer.
+    /// batch-norm epsilon `norm_eps` (torchvision's: [`TORCHVISION_NORM_EPS`]), `in_channels`
+    /// input channels and the kdkit `head` in place of the last linear layer.
     pub fn new(
         size: MobileNetV3Size,
         width: f32,
+        norm_eps: f64,
         in_channels: usize,
         num_classes: usize,
         head: HeadSpec,
         device: &Device,
     ) -> Self {
-        let (rows, last_channel): (&[Row], usize) = match size {
-            MobileNetV3Size::Large => (&LARGE, 1280),
-            MobileNetV3Size::Small => (&SMALL, 1024),
-        };
+        let cna = Cna { norm_eps };
+        let (rows, last_channel) = rows(size);
         let last_channel = adjust_channels(last_channel, width);
         let adjust = |c| adjust_channels(c, width);
         let stem_width = adjust(rows[0].0);
         let mut features =
-            vec![Feature::Conv(conv_norm_activation(in_channels, stem_width, 3, 2, 1, Activation::HardSwish, device))];
+            vec![Feature::Conv(cna.layers((in_channels, stem_width), 3, 2, 1, Activation::HardSwish, device))];
         for &(c_in, k, expanded, c_out, use_se, use_hs, stride) in rows {
             let row = (adjust(c_in), k, adjust(expanded), adjust(c_out), use_se, use_hs, stride);
-            features.push(Feature::Block(InvertedResidual::new(row, device)));
+            features.push(Feature::Block(InvertedResidual::new(row, &cna, device)));
         }
         let lastconv_in = adjust(rows[rows.len() - 1].3);
         let lastconv_out = 6 * lastconv_in;
-        features.push(Feature::Conv(conv_norm_activation(
-            lastconv_in,
-            lastconv_out,
-            1,
-            1,
-            1,
-            Activation::HardSwish,
-            device,
-        )));
+        features.push(Feature::Conv(cna.layers((lastconv_in, lastconv_out), 1, 1, 1, Activation::HardSwish, device)));
         // torchvision initialises its linear layers with N(0, 0.01) weights and zero bias.
         let mut hidden = LinearConfig::new(lastconv_out, last_channel)
             .with_initializer(Initializer::Normal { mean: 0.0, std: 0.01 })
@@ -217,7 +233,7 @@ mod tests {
     use crate::models::sequential::pytorch_names;
 
     fn build(size: MobileNetV3Size, width: f32, classes: usize) -> MobileNetV3 {
-        MobileNetV3::new(size, width, 3, classes, HeadSpec::Classifier, &Device::flex())
+        MobileNetV3::new(size, width, TORCHVISION_NORM_EPS, 3, classes, HeadSpec::Classifier, &Device::flex())
     }
 
     /// torchvision's documented `num_params` (MobileNet_V3_Large_Weights.IMAGENET1K_V1 and
@@ -274,6 +290,18 @@ mod tests {
         assert!(!names.iter().any(|n| n.starts_with("features.1.block.3") || n.starts_with("features.13")));
     }
 
+    /// torchvision 0.14: `mobilenet_v3_large().features[1].block` holds depthwise + projection,
+    /// `features[2]` expansion + depthwise + projection, `features[4]` an SE too; at
+    /// `width_mult=0.125` `features[2].block` has two modules (8 -> 8: no expansion).
+    #[test]
+    fn block_parts_follow_torchvision() {
+        let large = block_parts(MobileNetV3Size::Large, 1.0);
+        assert_eq!((large.len(), large[0], large[1], large[3]), (15, (false, false), (true, false), (true, true)));
+        assert_eq!(block_parts(MobileNetV3Size::Large, 0.125)[1], (false, false));
+        let small = block_parts(MobileNetV3Size::Small, 1.0);
+        assert_eq!((small.len(), small[0], small[1]), (11, (false, true), (true, false)));
+    }
+
     #[test]
     fn pytorch_names_round_trip() {
         let device = Device::flex();
@@ -292,7 +320,7 @@ mod tests {
             let net = build(size, 0.25, 7);
             assert_eq!(net.forward(x.clone()).dims(), [2, 7]);
             assert_eq!(net.forward_features(x.clone()).dims(), [2, embedding]);
-            let encoder = MobileNetV3::new(size, 0.25, 3, 7, HeadSpec::None, &device);
+            let encoder = MobileNetV3::new(size, 0.25, TORCHVISION_NORM_EPS, 3, 7, HeadSpec::None, &device);
             assert_eq!(encoder.forward(x.clone()).dims(), [2, embedding]);
         }
     }

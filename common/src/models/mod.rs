@@ -272,7 +272,8 @@ fn default_width() -> f32 {
     1.0
 }
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+/// Whether `value` is its type's default (serde's `skip_serializing_if` for optional fields).
+pub fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
@@ -295,6 +296,10 @@ pub struct ModelSpec {
     /// at zero (initialisation only).
     #[serde(default, skip_serializing_if = "is_default")]
     pub zero_init_residual: bool,
+    /// Batch-norm epsilon of MobileNetV3 where it is not torchvision's 1e-3 (timm's
+    /// `mobilenetv3_large_100` uses 1e-5); the other families use their source's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_eps: Option<f64>,
     /// VGG channel plan; required for `vgg-custom`, filled in for standard depths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<PlanItem>>,
@@ -329,6 +334,7 @@ impl ModelSpec {
             shortcut: Shortcut::Pad,
             stem: Stem::Imagenet,
             zero_init_residual: false,
+            norm_eps: None,
             plan,
             channels: None,
             head: HeadSpec::Classifier,
@@ -402,6 +408,14 @@ impl ModelSpec {
         if self.zero_init_residual && !matches!(self.arch, Arch::TorchvisionResNet(_) | Arch::ResNetD(_)) {
             return bad(format!("zero_init_residual applies to the torchvision ResNets, not {}", self.arch));
         }
+        if let Some(eps) = self.norm_eps {
+            if !matches!(self.arch, Arch::MobileNetV3Large | Arch::MobileNetV3Small) {
+                return bad(format!("norm_eps applies to the MobileNetV3s, not {}", self.arch));
+            }
+            if !(eps.is_finite() && eps > 0.0 && eps < 1.0) {
+                return bad(format!("norm_eps must be in (0, 1), got {eps}"));
+            }
+        }
         if let Some(plan) = &self.plan {
             if !matches!(self.arch, Arch::Vgg(_)) {
                 return bad(format!("{} takes no VGG plan", self.arch));
@@ -461,6 +475,7 @@ impl ModelSpec {
                 Network::MobileNetV3(MobileNetV3::new(
                     size,
                     self.width,
+                    self.norm_eps.unwrap_or(mobilenet_v3::TORCHVISION_NORM_EPS),
                     self.in_channels,
                     self.num_classes,
                     self.head,

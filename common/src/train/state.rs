@@ -36,6 +36,9 @@ pub struct PassRow {
     /// Validation values (`val_top1`, `val_knn_top1`, ...).
     #[serde(default)]
     pub val: Vec<(String, f64)>,
+    /// Training rows (images or crops) of the pass (0 in files older than this field).
+    #[serde(default)]
+    pub rows: usize,
     /// Training rows (images or crops) per second, validation excluded.
     pub images_per_s: f64,
     /// Wall-clock seconds of the pass, validation included.
@@ -323,6 +326,7 @@ mod tests {
             train_top1: None,
             train_metrics: vec![("infonce".into(), 2.0)],
             val,
+            rows: 40,
             images_per_s: 10.0,
             seconds: 1.0,
         };

@@ -253,6 +253,7 @@ pub fn fit<M: Module, O: Objective<M>>(model: M, objective: &mut O, run: &Run) -
             train_top1,
             train_metrics,
             val,
+            rows: rows_seen,
             images_per_s: rows_seen as f64 / train_seconds,
             seconds: started.elapsed().as_secs_f64(),
         };

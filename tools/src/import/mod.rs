@@ -19,14 +19,18 @@ mod parity;
 
 use crate::shared::cli::CommonArgs;
 use anyhow::{Context, Result, ensure};
-use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn::store::{
+    KeyRemapper, ModuleAdapter, ModuleContext, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
+};
 use burn::tensor::Device;
 use clap::Parser;
 use kd_common::checkpoint::{self, CheckpointMeta, ImportRecord, InputSpec};
 use kd_common::device::{self, DeviceSpec};
 use kd_common::models::{Arch, HeadSpec, ModelSpec, Network, Shortcut, Stem};
+use kd_common::tensor_fit::TensorFit;
 use kd_datasets::DatasetKind;
-pub use layout::{Layout, Renames};
+pub use layout::{Layout, Reading, Renames};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -178,12 +182,12 @@ pub struct Imported {
     format: Format,
 }
 
-/// Loads `path` into a fresh `spec` network on `device`, trying the `readings` (rename lists)
-/// in turn; with `discard_head` the file's head is left out and the network's (if any) stays fresh.
+/// Loads `path` into a fresh `spec` network on `device`, trying the `readings` in turn; with
+/// `discard_head` the file's head is left out and the network's (if any) stays fresh.
 pub fn import(
     path: &Path,
     spec: &ModelSpec,
-    readings: &[Renames],
+    readings: &[Reading],
     discard_head: bool,
     device: &Device,
 ) -> Result<Imported> {
@@ -194,51 +198,36 @@ pub fn import(
     }
     // A PyTorch state dict is at the top level, or under a wrapper key of a training
     // checkpoint (the reader flattens nested dictionaries into `key.name` paths), or flat with
-    // every key prefixed (`model.conv1.weight`). Each (wrapper, renames) reading is tried in
+    // every key prefixed (`model.conv1.weight`). Each (wrapper, reading) pair is tried in
     // turn; the first that fits the architecture is taken, else the problems of the first
     // reading the file could give (or, if none could, the first error) are reported.
-    let mut attempts: Vec<(Option<&str>, Renames)> = Vec::new();
+    let mut attempts: Vec<(Option<&str>, Reading)> = Vec::new();
     let wrapper = if format == Format::Pytorch { wrapper_key(path)? } else { None };
-    for renames in readings {
+    for reading in readings {
         if let Some(w) = wrapper {
-            attempts.push((Some(w), renames.clone()));
+            attempts.push((Some(w), reading.clone()));
         }
-        attempts.push((None, renames.clone()));
+        attempts.push((None, reading.clone()));
         if let Some(w) = wrapper {
             let strip = (format!("^{}\\.", regex_escape(w)), String::new());
-            attempts.push((None, std::iter::once(strip).chain(renames.iter().cloned()).collect()));
+            let renames = std::iter::once(strip).chain(reading.renames.iter().cloned()).collect();
+            attempts.push((None, Reading { renames, ..reading.clone() }));
         }
     }
     let head = spec.arch.head_name();
     let (mut first_read, mut first_error): (Option<Vec<String>>, Option<Vec<String>>) = (None, None);
-    for (top_level, renames) in attempts {
+    for (top_level, mut reading) in attempts {
+        let spec = reading.spec(spec);
         let mut candidate = spec.init(device)?;
-        let mut renames = renames;
         if discard_head {
             // The file's head goes out of the way; the network's keeps its initialisation.
-            renames.push((format!("^{}\\.", regex_escape(head)), "discarded_head.".into()));
+            reading.renames.push((format!("^{}\\.", regex_escape(head)), "discarded_head.".into()));
         }
-        let remapper = KeyRemapper::from_patterns(renames.clone())
-            .map_err(|e| anyhow::anyhow!("a --remap pattern is not a valid regex: {e}"))?;
-        let result = match format {
-            Format::Pytorch => {
-                let mut store =
-                    PytorchStore::from_file(path).map_indices_contiguous(false).allow_partial(true).validate(false);
-                if let Some(key) = top_level {
-                    store = store.with_top_level_key(key);
-                }
-                candidate.load_from(&mut store.remap(remapper)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-            }
-            Format::Safetensors => {
-                let mut store = SafetensorsStore::from_file(path)
-                    .with_from_adapter(PyTorchToBurnAdapter)
-                    .skip_enum_variants(true)
-                    .allow_partial(true)
-                    .validate(false)
-                    .remap(remapper);
-                candidate.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-            }
-        };
+        let result = read_tensors(path, format, top_level, &reading.renames).map(|tensors| {
+            // Every tensor the file has, whatever the architecture's; the adapter brings
+            // PyTorch's layouts to Burn's.
+            candidate.apply(tensors, None, Some(Box::new(TorchLayout)), true)
+        });
         // A reading the file cannot give (a wrapper key that is not there) is a problem too.
         let problems = match &result {
             Ok(result) => problems(result, head, discard_head),
@@ -247,7 +236,7 @@ pub fn import(
         if problems.is_empty() {
             // f16, bf16 and f64 state dicts are stored as f32: every tool computes in f32.
             let network = kd_common::models::float32::to_f32(candidate);
-            return Ok(Imported { network, spec: spec.clone(), remapping: renames, format });
+            return Ok(Imported { network, spec, remapping: reading.renames, format });
         }
         if result.is_ok() {
             first_read.get_or_insert(problems)
@@ -264,6 +253,62 @@ pub fn import(
     )
 }
 
+/// The file's tensors (read lazily: the data is loaded when applied) under their renamed names.
+fn read_tensors(
+    path: &Path,
+    format: Format,
+    top_level: Option<&str>,
+    renames: &Renames,
+) -> Result<Vec<burn::store::burn_pack::Tensor>> {
+    let remapper = KeyRemapper::from_patterns(renames.clone())
+        .map_err(|e| anyhow::anyhow!("a --remap pattern is not a valid regex: {e}"))?;
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", path.display());
+    Ok(match format {
+        Format::Pytorch => {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            if let Some(key) = top_level {
+                store = store.with_top_level_key(key);
+            }
+            let mut store = store.remap(remapper);
+            store.get_all_tensors().map_err(|e| fail(&e))?.values().cloned().collect()
+        }
+        Format::Safetensors => {
+            let mut store = SafetensorsStore::from_file(path).remap(remapper);
+            store.get_all_tensors().map_err(|e| fail(&e))?.values().cloned().collect()
+        }
+    })
+}
+
+/// PyTorch's tensor layouts as Burn reads them ([`PyTorchToBurnAdapter`]: linear weights
+/// transposed, batch-norm names), and a 1x1 convolution's weight `[out, in, 1, 1]` read as a
+/// linear layer's `[out, in]`: the same map on a pooled vector (timm's MobileNetV3
+/// `conv_head` is torchvision's `classifier.0`).
+#[derive(Clone, Debug, Default)]
+struct TorchLayout;
+
+impl ModuleAdapter for TorchLayout {
+    fn adapt(
+        &self,
+        mut tensor: burn::store::burn_pack::Tensor,
+        ctx: ModuleContext<'_>,
+    ) -> burn::store::burn_pack::Tensor {
+        let shape = tensor.shape.clone();
+        let linear_weight = ctx.module_type() == Some("Struct:Linear") && tensor.name.ends_with(".weight");
+        if linear_weight && shape.len() == 4 && shape[2] == 1 && shape[3] == 1 {
+            tensor.shape = [shape[0], shape[1]].into();
+        }
+        PyTorchToBurnAdapter.adapt(tensor, ctx)
+    }
+
+    fn get_alternative_param_name(&self, param_name: &str, container_type: &str) -> Option<String> {
+        PyTorchToBurnAdapter.get_alternative_param_name(param_name, container_type)
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
 /// The wrapper key of a training checkpoint (`state_dict`, `model_state_dict`, `model`, `net`).
 fn wrapper_key(path: &Path) -> Result<Option<&'static str>> {
     let mut probe = PytorchStore::from_file(path).map_indices_contiguous(false);
@@ -274,67 +319,23 @@ fn wrapper_key(path: &Path) -> Result<Option<&'static str>> {
         .find(|w| keys.iter().any(|k| k.starts_with(&format!("{w}.")))))
 }
 
-/// What keeps a reading from fitting: mis-shaped tensors, the network's tensors the file lacks,
-/// the file's tensors the network lacks (all counted, the first few named). The key encoder
-/// and queue of a MoCo checkpoint, batch counters and a discarded head are not problems.
+/// What keeps a reading from fitting (see [`TensorFit`]). The key encoder and queue of a MoCo
+/// checkpoint, batch counters and a discarded head are not problems; a classifier of another
+/// class count, when it is the only problem, is said so with the way out.
 fn problems(result: &burn::store::ApplyResult, head: &str, discard_head: bool) -> Vec<String> {
     let ignored: Vec<regex::Regex> = layout::IGNORED
         .iter()
         .chain(["^discarded_head\\."].iter())
         .map(|p| regex::Regex::new(p).expect("valid"))
         .collect();
-    let shown = |names: &[String]| {
-        let first = names.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
-        if names.len() > 4 { format!("{first}, ...") } else { first }
-    };
-    let mut problems = Vec::new();
-    let mut shapes = Vec::new();
-    // (file, network) class counts while every mis-shaped tensor is the head's.
-    let mut head_classes: Option<(usize, usize)> = None;
-    let mut only_head = true;
+    let mut fit = TensorFit::of(result, |name| ignored.iter().any(|r| r.is_match(name)));
     let head_prefix = format!("{head}.");
-    for error in &result.errors {
-        match error {
-            burn::store::ApplyError::ShapeMismatch { path, expected, found } => {
-                // Shown in PyTorch's order: Burn stores a linear weight as [in, out].
-                let torch_order = |shape: &[usize]| -> Vec<usize> {
-                    if shape.len() == 2 { shape.iter().rev().copied().collect() } else { shape.to_vec() }
-                };
-                let (found, expected) = (torch_order(found.as_slice()), torch_order(expected.as_slice()));
-                shapes.push(format!("{path} (file {found:?}, network {expected:?})"));
-                if path.starts_with(&head_prefix) {
-                    head_classes = found.first().copied().zip(expected.first().copied());
-                } else {
-                    only_head = false;
-                }
-            }
-            other => problems.push(format!("{other:?}")),
-        }
+    if discard_head {
+        fit.missing.retain(|name| !name.starts_with(&head_prefix));
     }
-    if !shapes.is_empty() {
-        problems.insert(0, format!("{} mis-shaped tensor(s): {}", shapes.len(), shown(&shapes)));
-    }
-    let head_prefix = discard_head.then_some(head_prefix);
-    let missing: Vec<String> = result
-        .missing
-        .iter()
-        // PyTorch's names for Burn's batch-norm parameters.
-        .map(|(name, _)| {
-            name.strip_suffix(".gamma")
-                .map(|n| format!("{n}.weight"))
-                .or_else(|| name.strip_suffix(".beta").map(|n| format!("{n}.bias")))
-                .unwrap_or_else(|| name.clone())
-        })
-        .filter(|name| !head_prefix.as_ref().is_some_and(|h| name.starts_with(h.as_str())))
-        .collect();
-    if !missing.is_empty() {
-        problems.push(format!("{} tensor(s) missing from the file: {}", missing.len(), shown(&missing)));
-    }
-    let unused: Vec<String> =
-        result.unused.iter().filter(|n| !ignored.iter().any(|r| r.is_match(n))).cloned().collect();
-    if !unused.is_empty() {
-        problems.push(format!("{} tensor(s) the architecture does not have: {}", unused.len(), shown(&unused)));
-    }
+    let mut problems = fit.messages();
+    let only_head = fit.misshaped.iter().all(|(name, _, _)| name.starts_with(&head_prefix));
+    let head_classes = fit.misshaped.last().and_then(|(_, file, network)| file.first().zip(network.first()));
     if let Some((classes, wanted)) = head_classes.filter(|(a, b)| only_head && a != b && problems.len() == 1) {
         problems[0] = format!(
             "the file's classifier has {classes} outputs, not {wanted}: pass --classes {classes}, or --new-head \
@@ -430,13 +431,13 @@ pub fn run(args: Args) -> Result<()> {
     spec.validate()?;
     let weights = out.join("model.safetensors");
     let source_sha256 = checkpoint::sha256_file(&source)?;
-    let readings: Vec<Renames> = args
+    let readings: Vec<Reading> = args
         .layout
-        .readings(arch)
+        .readings(&spec)
         .into_iter()
-        .map(|mut renames| {
-            renames.extend(extra.iter().cloned());
-            renames
+        .map(|mut reading| {
+            reading.renames.extend(extra.iter().cloned());
+            reading
         })
         .collect();
     let config = json!({
@@ -590,7 +591,7 @@ mod tests {
         let f16_path = dir.path().join("f16.safetensors");
         safetensors::serialize_to_file(views, None, &f16_path).unwrap();
 
-        let imported = import(&f16_path, &spec, &[Vec::new()], false, &device).unwrap();
+        let imported = import(&f16_path, &spec, &[Reading::default()], false, &device).unwrap();
         let x = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
         let got = imported.network.valid().forward(x.clone());
         assert_eq!(got.dtype(), burn::tensor::DType::F32);

@@ -66,7 +66,9 @@ pub struct PruneArgs {
     /// Rounds, instead of a target.
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Fraction f of the remaining weights pruned per round.
+    /// Fraction f of the remaining weights pruned per round; 0 retrains the rounds without
+    /// pruning (with --rounds): the dense teacher with the pruned ones' extra training, the
+    /// control that separates "pruned" from "trained longer".
     #[arg(long)]
     pub fraction: Option<f64>,
     /// Global (one threshold over all layers) or per layer.
@@ -170,8 +172,8 @@ impl PruneConfig {
             p.scope = if scope == ScopeArg::Global { Scope::Global } else { Scope::Layer };
         }
         ensure!(
-            p.fraction > 0.0 && p.fraction < 1.0,
-            "the fraction pruned per round must be in (0, 1), got {}",
+            (0.0..1.0).contains(&p.fraction),
+            "the fraction pruned per round must be in [0, 1) (0: retrain without pruning), got {}",
             p.fraction
         );
         match (args.target_sparsity, args.rounds) {
@@ -182,6 +184,10 @@ impl PruneConfig {
             (Some(target), None) => p.target_sparsity = Some(target),
             (None, None) => {}
         }
+        ensure!(
+            p.fraction > 0.0 || p.target_sparsity.is_none(),
+            "--fraction 0 retrains without pruning and reaches no sparsity: give --rounds, not a target"
+        );
         if let Some(target) = p.target_sparsity {
             p.rounds = rounds_for_target(target, p.fraction)?;
         }
@@ -440,7 +446,13 @@ impl LadderRun<'_> {
     fn round(&self, network: Network, masks: &Masks, round: usize, weights: &Path) -> Result<(Network, Masks)> {
         let (config, p) = (self.config, &self.config.pruning);
         let started = std::time::Instant::now();
-        let masks = prune_round(&prunable_weights(&network)?, masks, p.fraction, p.scope)?;
+        // Fraction 0: the dense control, retrained with every weight kept.
+        let current = prunable_weights(&network)?;
+        let masks = if p.fraction == 0.0 {
+            complete_masks(&current, masks)?
+        } else {
+            prune_round(&current, masks, p.fraction, p.scope)?
+        };
         let (kept, total) = kept_and_total(&masks);
         tracing::info!(
             "round {round}/{}: {kept} of {total} weights kept (sparsity {:.4}), selected in {:.2} s",

@@ -1,10 +1,11 @@
 //! `report.md` of a run directory: when and where it ran, the results table (mean ± sd over the
 //! seeds), frozen encoders, one verdict per seed claim, and the PNG plots it embeds.
 
+use super::difference_chart::{self, DifferenceRow};
 use super::plots::{Chart, Series, Style, write_png};
 use super::run_dir::{MethodRuns, RunRecord};
 use super::stats::{format_mean_sd, mean_sd};
-use super::verdicts::{claims, judge};
+use super::verdicts::{ALPHA, CONFIDENCE, POWER, Verdict, budget_words, claims, judge, judge_against};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -46,22 +47,8 @@ pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<Report> {
         text.push_str("\n## Frozen encoders (kNN and linear probe)\n\n");
         text.push_str(&encoder_table(&encoders));
     }
-    text.push_str("\n## Verdicts\n\n");
-    text.push_str(
-        "Each seed paper's claim, tested over the student seeds with Welch's t-test (one-sided, alpha \
-         0.05); one seed gives no test and at best \"inconclusive\".\n\n",
-    );
-    for claim in claims(methods) {
-        let verdict = judge(&claim, methods);
-        let _ = writeln!(
-            text,
-            "- **{}** ({}): **{}**. {}.",
-            claim.name,
-            claim.statement,
-            verdict.outcome.word(),
-            verdict.evidence
-        );
-    }
+    let (verdicts, differences) = verdicts_section(methods);
+    text.push_str(&verdicts);
     let mut plots = String::new();
     let charts = charts(methods);
     if !charts.is_empty() {
@@ -72,9 +59,88 @@ pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<Report> {
         write_png(&chart, &path).with_context(|| format!("writing {}", path.display()))?;
         let _ = writeln!(plots, "![{}](plots/{file})\n", chart.title);
     }
+    if !differences.is_empty() {
+        let path = plots_dir.join("differences.png");
+        difference_chart::write_png(&differences, &path).with_context(|| format!("writing {}", path.display()))?;
+        if plots.is_empty() {
+            plots.push_str("\n## Plots\n\n");
+        }
+        let _ = writeln!(plots, "![{}](plots/differences.png)\n", difference_chart::TITLE);
+    }
     let report = Report { provenance: provenance(), body: text, plots };
     kd_common::atomic::write_bytes(&dir.join("report.md"), report.full(dir).as_bytes())?;
     Ok(report)
+}
+
+/// The verdicts: a table of each comparison's numbers, then per claim its word with the reason,
+/// the means and both budgets; with the rows of the difference chart (primary controls).
+fn verdicts_section(methods: &[MethodRuns]) -> (String, Vec<DifferenceRow>) {
+    let mut text = format!(
+        "\n## Verdicts\n\nEach seed paper's claim, tested over the student seeds: the difference treatment - control \
+         with its {:.0}% confidence interval (Welch), the one-sided p of the claimed direction, Hedges' g, and the \
+         minimum detectable difference beyond the claim's margin (alpha {ALPHA}, power {POWER}). **reproduced**: p < \
+         {ALPHA}; **contradicted**: the interval lies wholly on the wrong side of the margin; **inconclusive**: \
+         neither (the reason is given). Secondary rows compare with a further control and carry no verdict.\n\n\
+         | claim | treatment - control | difference (points) | {:.0}% CI | one-sided p | Hedges' g | min. detectable \
+         | verdict |\n|---|---|---|---|---|---|---|---|\n",
+        100.0 * CONFIDENCE,
+        100.0 * CONFIDENCE
+    );
+    let mut notes = String::new();
+    let mut rows = Vec::new();
+    for claim in claims(methods) {
+        let primary = judge(&claim, methods);
+        let secondary: Vec<Verdict> = claim.secondary.iter().map(|c| judge_against(&claim, c, methods)).collect();
+        for (verdict, is_primary) in std::iter::once((&primary, true)).chain(secondary.iter().map(|v| (v, false))) {
+            let number = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "-".to_string(), f);
+            let d = verdict.difference.as_ref();
+            let _ = writeln!(
+                text,
+                "| {}{} | {} - {} | {} | {} | {} | {} | {} | {} |",
+                claim.name,
+                if is_primary { "" } else { " (secondary)" },
+                claim.treatment,
+                verdict.control,
+                number(d.map(|d| d.mean), |v| format!("{v:+.2}")),
+                d.and_then(|d| d.interval).map_or_else(|| "-".into(), |(l, h)| format!("[{l:+.2}, {h:+.2}]")),
+                number(d.and_then(|d| d.p), |v| format!("{v:.3}")),
+                number(d.and_then(|d| d.hedges_g), |v| format!("{v:.2}")),
+                number(d.and_then(|d| d.minimum_detectable), |v| format!("{v:.2}")),
+                if is_primary { format!("**{}**", verdict.outcome.word()) } else { "-".into() },
+            );
+        }
+        let _ = write!(
+            notes,
+            "- **{}** ({}; claim: difference > {:+.1}): **{}**: {}.",
+            claim.name,
+            claim.statement,
+            claim.margin,
+            primary.outcome.word(),
+            primary.reason
+        );
+        for (i, verdict) in std::iter::once(&primary).chain(&secondary).enumerate() {
+            if verdict.evidence.is_empty() {
+                continue;
+            }
+            let _ = write!(notes, " {}{}", if i == 0 { "" } else { "Secondary: " }, verdict.evidence);
+            if let Some(budgets) = budget_words(verdict, &claim.treatment) {
+                let _ = write!(notes, "; {budgets}");
+            }
+            notes.push('.');
+        }
+        notes.push('\n');
+        if let Some(d) = &primary.difference {
+            rows.push(DifferenceRow {
+                label: claim.name.to_string(),
+                difference: d.mean,
+                interval: d.interval,
+                margin: claim.margin,
+            });
+        }
+    }
+    text.push('\n');
+    text.push_str(&notes);
+    (text, rows)
 }
 
 /// Rewrites the section between [`README_BEGIN`] and [`README_END`] of `readme` with the

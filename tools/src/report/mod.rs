@@ -3,6 +3,8 @@
 //! from the JSON that `kd-eval` printed for the named runs. A row may name several runs (seeds)
 //! and then shows mean +- sample standard deviation.
 
+pub mod budget;
+pub mod difference_chart;
 pub mod document;
 pub mod plots;
 pub mod run_dir;

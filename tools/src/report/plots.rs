@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 /// Chart size in pixels.
 pub const SIZE: (u32, u32) = (800, 500);
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 /// Width of the legend panel on the right.
 const LEGEND_WIDTH: u32 = 200;
 
@@ -45,7 +45,7 @@ pub struct Chart {
     pub style: Style,
 }
 
-fn register_font() -> Result<()> {
+pub(super) fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
@@ -53,7 +53,7 @@ fn register_font() -> Result<()> {
 }
 
 /// The range of `values` widened by 5% on each side (or by 1 around a single value).
-fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(super) fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if !lo.is_finite() {
         return (0.0, 1.0);
@@ -139,7 +139,11 @@ pub fn render(chart: &Chart) -> Result<Vec<u8>> {
 
 /// Draws `chart` and writes it to `path` as PNG (through a temporary name).
 pub fn write_png(chart: &Chart, path: &Path) -> Result<()> {
-    let buffer = render(chart)?;
+    write_rgb_png(render(chart)?, path)
+}
+
+/// Writes an RGB buffer of [`SIZE`] to `path` as PNG (through a temporary name).
+pub fn write_rgb_png(buffer: Vec<u8>, path: &Path) -> Result<()> {
     let image = kd_datasets::image::Image::new(SIZE.1 as usize, SIZE.0 as usize, 3, buffer);
     let temp = path.with_extension("tmp.png");
     kd_datasets::folder::write_png(&temp, &image)?;

@@ -4,6 +4,7 @@
 //! (`model.json`: training time, throughput, teachers, label file) and `metrics.csv` (one row
 //! per pass).
 
+use super::budget::Budget;
 use anyhow::{Context, Result};
 use kd_common::checkpoint::read_meta;
 use serde_json::Value;
@@ -25,6 +26,8 @@ pub struct RunRecord {
     pub trained: Value,
     /// Per-pass metrics: column name -> (epoch, value) points.
     pub curves: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Its training budget, its initial checkpoint's included.
+    pub budget: Budget,
 }
 
 impl RunRecord {
@@ -142,7 +145,8 @@ pub fn collect(dir: &Path) -> Result<Vec<MethodRuns>> {
         let (training, trained) = meta.map_or((Value::Null, Value::Null), |m| (m.training, m.metrics));
         let (method, seed) = split_seed(&name);
         let curves = read_curves(&path.join("metrics.csv"))?;
-        let run = RunRecord { dir: path, seed, eval, training, trained, curves };
+        let budget = Budget::of_run(&trained, &training);
+        let run = RunRecord { dir: path, seed, eval, training, trained, curves, budget };
         methods.entry(method.to_string()).or_default().push(run);
     }
     Ok(methods

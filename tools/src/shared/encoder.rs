@@ -104,6 +104,7 @@ pub fn save_encoder(
         "epochs": last.map_or(0, |r| r.epoch),
         "train_images_per_s": run.rows.iter().map(|r| r.images_per_s).sum::<f64>() / run.rows.len().max(1) as f64,
         "train_seconds": run.rows.iter().map(|r| r.seconds).sum::<f64>(),
+        "train_images": run.rows.iter().map(|r| r.rows).sum::<usize>(),
         "resumed_after_pass": run.resumed_after,
     });
     let parts =

@@ -1,7 +1,7 @@
 //! Flags that choose the trained network and its optimisation, shared by `kd-pretrain` and
 //! `kd-distill`, and how they override a resolved configuration.
 
-use kd_common::models::{Arch, ModelSpec, PlanItem, Shortcut, Stem};
+use kd_common::models::{Arch, ModelSpec, PlanItem, Shortcut, Stem, is_default};
 use kd_common::train::{OptimizerConfig, TrainConfig};
 
 /// Network and optimisation flags.
@@ -56,10 +56,6 @@ fn parse_stem(text: &str) -> Result<Stem, String> {
         .map_err(|_| format!("unknown stem `{text}`: imagenet or cifar"))
 }
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
-}
-
 /// The network to build, without the data-dependent input channels and classes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +77,9 @@ pub struct ModelChoice {
     /// torchvision's `zero_init_residual`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub zero_init_residual: bool,
+    /// MobileNetV3's batch-norm epsilon where it is not torchvision's (an imported timm network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_eps: Option<f64>,
 }
 
 impl ModelChoice {
@@ -94,6 +93,7 @@ impl ModelChoice {
             channels: None,
             stem: Stem::Imagenet,
             zero_init_residual: false,
+            norm_eps: None,
         }
     }
 
@@ -107,6 +107,7 @@ impl ModelChoice {
             channels: spec.channels.clone(),
             stem: spec.stem,
             zero_init_residual: spec.zero_init_residual,
+            norm_eps: spec.norm_eps,
         }
     }
 
@@ -121,6 +122,7 @@ impl ModelChoice {
         spec.channels = self.channels.clone();
         spec.stem = self.stem;
         spec.zero_init_residual = self.zero_init_residual;
+        spec.norm_eps = self.norm_eps;
         spec
     }
 
