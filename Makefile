@@ -3,11 +3,13 @@
 #   make                    Fashion-MNIST: teacher, second teacher, FKD labels (labels.h5, and its
 #                           hard-label conversion), then per student seed: baseline (no KD),
 #                           online KD, DKD and DIST (the same teacher), FKD, FKD's online
-#                           control, MEAL V2 (two teachers) and its equal-budget control (KD
-#                           continued from the same baseline), SSLD (unlabeled hold-out) and its
+#                           control, MEAL V2 (two teachers) and its equal-budget controls (KD,
+#                           and labels alone, continued from the same baseline), SSLD
+#                           (unlabeled hold-out) and its
 #                           labelled-only baseline; prune, then distill: the teacher pruned in
 #                           rounds, the same student distilled from the pruned teachers, and the
-#                           student shaped by the sparsest one; the dense teacher retrained as
+#                           student shaped by the sparsest one (with KD, and on labels alone);
+#                           the dense teacher retrained as
 #                           long as the pruned ones and its student (the equal-budget control); MoCo v2 teacher and student, SEED
 #                           student. All evaluated into report.md
 #                           (kd-report --run-dir: results, one verdict per seed claim, plots/*.png).
@@ -88,7 +90,7 @@ TEACHER_B = $(RUN)/teacher-b/model.safetensors
 # rule for all, below), METHODS every such student of the main chain, SSL_METHODS those of the
 # self-supervised chain. Each list is written once; everything else derives from them.
 ONLINE   = kd dkd dist
-METHODS  = baseline $(ONLINE) fkd fkd-online meal-v2 kd-continued ssld ssld-baseline
+METHODS  = baseline $(ONLINE) fkd fkd-online meal-v2 kd-continued baseline-continued ssld ssld-baseline
 SSL_METHODS = moco-student seed
 STUDENTS = $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)))
 comma := ,
@@ -118,7 +120,7 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 # without prerequisites: that makes every target secondary, and make then skips a missing
 # eval.json, e.g. of a seed added to SEEDS, when the report is newer than what exists.)
 .PRECIOUS: $(foreach m,$(METHODS) $(SSL_METHODS) kd-retrained,$(RUN)/$(m)-s%/model.safetensors) \
-  $(RUN)/kd-derived-%-s$(SEED)/model.safetensors
+  $(RUN)/kd-derived-%-s$(SEED)/model.safetensors $(RUN)/derived-baseline-%-s$(SEED)/model.safetensors
 
 all: $(RUN)/report.md
 	@cat $<
@@ -173,6 +175,11 @@ $(RUN)/meal-v2-s%/model.safetensors: $(TEACHER) $(TEACHER_B) $(RUN)/baseline-s%/
 # over it is the ensemble and the discriminator, not the extra epochs.
 $(RUN)/kd-continued-s%/model.safetensors: $(TEACHER) $(RUN)/baseline-s%/model.safetensors | build
 	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $* --teacher $(TEACHER) --init $(RUN)/baseline-s$*/model.safetensors --weight-decay 0 $(SCHEDULE) $(SIZED) --out $(RUN)/kd-continued-s$*,$(RUN)/kd-continued-s$*/summary.json)
+
+# And the baseline itself trained on for the same epochs, on labels alone (same optimiser):
+# what the extra epochs give without any teacher.
+$(RUN)/baseline-continued-s%/model.safetensors: $(RUN)/baseline-s%/model.safetensors | build
+	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $* --role student --init $(RUN)/baseline-s$*/model.safetensors --weight-decay 0 $(SCHEDULE) $(SIZED) --out $(RUN)/baseline-continued-s$*,$(RUN)/baseline-continued-s$*/summary.json)
 
 $(RUN)/ssld-s%/model.safetensors: $(TEACHER) | build
 	$(call atomic,$(TOOL)/kd-distill ssld $(RUNARGS) --seed $* --teacher $(TEACHER) --unlabeled train-holdout:$(UNLABELED) --select-per-class $(SELECT_PER_CLASS) $(SCHEDULE) $(SIZED) --out $(RUN)/ssld-s$*,$(RUN)/ssld-s$*/summary.json)
@@ -270,14 +277,18 @@ $(RUN)/derived-strongest/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | bu
 $(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
 	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED),$(RUN)/kd-derived-$*-s$(SEED)/summary.json)
 
+# Its control: the same derived network trained on labels alone, without KD.
+$(RUN)/derived-baseline-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
+	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $(SEED) --role student --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/derived-baseline-$*-s$(SEED),$(RUN)/derived-baseline-$*-s$(SEED)/summary.json)
+
 PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
   baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) teacher-retrained=$(RUN)/teacher-retrained/eval.json \
   kd-retrained=$(call evals,kd-retrained) \
   $(foreach r,$(PRUNED),kd-pruned$(r)=$(call evals,kd-pruned$(r))) \
-  $(foreach d,$(DERIVED),kd-derived-$(d)=$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
+  $(foreach d,$(DERIVED),kd-derived-$(d)=$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json derived-baseline-$(d)=$(RUN)/derived-baseline-$(d)-s$(SEED)/eval.json)
 PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) $(RUN)/teacher-retrained/eval.json \
   $(foreach m,baseline kd kd-retrained $(foreach r,$(PRUNED),kd-pruned$(r)),$(call seed_evals,$(m))) \
-  $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json)
+  $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json $(RUN)/derived-baseline-$(d)-s$(SEED)/eval.json)
 
 $(RUN)/prune-report.md: $(PTD_EVALS) | build
 	$(call atomic,$(TOOL)/kd-report $(PTD_ROWS),$@)

@@ -97,6 +97,8 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
         "| fkd-smoothing |",
         "| meal-v2 |",
         "| kd-continued |",
+        "| baseline-continued |",
+        "| derived-baseline-random |",
         "| kd-retrained |",
         "| teacher-retrained |",
         "| ssld |",
@@ -106,7 +108,8 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     for method in methods.into_iter().chain(["| kd-pruned0.640 |", "| moco-student |"]) {
         assert!(report.contains(method), "{method} missing:\n{report}");
     }
-    for claim in ["**KD**", "**FKD**", "**prune-then-distill**", "**MEAL V2**", "**SSLD**", "**SEED**"] {
+    let claims = ["**KD**", "**FKD**", "**prune-then-distill**", "**prune-then-distill, derived student**"];
+    for claim in claims.into_iter().chain(["**MEAL V2**", "**SSLD**", "**SEED**"]) {
         assert!(report.contains(claim), "{claim} missing:\n{report}");
     }
     assert!(!report.contains("**not run**"), "every claim has its runs:\n{report}");
@@ -120,12 +123,12 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let before = checkpoints(&run);
     // Every run directory with a checkpoint: the two teachers, the derived student, the MoCo
     // teacher and seed 0's students (baseline, kd, dkd, dist, fkd, fkd-hard, fkd-smoothing,
-    // fkd-online, meal-v2, kd-continued, ssld, ssld-baseline, kd-pruned0.640, kd-retrained,
-    // kd-derived-random, moco-student, seed).
+    // fkd-online, meal-v2, kd-continued, baseline-continued, ssld, ssld-baseline, kd-pruned0.640,
+    // kd-retrained, kd-derived-random, derived-baseline-random, moco-student, seed).
     for dir in ["dkd-s0", "dist-s0"] {
         assert!(run.join(dir).join("eval.json").is_file(), "{dir}/eval.json missing");
     }
-    assert!(before.len() >= 21, "{before:?}");
+    assert!(before.len() >= 23, "{before:?}");
     let again = make(&data, &run).output().unwrap();
     let log = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !log.contains("--out "), "nothing is retrained:\n{log}");

@@ -159,6 +159,21 @@ fn unwritable_output_and_bad_config_are_reported_with_exit_2() {
         serde_json::from_str(&std::fs::read_to_string(t.path("run2/config.json")).unwrap()).unwrap();
     assert!((config["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6);
     assert_eq!(config["train"]["epochs"], 1);
+
+    // Continuing from a checkpoint: a missing one is named; one with other classes is refused;
+    // MoCo does not take one.
+    assert_input_error(
+        &run(&mut t.pretrain("run3", "cpu", &["--init", "absent.safetensors"])),
+        &["absent.safetensors", "not found"],
+    );
+    let moco = ["--init", "run2/model.safetensors", "--method", "moco"];
+    assert_input_error(&run(&mut t.pretrain("run4", "cpu", &moco)), &["--init", "MoCo"]);
+    let continued =
+        json_ok(&run(&mut t.pretrain("run5", "cpu", &["--init", "run2/model.safetensors", "--epochs", "1"])));
+    assert_eq!(continued["epochs"], 1, "{continued}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("run5/config.json")).unwrap()).unwrap();
+    assert!(config["init"].as_str().unwrap().ends_with("run2/model.safetensors"), "{config}");
 }
 
 /// A learning rate that explodes in epoch 2 makes the loss non-finite: the run stops with exit

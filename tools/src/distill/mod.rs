@@ -12,6 +12,7 @@ pub mod ssld;
 
 use crate::shared::data::{input_spec, val_loader};
 use crate::shared::finish::{TrainedRun, print_summary, save_trained};
+use crate::shared::initial::initial_network;
 use crate::shared::run::{Output, claim_output, run_hash, training_record};
 use crate::shared::teachers::Teachers;
 use crate::shared::train_args::ModelChoice;
@@ -20,7 +21,6 @@ use burn::module::Module;
 use config::{Args, DistillConfig};
 use kd_common::checkpoint::{self, InputSpec};
 use kd_common::device;
-use kd_common::models::{ModelSpec, Network};
 use kd_datasets::soft_labels::LabelReader;
 use methods::MethodRun;
 use serde_json::json;
@@ -65,7 +65,8 @@ pub fn run(args: Args) -> Result<()> {
     let teachers = load_teachers(&config, &input, splits.train.num_classes(), &device.device)?;
     let ad_device = device.device.clone().autodiff();
     device.device.seed(config.run.seed);
-    let (network, spec) = student_network(&config, &input, splits.train.num_classes(), &ad_device)?;
+    let (network, spec) =
+        initial_network(config.init.as_deref(), &config.model, &input, splits.train.num_classes(), &ad_device)?;
     if config.init.is_some() {
         // Record the architecture the initial checkpoint brought.
         config.model = ModelChoice::from_spec(&spec);
@@ -176,31 +177,4 @@ fn inputs_identity(config: &DistillConfig, teachers: &Teachers) -> Result<serde_
         None => None,
     };
     Ok(json!({"teachers": teachers.weights_sha256(), "labels": labels}))
-}
-
-/// The student: a fresh network of the configured architecture, or the `init` checkpoint.
-fn student_network(
-    config: &DistillConfig,
-    input: &InputSpec,
-    classes: usize,
-    device: &burn::tensor::Device,
-) -> Result<(Network, ModelSpec)> {
-    let Some(init) = &config.init else {
-        let spec = config.model.spec(input.channels, classes);
-        return Ok((spec.init(device)?, spec));
-    };
-    let (network, meta) =
-        checkpoint::load(init, device).with_context(|| format!("loading the initial student {}", init.display()))?;
-    ensure!(
-        meta.model.num_classes == classes,
-        "initial student {} has {} classes, the dataset {classes}",
-        init.display(),
-        meta.model.num_classes
-    );
-    ensure!(
-        &meta.input == input,
-        "initial student {} expects another input (size or normalisation) than the dataset gives",
-        init.display()
-    );
-    Ok((network, meta.model))
 }

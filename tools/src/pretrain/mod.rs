@@ -4,6 +4,7 @@
 use crate::shared::cli::{CommonArgs, overlay_config};
 use crate::shared::data::{input_spec, train_and_val_loaders, unlabeled_holdout};
 use crate::shared::finish::{TrainedRun, print_summary, save_trained};
+use crate::shared::initial::{init_identity, initial_network};
 use crate::shared::profiles::{self, Profile, Role};
 use crate::shared::run::{Output, RunFlags, RunSettings, claim_output, run_hash, training_record};
 use crate::shared::ssl_data::SslDataSpec;
@@ -66,6 +67,10 @@ pub struct Args {
     /// class folders or labels; no kNN monitor (evaluate the encoder with kd-eval).
     #[arg(long)]
     pub unlabeled: bool,
+    /// Supervised: continue from this checkpoint (its architecture is used) instead of a fresh
+    /// network, e.g. a baseline trained on for as many epochs as a method that starts from it.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 /// `--method`.
@@ -112,8 +117,11 @@ pub struct PretrainConfig {
     /// The folder's images carry no labels (MoCo only); absent in older configs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unlabeled: bool,
-    /// Network.
+    /// Network (with `init`, the initial checkpoint's).
     pub model: ModelChoice,
+    /// Checkpoint the network starts from (supervised only); absent in older configs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Loop hyper-parameters.
     pub train: TrainConfig,
     /// Label smoothing epsilon.
@@ -134,6 +142,7 @@ impl PretrainConfig {
             unlabeled: false,
             unlabeled_holdout: 0,
             model: ModelChoice::new(arch, width),
+            init: None,
             train: profiles::train_config(profile, dataset),
             label_smoothing: 0.0,
             method: PretrainMethod::Supervised,
@@ -175,6 +184,12 @@ impl PretrainConfig {
             config.label_smoothing = eps;
         }
         config.unlabeled |= args.unlabeled;
+        if let Some(init) = &args.init {
+            config.init = Some(init.clone());
+        }
+        if config.init.is_some() && config.method != PretrainMethod::Supervised {
+            anyhow::bail!("--init continues supervised training from a checkpoint; MoCo starts from a fresh network");
+        }
         if let Some(count) = args.unlabeled_holdout {
             config.unlabeled_holdout = count;
         }
@@ -243,7 +258,7 @@ fn is_zero(n: &usize) -> bool {
 /// Runs `kd-pretrain`.
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
-    let config = PretrainConfig::resolve(&args)?;
+    let mut config = PretrainConfig::resolve(&args)?;
     // Arguments first, before any device is touched or data read.
     config.train.validate()?;
     config.model.validate()?;
@@ -257,14 +272,27 @@ pub fn run(args: Args) -> Result<()> {
         splits.train = unlabeled_holdout(&splits.train, config.unlabeled_holdout, config.run.seed)?.0;
     }
     let input = input_spec(config.run.dataset, &splits.train, config.run.image_size)?;
-    let spec = config.model.spec(input.channels, splits.train.classes.len());
-    let hash = run_hash(&config, &serde_json::Value::Null)?;
+    let init = config.init.clone();
+    if let Some(path) = &init {
+        anyhow::ensure!(path.exists(), "initial network {}: not found", path.display());
+    }
+    device.device.seed(config.run.seed);
+    let classes = splits.train.classes.len();
+    let ad_device = device.device.clone().autodiff();
+    let (network, spec) = initial_network(init.as_deref(), &config.model, &input, classes, &ad_device)?;
+    if init.is_some() {
+        // Record the architecture the initial checkpoint brought.
+        config.model = ModelChoice::from_spec(&spec);
+    }
+    // A run from an initial checkpoint is identified by its weights too (runs without one keep
+    // the hash they always had).
+    let identity =
+        init_identity(init.as_deref())?.map_or(serde_json::Value::Null, |sha| serde_json::json!({"init": sha}));
+    let hash = run_hash(&config, &identity)?;
     let weights = args.out.join("model.safetensors");
     if let Output::Finished(summary) = claim_output(&args.out, &weights, &config, &hash)? {
         return print_summary(summary, serde_json::Value::Null);
     }
-    device.device.seed(config.run.seed);
-    let network = spec.init(&device.device.clone().autodiff())?;
     tracing::info!(
         "{} ({:.3} M parameters) on {}: {} train / {} val / {} test images",
         spec.arch,

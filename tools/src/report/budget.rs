@@ -42,12 +42,16 @@ impl Budget {
             }
             // `init` of a derived student names a rule ("random"), not a file: nothing to add.
             let Ok(meta) = read_meta(Path::new(&path)) else { break };
-            let add = |own: Option<f64>, inherited: Option<f64>| own.zip(inherited).map(|(a, b)| a + b);
-            let epochs = number(&meta.metrics, "epochs");
-            budget.inherited_epochs += epochs.unwrap_or(0.0);
-            budget.epochs = add(budget.epochs, epochs);
-            budget.images = add(budget.images, number(&meta.metrics, "train_images"));
-            budget.seconds = add(budget.seconds, number(&meta.metrics, "train_seconds"));
+            let inherited = ["epochs", "train_images", "train_seconds"].map(|key| number(&meta.metrics, key));
+            // A checkpoint that records no training (a derived or imported network) adds
+            // nothing; one that records part of it (an older sidecar) leaves the rest unknown.
+            if inherited.iter().any(Option::is_some) {
+                let add = |own: Option<f64>, more: Option<f64>| own.zip(more).map(|(a, b)| a + b);
+                budget.inherited_epochs += inherited[0].unwrap_or(0.0);
+                budget.epochs = add(budget.epochs, inherited[0]);
+                budget.images = add(budget.images, inherited[1]);
+                budget.seconds = add(budget.seconds, inherited[2]);
+            }
             seen.push(path);
             init = meta.training.get("init").and_then(|i| i.as_str()).map(str::to_string);
         }
@@ -147,5 +151,9 @@ mod tests {
         checkpoint(&looped, json!({"epochs": 1, "train_images": 10, "train_seconds": 1.0}), Some(&looped));
         let budget = Budget::of_run(&own, &json!({ "init": looped }));
         assert_eq!(budget.epochs, Some(6.0), "the cycle is cut: {budget:?}");
+        // A derived network records no training: the run's own budget stands.
+        let derived = dir.path().join("derived.safetensors");
+        checkpoint(&derived, json!({}), None);
+        assert_eq!(Budget::of_run(&own, &json!({ "init": derived })).seconds, Some(12.0));
     }
 }
