@@ -18,7 +18,6 @@ fn make(data: &Path, run: &Path) -> Command {
         "PRUNE_TARGET=0.36",
         "PRUNE_FRACTION=0.2",
         "PRUNED=0.640",
-        "PRUNE_ROUNDS=2",
     ]);
     cmd.arg("PRUNE_EPOCHS=0");
     // Both conversions (the default converts to hard labels only).

@@ -160,8 +160,8 @@ fn unwritable_output_and_bad_config_are_reported_with_exit_2() {
     assert!((config["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6);
     assert_eq!(config["train"]["epochs"], 1);
 
-    // Continuing from a checkpoint: a missing one is named; one with other classes is refused;
-    // MoCo does not take one.
+    // Continuing from a checkpoint: a missing one is named; MoCo does not take one; a run from
+    // one records it and trains the given epochs.
     assert_input_error(
         &run(&mut t.pretrain("run3", "cpu", &["--init", "absent.safetensors"])),
         &["absent.safetensors", "not found"],

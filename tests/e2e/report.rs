@@ -34,11 +34,14 @@ fn run_directory_report_has_table_verdicts_and_plots() {
     }
     // Difference 1, standard error sqrt(2 * 0.01 / 3) = 0.08165 at 4 degrees of freedom: the
     // interval 1 +- 2.776445 * 0.08165 (t_0.975,4 from scipy.stats.t.ppf), p = P(T_4 > 12.25)
-    // < 0.0005, Hedges' g (1 - 3 / 15) * 1 / 0.1 = 8, minimum detectable difference
-    // (2.131847 + 0.940965) * 0.08165 = 0.25.
-    let kd_row = "| KD | kd - baseline | +1.00 | [+0.77, +1.23] | 0.000 | 8.00 | 0.25 | **reproduced** |";
+    // = 0.00013, Hedges' g (1 - 3 / 15) * 1 / 0.1 = 8, minimum detectable difference
+    // (2.776445 + 0.940965) * 0.08165 = 0.30.
+    let kd_row = "| KD | kd - baseline | +1.00 | [+0.77, +1.23] | < 0.001 | 8.00 | 0.30 | **reproduced** |";
     assert!(report.contains(kd_row), "{report}");
-    assert!(report.contains("**KD** (") && report.contains("**reproduced**: p = 0.000"), "{report}");
+    assert!(
+        report.contains("**KD** (") && report.contains("**reproduced**: the 95% CI [+0.77, +1.23] lies above"),
+        "{report}"
+    );
     assert!(report.contains("budgets: kd not recorded; baseline not recorded"), "{report}");
     let meal_v2 = "**inconclusive**: too few seeds: 1 against 1";
     assert!(report.contains("**MEAL V2** (") && report.contains(meal_v2), "{report}");

@@ -209,11 +209,12 @@ fn remaining_name(fraction: f64, round: usize) -> String {
 /// `model-remaining-<f>.safetensors` with the remaining fraction to 3 decimals, unless two rounds
 /// of the ladder would print alike (`--fraction 0.5 --rounds 12`, `--fraction 0.0001`): then every
 /// round's name ends in its number, `model-remaining-<f>-round-<r>.safetensors`, so no round can
-/// find another round's file and take it for its own.
+/// find another round's file and take it for its own. The rounds of the dense control (fraction
+/// 0) are always numbered, however many there are.
 pub fn round_checkpoint(out: &Path, fraction: f64, round: usize, rounds: usize) -> PathBuf {
     let name = remaining_name(fraction, round);
     let distinct = (1..=rounds).map(|r| remaining_name(fraction, r)).collect::<std::collections::BTreeSet<_>>().len();
-    if distinct == rounds {
+    if distinct == rounds && fraction > 0.0 {
         out.join(format!("model-remaining-{name}.safetensors"))
     } else {
         out.join(format!("model-remaining-{name}-round-{round}.safetensors"))
@@ -565,6 +566,7 @@ mod tests {
         }
         assert_eq!(round_checkpoint(out, 0.4, 2, 3), out.join("model-remaining-0.360.safetensors"));
         assert_eq!(round_checkpoint(out, 0.5, 12, 12), out.join("model-remaining-0.000-round-12.safetensors"));
+        assert_eq!(round_checkpoint(out, 0.0, 1, 1), out.join("model-remaining-1.000-round-1.safetensors"));
     }
 
     /// A sidecar may name only a regular file next to its checkpoint.

@@ -21,6 +21,9 @@ pub struct Budget {
     pub images: Option<f64>,
     /// Training seconds (absent when a checkpoint of the chain did not record them).
     pub seconds: Option<f64>,
+    /// An initial checkpoint of the chain that could not be read (moved, or a relative path
+    /// read from another directory): the whole budget is then unknown.
+    pub unreadable_init: Option<String>,
 }
 
 impl Budget {
@@ -33,6 +36,7 @@ impl Budget {
             inherited_epochs: 0.0,
             images: number(trained, "train_images"),
             seconds: number(trained, "train_seconds"),
+            unreadable_init: None,
         };
         let mut init = training.get("init").and_then(|i| i.as_str()).map(str::to_string);
         let mut seen = Vec::new();
@@ -40,8 +44,14 @@ impl Budget {
             if seen.len() == MAX_CHAIN || seen.contains(&path) {
                 break;
             }
-            // `init` of a derived student names a rule ("random"), not a file: nothing to add.
-            let Ok(meta) = read_meta(Path::new(&path)) else { break };
+            let meta = match read_meta(Path::new(&path)) {
+                Ok(meta) => meta,
+                // `init` of a derived student names a rule ("random"), not a file: nothing to add.
+                Err(_) if !path.ends_with(".safetensors") => break,
+                Err(_) => {
+                    return Self { epochs: None, images: None, seconds: None, unreadable_init: Some(path), ..budget };
+                }
+            };
             let inherited = ["epochs", "train_images", "train_seconds"].map(|key| number(&meta.metrics, key));
             // A checkpoint that records no training (a derived or imported network) adds
             // nothing; one that records part of it (an older sidecar) leaves the rest unknown.
@@ -60,6 +70,9 @@ impl Budget {
 
     /// "10 epochs (5 of them before its initial checkpoint), 600000 images, 85 s".
     pub fn words(&self) -> String {
+        if let Some(path) = &self.unreadable_init {
+            return format!("unknown (its initial checkpoint {path} cannot be read)");
+        }
         if self.epochs.is_none() && self.images.is_none() && self.seconds.is_none() {
             return "not recorded".into();
         }
@@ -87,6 +100,7 @@ pub fn mean_budget(method: &MethodRuns) -> Budget {
         inherited_epochs: method.runs.iter().map(|r| r.budget.inherited_epochs).sum::<f64>() / n,
         images: mean(&|b| b.images),
         seconds: mean(&|b| b.seconds),
+        unreadable_init: method.runs.iter().find_map(|r| r.budget.unreadable_init.clone()),
     }
 }
 
@@ -101,7 +115,13 @@ mod tests {
             Budget::of_run(&json!({"epochs": 5, "train_images": 30000, "train_seconds": 12.4}), &json!({"init": null}));
         assert_eq!(
             budget,
-            Budget { epochs: Some(5.0), inherited_epochs: 0.0, images: Some(30000.0), seconds: Some(12.4) }
+            Budget {
+                epochs: Some(5.0),
+                inherited_epochs: 0.0,
+                images: Some(30000.0),
+                seconds: Some(12.4),
+                unreadable_init: None
+            }
         );
         assert_eq!(budget.words(), "5 epochs, 30000 images, 12 s");
         // A derived student's `init` is a rule, not a file; an older sidecar lacks images.
@@ -144,7 +164,13 @@ mod tests {
         let budget = Budget::of_run(&own, &json!({ "init": base }));
         assert_eq!(
             budget,
-            Budget { epochs: Some(10.0), inherited_epochs: 5.0, images: Some(600.0), seconds: Some(22.0) }
+            Budget {
+                epochs: Some(10.0),
+                inherited_epochs: 5.0,
+                images: Some(600.0),
+                seconds: Some(22.0),
+                unreadable_init: None
+            }
         );
         assert_eq!(budget.words(), "10 epochs (5 of them before its initial checkpoint), 600 images, 22 s");
         let looped = dir.path().join("looped.safetensors");
@@ -155,5 +181,9 @@ mod tests {
         let derived = dir.path().join("derived.safetensors");
         checkpoint(&derived, json!({}), None);
         assert_eq!(Budget::of_run(&own, &json!({ "init": derived })).seconds, Some(12.0));
+        // A checkpoint that cannot be read (moved since) makes the budget unknown, not smaller.
+        let moved = Budget::of_run(&own, &json!({ "init": "gone/model.safetensors" }));
+        assert_eq!(moved.epochs, None);
+        assert_eq!(moved.words(), "unknown (its initial checkpoint gone/model.safetensors cannot be read)");
     }
 }

@@ -77,14 +77,15 @@ pub fn write_report(dir: &Path, methods: &[MethodRuns]) -> Result<Report> {
 fn verdicts_section(methods: &[MethodRuns]) -> (String, Vec<DifferenceRow>) {
     let mut text = format!(
         "\n## Verdicts\n\nEach seed paper's claim, tested over the student seeds: the difference treatment - control \
-         with its {:.0}% confidence interval (Welch), the one-sided p of the claimed direction, Hedges' g, and the \
-         minimum detectable difference beyond the claim's margin (alpha {ALPHA}, power {POWER}). **reproduced**: p < \
-         {ALPHA}; **contradicted**: the interval lies wholly on the wrong side of the margin; **inconclusive**: \
-         neither (the reason is given). Secondary rows compare with a further control and carry no verdict.\n\n\
-         | claim | treatment - control | difference (points) | {:.0}% CI | one-sided p | Hedges' g | min. detectable \
+         with its {level:.0}% confidence interval (Welch), the one-sided p of the claimed direction, Hedges' g, and the \
+         minimum detectable difference beyond the claim's margin (alpha {ALPHA:.2} two-sided, power {POWER}). \
+         **reproduced**: the interval lies above the margin; **contradicted**: it lies below (or the claimed speed is \
+         missing); **inconclusive**: neither (the reason is given). Secondary rows compare with a further control and \
+         carry no verdict. Each claim is a separate paper's and is tested on its own (no correction for multiple \
+         comparisons).\n\n\
+         | claim | treatment - control | difference (points) | {level:.0}% CI | one-sided p | Hedges' g | min. detectable \
          | verdict |\n|---|---|---|---|---|---|---|---|\n",
-        100.0 * CONFIDENCE,
-        100.0 * CONFIDENCE
+        level = 100.0 * CONFIDENCE,
     );
     let mut notes = String::new();
     let mut rows = Vec::new();
@@ -103,7 +104,7 @@ fn verdicts_section(methods: &[MethodRuns]) -> (String, Vec<DifferenceRow>) {
                 verdict.control,
                 number(d.map(|d| d.mean), |v| format!("{v:+.2}")),
                 d.and_then(|d| d.interval).map_or_else(|| "-".into(), |(l, h)| format!("[{l:+.2}, {h:+.2}]")),
-                number(d.and_then(|d| d.p), |v| format!("{v:.3}")),
+                number(d.and_then(|d| d.p), |v| if v < 0.001 { "< 0.001".into() } else { format!("{v:.3}") }),
                 number(d.and_then(|d| d.hedges_g), |v| format!("{v:.2}")),
                 number(d.and_then(|d| d.minimum_detectable), |v| format!("{v:.2}")),
                 if is_primary { format!("**{}**", verdict.outcome.word()) } else { "-".into() },

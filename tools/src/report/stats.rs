@@ -161,15 +161,15 @@ mod tests {
     /// r = scipy.stats.ttest_ind(a - margin, b, equal_var=False, alternative="greater")
     /// se = sqrt(var(a, ddof=1) / na + var(b, ddof=1) / nb); q = scipy.stats.t.ppf(0.975, df)
     /// ci = (d - q * se, d + q * se)
-    /// mde = (scipy.stats.t.ppf(0.95, df) + scipy.stats.t.ppf(0.8, df)) * se
+    /// mde = (scipy.stats.t.ppf(0.975, df) + scipy.stats.t.ppf(0.8, df)) * se  # one-sided 0.025
     /// g = (1 - 3 / (4 * (na + nb) - 9)) * d / s_pooled
     /// ```
     /// a = [88.9, 89.3, 89.0], b = [88.1, 88.0, 88.4]: t 5.295136, df 4.000000, p 0.003054,
-    /// ci (0.428095, 1.371905), g 3.458768, mde 0.522278.
+    /// ci (0.428095, 1.371905), g 3.458768, mde 0.631838.
     /// a = [87.0, 89.2, 88.4], b = [88.0, 88.2, 87.9]: t 0.256833, df 2.075242, p 0.410270,
-    /// ci (-2.530654, 2.863987), g 0.167762, mde 2.531015.
+    /// ci (-2.530654, 2.863987), g 0.167762, mde 3.379498.
     /// a = [88.2, 88.5, 88.1, 88.6], b = [88.3, 88.0, 88.4], margin -0.5: t 3.645718,
-    /// df 4.780982, p 0.008012, ci (-0.324203, 0.557536), g 0.433624, mde 0.500514.
+    /// df 4.780982, p 0.008012, ci (-0.324203, 0.557536), g 0.433624, mde 0.597062.
     #[test]
     fn welch_interval_effect_size_and_power_match_scipy() {
         /// Treatment, control, margin; then t, df, p, CI low, CI high, g, minimum detectable.
@@ -179,26 +179,26 @@ mod tests {
                 &[88.9, 89.3, 89.0],
                 &[88.1, 88.0, 88.4],
                 0.0,
-                [5.295136, 4.0, 0.003054, 0.428095, 1.371905, 3.458768, 0.522278],
+                [5.295136, 4.0, 0.003054, 0.428095, 1.371905, 3.458768, 0.631838],
             ),
             (
                 &[87.0, 89.2, 88.4],
                 &[88.0, 88.2, 87.9],
                 0.0,
-                [0.256833, 2.075242, 0.410270, -2.530654, 2.863987, 0.167762, 2.531015],
+                [0.256833, 2.075242, 0.410270, -2.530654, 2.863987, 0.167762, 3.379498],
             ),
             (
                 &[88.2, 88.5, 88.1, 88.6],
                 &[88.3, 88.0, 88.4],
                 -0.5,
-                [3.645718, 4.780982, 0.008012, -0.324203, 0.557536, 0.433624, 0.500514],
+                [3.645718, 4.780982, 0.008012, -0.324203, 0.557536, 0.433624, 0.597062],
             ),
         ];
         for (a, b, margin, expected) in cases {
             let w = welch(a, b, margin).unwrap();
             let (low, high) = w.interval(0.95);
             let g = hedges_g(a, b).unwrap();
-            let got = [w.t, w.df, w.p_greater, low, high, g, w.minimum_detectable(0.05, 0.8)];
+            let got = [w.t, w.df, w.p_greater, low, high, g, w.minimum_detectable(0.025, 0.8)];
             for (name, (got, expected)) in
                 ["t", "df", "p", "ci low", "ci high", "g", "mde"].iter().zip(got.iter().zip(expected))
             {
@@ -214,20 +214,21 @@ mod tests {
         assert_eq!((w.p_greater, w.p_less), (0.0, 1.0));
         let w = welch(&[2.0, 2.0], &[1.0, 1.0], 1.0).unwrap();
         assert_eq!((w.p_greater, w.p_less, w.t), (0.5, 0.5, 0.0));
-        assert_eq!((w.interval(0.95), w.minimum_detectable(0.05, 0.8)), ((1.0, 1.0), 0.0));
+        assert_eq!((w.interval(0.95), w.minimum_detectable(0.025, 0.8)), ((1.0, 1.0), 0.0));
         assert_eq!(hedges_g(&[2.0, 2.0], &[1.0, 1.0]), None, "no spread: no standardised effect");
         assert_eq!(hedges_g(&[2.0], &[1.0, 1.5]), None);
     }
 
-    /// With sd 0.25 (the seed-to-seed spread of a CIFAR student): scipy.stats.t.ppf gives
-    /// (t_0.95 + t_0.8) at df 4 = 2.131847 + 0.940965 = 3.072812, so n = 3 detects
-    /// 3.072812 * 0.25 * sqrt(2/3) = 0.627 points; at df 6 (n = 4) 1.943180 + 0.905703 =
-    /// 2.848883, detecting 2.848883 * 0.25 * sqrt(1/2) = 0.504. An effect of 0.6 therefore needs
-    /// 4 seeds per side, 0.63 needs 3; 0.01 needs more than 1000.
+    /// With sd 0.25 (the seed-to-seed spread of a CIFAR student), one-sided alpha 0.025 and
+    /// power 0.8: scipy.stats.t.ppf gives (t_0.975 + t_0.8) at df 4 = 2.776445 + 0.940965, so
+    /// n = 3 detects 3.717410 * 0.25 * sqrt(2/3) = 0.7588 points; at df 6 (n = 4) 2.446912 +
+    /// 0.905703, detecting 3.352615 * 0.25 * sqrt(1/2) = 0.5927; at df 8 (n = 5) 0.5052. An effect
+    /// of 0.76 needs 3 seeds per side, 0.6 needs 4, 0.55 needs 5; 0.01 more than 1000.
     #[test]
     fn seeds_needed_for_an_effect() {
-        assert_eq!(seeds_to_detect(0.63, 0.25, 0.05, 0.8), Some(3));
-        assert_eq!(seeds_to_detect(0.6, 0.25, 0.05, 0.8), Some(4));
-        assert_eq!(seeds_to_detect(0.01, 0.25, 0.05, 0.8), None);
+        assert_eq!(seeds_to_detect(0.76, 0.25, 0.025, 0.8), Some(3));
+        assert_eq!(seeds_to_detect(0.6, 0.25, 0.025, 0.8), Some(4));
+        assert_eq!(seeds_to_detect(0.55, 0.25, 0.025, 0.8), Some(5));
+        assert_eq!(seeds_to_detect(0.01, 0.25, 0.025, 0.8), None);
     }
 }
