@@ -37,6 +37,11 @@ pub struct InputSpec {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation divided by.
     pub std: Vec<f32>,
+    /// Evaluation of images of any size: the shorter side resized to `min(height, width) /
+    /// crop_fraction`, then the centre window (ImageNet's `Resize(256)` + `CenterCrop(224)` is
+    /// 0.875). `None`: images are resized to the input size (fixed-size datasets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_fraction: Option<f32>,
 }
 
 /// The largest image side a checkpoint or flag may ask for: eight times ImageNet's 512-pixel
@@ -62,6 +67,11 @@ impl InputSpec {
         }
         if !self.std.iter().all(|s| s.is_finite() && *s > 0.0) || !self.mean.iter().all(|m| m.is_finite()) {
             return Err("input normalisation: means must be finite and standard deviations positive".into());
+        }
+        if let Some(fraction) = self.crop_fraction
+            && !(fraction > 0.05 && fraction <= 1.0)
+        {
+            return Err(format!("input crop fraction {fraction} must be in (0.05, 1]"));
         }
         Ok(())
     }
@@ -356,7 +366,14 @@ mod tests {
         CheckpointMeta {
             format_version: 0,
             model: spec,
-            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.5], std: vec![0.25] },
+            input: InputSpec {
+                channels: 1,
+                height: 8,
+                width: 8,
+                mean: vec![0.5],
+                std: vec![0.25],
+                crop_fraction: None,
+            },
             dataset: serde_json::json!({"name": "synthetic"}),
             classes: vec!["a".into(), "b".into(), "c".into()],
             training: serde_json::json!({}),

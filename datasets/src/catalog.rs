@@ -131,6 +131,13 @@ impl DatasetKind {
     }
 
     /// Whether a mirrored image is still an image of its class (digits are not).
+    /// The evaluation crop of the dataset's images (`InputSpec::crop_fraction`): ImageNet's
+    /// `Resize(256)` + `CenterCrop(224)` for folders of images of any size, none for the
+    /// fixed-size datasets.
+    pub fn eval_crop_fraction(self) -> Option<f32> {
+        (self == Self::Folder).then_some(0.875)
+    }
+
     pub fn mirrors(self) -> bool {
         self != Self::Mnist
     }

@@ -54,6 +54,18 @@ impl Storage {
         }
     }
 
+    /// The file of storage image `index`, read with its header, if the storage holds files.
+    fn file(&self, index: usize) -> Option<Result<crate::decode::Encoded>> {
+        match self {
+            Storage::Memory { .. } => None,
+            Storage::Files { paths, .. } => Some(crate::decode::Encoded::read(&paths[index])),
+            Storage::Joined { parts } => {
+                let at = parts.partition_point(|(offset, _)| *offset <= index) - 1;
+                parts[at].1.file(index - parts[at].0)
+            }
+        }
+    }
+
     /// Pixels of storage image `index`.
     fn image(&self, index: usize) -> Result<Image> {
         match self {
@@ -161,6 +173,12 @@ impl Dataset {
     /// Pixels of item `i`.
     pub fn image(&self, i: usize) -> Result<Image> {
         self.storage.image(self.items[i] as usize)
+    }
+
+    /// The file of item `i` read with its header (decoding can then pick a reduced size), or
+    /// `None` for images held in memory.
+    pub fn file(&self, i: usize) -> Option<Result<crate::decode::Encoded>> {
+        self.storage.file(self.items[i] as usize)
     }
 
     /// The same items with new labels, `labels[i]` for item `i` (pseudo-labels of unlabeled

@@ -87,31 +87,15 @@ pub fn open_unlabeled(dir: &Path, channels: usize) -> Result<Dataset> {
     )
 }
 
-/// Decodes an image file to `channels` channels (1 = luma, 3 = RGB).
+/// Decodes an image file to `channels` channels (1 = luma, 3 = RGB) at full size.
 pub fn decode(path: &Path, channels: usize) -> Result<Image> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    decode_bytes(path, &bytes, channels)
+    crate::decode::Encoded::read(path)?.decode(channels, 1)
 }
 
-/// Decodes the bytes of an image file (`path` names it in errors). Images above 2^14 pixels a
-/// side are refused before any pixel is decoded (a malformed header must not allocate
-/// gigabytes).
+/// Decodes the bytes of an image file (`path` names it in errors) at full size. Images above
+/// [`crate::decode::MAX_SIDE`] pixels a side are refused before any pixel is decoded.
 pub fn decode_bytes(path: &Path, bytes: &[u8], channels: usize) -> Result<Image> {
-    let decode_error = |message: String| DataError::Decode { path: path.into(), message };
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| decode_error(e.to_string()))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(1 << 14);
-    limits.max_image_height = Some(1 << 14);
-    reader.limits(limits);
-    let decoded = reader.decode().map_err(|e| decode_error(e.to_string()))?;
-    let (w, h) = (decoded.width() as usize, decoded.height() as usize);
-    if w == 0 || h == 0 {
-        return Err(decode_error(format!("the image is {w}x{h} pixels")));
-    }
-    let pixels = if channels == 1 { decoded.into_luma8().into_raw() } else { decoded.into_rgb8().into_raw() };
-    Ok(Image::new(h, w, channels, pixels))
+    crate::decode::Encoded::from_bytes(path, bytes.to_vec())?.decode(channels, 1)
 }
 
 /// Writes an 8-bit image as PNG (used by tests to make small folders).

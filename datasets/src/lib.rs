@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod cifar;
 pub mod dataset;
+pub mod decode;
 pub mod error;
 pub mod feature_source;
 pub mod folder;
@@ -12,6 +13,7 @@ pub mod loader;
 pub mod ordered_pool;
 pub mod photometric;
 pub mod region_sampling;
+pub mod resample;
 pub mod rng;
 pub mod soft_labels;
 pub mod transforms;

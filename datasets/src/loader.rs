@@ -289,12 +289,16 @@ impl Shared {
                     &mut views[0],
                     &mut soft_targets,
                 )?,
-                None => {
-                    let image = self.dataset.image(i)?;
-                    for view in views.iter_mut() {
-                        self.transform.apply_into(&image, &mut rng, view);
+                None => match (self.views, self.dataset.file(i)) {
+                    // One view of a file: decoded at the smallest size its crop allows.
+                    (1, Some(file)) => self.transform.apply_file_into(&file?, c, &mut rng, &mut views[0])?,
+                    _ => {
+                        let image = self.dataset.image(i)?;
+                        for view in views.iter_mut() {
+                            self.transform.apply_into(&image, &mut rng, view);
+                        }
                     }
-                }
+                },
             }
         }
         let repeat =

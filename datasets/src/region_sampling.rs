@@ -78,18 +78,39 @@ impl RegionSampling {
         images: &mut Vec<f32>,
         targets: &mut Vec<f32>,
     ) -> Result<()> {
-        let image = dataset.image(item)?;
+        // A file is decoded once for all its crops, reduced in the DCT as far as the smallest
+        // chosen crop allows; images in memory are used as they are.
+        let (file, in_memory) = match dataset.file(item).transpose()? {
+            Some(file) => (Some(file), None),
+            None => (None, Some(dataset.image(item)?)),
+        };
+        let (height, width) = match (&file, &in_memory) {
+            (Some(file), _) => (file.height, file.width),
+            (None, Some(image)) => (image.height, image.width),
+            (None, None) => unreachable!("an item is a file or an image in memory"),
+        };
         let file_image = self.label_index[item];
-        let crops = self.labels.crops(file_image, image.height, image.width)?;
+        let crops = self.labels.crops(file_image, height, width)?;
         // Partial Fisher-Yates: the first `crops_per_visit` entries of a random permutation.
         let mut order: Vec<usize> = (0..crops.len()).collect();
         for i in 0..self.crops_per_visit {
             order.swap(i, rng.random_range(i..crops.len()));
         }
+        let chosen = &order[..self.crops_per_visit];
+        let (out_h, out_w) = (transform.out_height, transform.out_width);
+        let (image, boxes) = match (&file, in_memory) {
+            (Some(file), _) => {
+                let full: Vec<_> = chosen.iter().map(|&c| crops[c].pixel_box).collect();
+                let image = file.decode(dataset.channels(), file.reduction_for(&full, out_h, out_w))?;
+                let reduced = (image.height, image.width);
+                (image, full.into_iter().map(|b| file.box_in(b, reduced)).collect::<Vec<_>>())
+            }
+            (None, Some(image)) => (image, chosen.iter().map(|&c| crops[c].pixel_box).collect()),
+            (None, None) => unreachable!("an item is a file or an image in memory"),
+        };
         let mut distribution = Vec::with_capacity(self.num_classes());
-        for &c in &order[..self.crops_per_visit] {
-            let crop =
-                crop_resize(&image, crops[c].pixel_box, crops[c].flip, transform.out_height, transform.out_width);
+        for (&c, &pixel_box) in chosen.iter().zip(&boxes) {
+            let crop = crop_resize(&image, pixel_box, crops[c].flip, out_h, out_w);
             transform.normalise_into(&crop, images);
             self.labels.distribution_into(file_image, c, &mut distribution)?;
             targets.extend_from_slice(&distribution);

@@ -75,11 +75,18 @@ pub fn sample_resized_crop_box(rng: &mut impl Rng, h: usize, w: usize, scale: [f
     ((h - ch) / 2, (w - cw) / 2, ch, cw)
 }
 
-/// Crops `pixel_box` out of `image`, optionally mirrors it, and resizes it bilinearly to
-/// `out_h x out_w` (half-pixel centres, as `F.interpolate(..., align_corners=False)`), rounding
-/// to bytes. A pure function of its inputs: the same (box, flip) always gives the same pixels.
+/// Crops `pixel_box` out of `image`, resizes it to `out_h x out_w` and optionally mirrors it:
+/// a crop that shrinks on either axis is resampled as PIL does (a triangle filter widened by the
+/// reduction, `crate::resample`), as torchvision's `RandomResizedCrop` and `Resize` do to PIL
+/// images; a crop that only grows is interpolated bilinearly (half-pixel centres, as
+/// `F.interpolate(..., align_corners=False)`, PIL's weights up to rounding). Rounds to bytes. A
+/// pure function of its inputs: the same (box, flip) always gives the same pixels.
 pub fn crop_resize(image: &Image, pixel_box: PixelBox, flip: bool, out_h: usize, out_w: usize) -> Image {
     let (top, left, ch, cw) = pixel_box;
+    if ch > out_h || cw > out_w {
+        let resized = crate::resample::resize_bilinear_antialiased(image, pixel_box, out_h, out_w);
+        return if flip { mirrored(resized) } else { resized };
+    }
     let c = image.channels;
     let mut out = vec![0u8; out_h * out_w * c];
     let scale_y = ch as f32 / out_h as f32;
@@ -110,12 +117,53 @@ pub fn crop_resize(image: &Image, pixel_box: PixelBox, flip: bool, out_h: usize,
     Image::new(out_h, out_w, c, out)
 }
 
+/// `image` mirrored left to right.
+fn mirrored(mut image: Image) -> Image {
+    let (w, c) = (image.width, image.channels);
+    for row in image.pixels.chunks_exact_mut(w * c) {
+        for x in 0..w / 2 {
+            for k in 0..c {
+                row.swap(x * c + k, (w - 1 - x) * c + k);
+            }
+        }
+    }
+    image
+}
+
+/// torchvision's `Resize(side)` then `CenterCrop(out_h, out_w)` on an `h x w` image: the
+/// shorter side scaled to `side`, the longer to `floor(side * long / short)`, then the window at
+/// `round((resized - out) / 2)` (rounding half to even, as Python's `round`). Returns the
+/// resized size and the window in it; a window larger than the resized image is clamped to it
+/// (torchvision pads with zeros there instead).
+pub fn resize_center_crop_geometry(
+    h: usize,
+    w: usize,
+    side: usize,
+    out_h: usize,
+    out_w: usize,
+) -> ((usize, usize), PixelBox) {
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let scaled_long = (side as f64 * long as f64 / short as f64) as usize;
+    let (rh, rw) = if w <= h { (scaled_long, side) } else { (side, scaled_long) };
+    let (ch, cw) = (out_h.min(rh), out_w.min(rw));
+    let top = ((rh - ch) as f64 / 2.0).round_ties_even() as usize;
+    let left = ((rw - cw) as f64 / 2.0).round_ties_even() as usize;
+    ((rh, rw), (top, left, ch, cw))
+}
+
 /// Random augmentation applied to training images.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Augment {
     /// No augmentation (evaluation): resize to the output size if needed.
     None,
+    /// Evaluation of variable-sized images: the shorter side resized to
+    /// `floor(min(out) / crop_fraction)`, then the centre `out_h x out_w` window (torchvision's
+    /// `Resize(256)` + `CenterCrop(224)` at 0.875, timm's `crop_pct`).
+    ResizeCenterCrop {
+        /// Output side over resized shorter side (ImageNet: 0.875).
+        crop_fraction: f32,
+    },
     /// Zero-pad by `pad` pixels, take a random crop of the original size, flip with p = 0.5 if
     /// `flip` (the CIFAR recipe of He et al. 2016, §4.2).
     PadCrop {
@@ -200,6 +248,11 @@ impl Transform {
         if self.mean.len() != channels || self.std.len() != channels || self.std.iter().any(|&s| s <= 0.0) {
             return bad(format!("normalisation needs {channels} means and {channels} positive standard deviations"));
         }
+        if let Augment::ResizeCenterCrop { crop_fraction } = self.augment
+            && !(crop_fraction > 0.05 && crop_fraction <= 1.0)
+        {
+            return bad(format!("the centre crop fraction {crop_fraction} must be in (0.05, 1]"));
+        }
         let scale = match &self.augment {
             Augment::RandomResizedCrop { scale, ratio, .. } => {
                 if !(0.0 < ratio[0] && ratio[0] <= ratio[1]) {
@@ -237,6 +290,13 @@ impl Transform {
         let (h, w) = (image.height, image.width);
         let augmented = match &self.augment {
             Augment::None => self.resized(image),
+            Augment::ResizeCenterCrop { crop_fraction } => {
+                let side = (self.out_height.min(self.out_width) as f32 / crop_fraction).floor() as usize;
+                let ((rh, rw), window) = resize_center_crop_geometry(h, w, side, self.out_height, self.out_width);
+                let resized = crate::resample::resize_bilinear_antialiased(image, (0, 0, h, w), rh, rw);
+                let cropped = crate::resample::resize_bilinear_antialiased(&resized, window, window.2, window.3);
+                self.resized(&cropped)
+            }
             Augment::PadCrop { pad, flip } => {
                 let top = rng.random_range(0..=2 * pad);
                 let left = rng.random_range(0..=2 * pad);
@@ -267,6 +327,32 @@ impl Transform {
             }
         };
         self.normalise_into(&augmented, out);
+    }
+
+    /// Augments the image of `file`, decoding it reduced in the DCT when the augmentation is a
+    /// random-resized crop whose box keeps at least the output's pixels at that reduction (the
+    /// box is drawn on the full-size header dimensions, so the same stream draws the same box
+    /// whatever the reduction); other augmentations decode at full size.
+    pub fn apply_file_into(
+        &self,
+        file: &crate::decode::Encoded,
+        channels: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        match &self.augment {
+            Augment::RandomResizedCrop { scale, ratio, flip } => {
+                let pixel_box = sample_resized_crop_box(rng, file.height, file.width, *scale, *ratio);
+                let mirror = *flip && rng.random_bool(0.5);
+                let reduction = file.reduction_for(&[pixel_box], self.out_height, self.out_width);
+                let image = file.decode(channels, reduction)?;
+                let reduced_box = file.box_in(pixel_box, (image.height, image.width));
+                let crop = crop_resize(&image, reduced_box, mirror, self.out_height, self.out_width);
+                self.normalise_into(&crop, out);
+            }
+            _ => self.apply_into(&file.decode(channels, 1)?, rng, out),
+        }
+        Ok(())
     }
 
     fn resized(&self, image: &Image) -> Image {

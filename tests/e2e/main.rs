@@ -28,5 +28,7 @@ mod hostile;
 mod report;
 // torchvision/timm/MoCo teachers imported and used by every tool on a JPEG folder.
 mod imagenet_families;
+// ImageNet evaluation (Resize 256, CenterCrop 224) and an imported ResNet-50 against torchvision.
+mod imagenet_eval;
 // The Makefile chain on a generated image folder: every stage, the report, interrupt and rerun.
 mod make_chain;

@@ -174,32 +174,46 @@ fn resume_after_interruption_gives_the_same_file() {
     assert_eq!(content(&t.path("whole.h5")), content(&t.path("resumed.h5")));
 }
 
-/// Shards packed separately and merged equal one unsharded file.
+/// Shards packed by separate processes as the tasks of a job array (`--shard auto`: two as
+/// Slurm array tasks 1 and 3 of `--array=1-3`, one as index 1 of a Kubernetes Indexed Job),
+/// each writing `s-{shard}.h5`, merged: the label file's datasets and attributes equal one
+/// unsharded process's (all but the creation time).
 #[test]
 fn shards_merge_into_the_whole() {
     let t = KdTest::new();
     let teacher = teacher(&t);
     json_ok(&run(&mut pack(&t, &teacher, "whole.h5", "cpu", &[])));
-    json_ok(&run(&mut pack(&t, &teacher, "s1.h5", "cpu", &["--shard", "1/2"])));
-    json_ok(&run(&mut pack(&t, &teacher, "s0.h5", "cpu", &["--shard", "0/2"])));
+    for task in ["3", "1"] {
+        let mut slurm = pack(&t, &teacher, "s-{shard}.h5", "cpu", &["--shard", "auto"]);
+        slurm.envs([("SLURM_ARRAY_TASK_ID", task), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+        json_ok(&run(&mut slurm));
+    }
+    let mut kubernetes = pack(&t, &teacher, "s-{shard}.h5", "cpu", &["--shard", "auto/3"]);
+    json_ok(&run(kubernetes.env("JOB_COMPLETION_INDEX", "1")));
+    // Run again (a retried task) it is a no-op.
+    let mut retried = pack(&t, &teacher, "s-{shard}.h5", "cpu", &["--shard", "auto/3"]);
+    assert_eq!(json_ok(&run(retried.env("JOB_COMPLETION_INDEX", "1")))["already_complete"], true);
+    // Outside an array `auto` says what it needs.
+    let mut outside = pack(&t, &teacher, "s-{shard}.h5", "cpu", &["--shard", "auto"]);
+    assert_input_error(&run(&mut outside), &["SLURM_ARRAY_TASK_ID", "auto/N"]);
     let mut merge = t.cmd("kd-pack-labels");
-    merge.args(["merge", "--out", "merged.h5", "s1.h5", "s0.h5"]);
+    merge.args(["merge", "--out", "merged.h5", "s-2.h5", "s-0.h5", "s-1.h5"]);
     let output = run(&mut merge);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(content(&t.path("whole.h5")), content(&t.path("merged.h5")));
     // The same merge again is a no-op that succeeds; the file stays as it was.
     let before = std::fs::read(t.path("merged.h5")).unwrap();
     let mut again = t.cmd("kd-pack-labels");
-    again.args(["merge", "--out", "merged.h5", "s0.h5", "s1.h5"]);
+    again.args(["merge", "--out", "merged.h5", "s-0.h5", "s-1.h5", "s-2.h5"]);
     let output = run(&mut again);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(std::fs::read(t.path("merged.h5")).unwrap(), before);
     // Another label file in its place (a shard) is refused without --force, and kept.
     let mut other = t.cmd("kd-pack-labels");
-    other.args(["merge", "--out", "s0.h5", "s0.h5", "s1.h5"]);
-    let before = std::fs::read(t.path("s0.h5")).unwrap();
-    assert_input_error(&run(&mut other), &["s0.h5 already exists", "--force"]);
-    assert_eq!(std::fs::read(t.path("s0.h5")).unwrap(), before);
+    other.args(["merge", "--out", "s-0.h5", "s-0.h5", "s-1.h5", "s-2.h5"]);
+    let before = std::fs::read(t.path("s-0.h5")).unwrap();
+    assert_input_error(&run(&mut other), &["s-0.h5 already exists", "--force"]);
+    assert_eq!(std::fs::read(t.path("s-0.h5")).unwrap(), before);
 }
 
 /// `convert` gives the same file as packing that type with the teacher (same crops, same bytes;

@@ -35,7 +35,7 @@ const IMAGES: usize = 1024;
 const CROPS: usize = 4;
 
 fn input() -> InputSpec {
-    InputSpec { channels: 3, height: 32, width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] }
+    InputSpec { channels: 3, height: 32, width: 32, mean: vec![0.5; 3], std: vec![0.25; 3], crop_fraction: None }
 }
 
 /// Packs `crops` FKD crops per image of `dataset` with random teacher distributions.

@@ -26,7 +26,7 @@ fn random_teacher(dir: &Path, device: &burn::tensor::Device) -> Result<PathBuf> 
     let meta = CheckpointMeta {
         format_version: checkpoint::FORMAT_VERSION,
         model: spec.clone(),
-        input: InputSpec { channels: 1, height: 28, width: 28, mean, std },
+        input: InputSpec { channels: 1, height: 28, width: 28, mean, std, crop_fraction: None },
         dataset: serde_json::json!({"name": "fashion-mnist"}),
         classes: (0..10).map(|c| c.to_string()).collect(),
         training: serde_json::json!({"dataset": "fashion-mnist"}),

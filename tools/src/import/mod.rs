@@ -85,6 +85,11 @@ pub struct Args {
     /// Input normalisation standard deviation per channel (default: the dataset's).
     #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
+    /// Evaluation centre crop of images of any size: resized shorter side = input side /
+    /// fraction (default for folders 0.875: `Resize(256)` + `CenterCrop(224)`; timm's
+    /// `crop_pct`).
+    #[arg(long)]
+    pub crop_fraction: Option<f32>,
     /// Image side the network reads (default: the dataset's; required for folders).
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -419,6 +424,7 @@ pub fn run(args: Args) -> Result<()> {
         width: side,
         mean: args.mean.clone().unwrap_or_else(|| pick(mean)),
         std: args.std.clone().unwrap_or_else(|| pick(std)),
+        crop_fraction: args.crop_fraction.or(kind.eval_crop_fraction()),
     };
     ensure!(input.mean.len() == channels && input.std.len() == channels, "--mean and --std need {channels} value(s)");
     ensure!(input.std.iter().all(|s| s.is_finite() && *s > 0.0), "--std values must be positive");
@@ -555,7 +561,7 @@ mod tests {
         let meta = CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
             model: spec.clone(),
-            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.0], std: vec![1.0] },
+            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.0], std: vec![1.0], crop_fraction: None },
             dataset: json!({}),
             classes: vec!["a".into(), "b".into(), "c".into()],
             training: json!({}),

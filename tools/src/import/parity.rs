@@ -57,7 +57,8 @@ fn check_case(path: &Path, device: &Device, write_to: Option<&Path>) -> Result<(
     let head = <HeadArg as clap::ValueEnum>::from_str(&case.head, true).map_err(anyhow::Error::msg)?;
     spec.head = if head == HeadArg::None { HeadSpec::None } else { HeadSpec::Classifier };
     if head == HeadArg::Projection {
-        let input = InputSpec { channels: c, height: h, width: w, mean: vec![0.0; c], std: vec![1.0; c] };
+        let input =
+            InputSpec { channels: c, height: h, width: w, mean: vec![0.0; c], std: vec![1.0; c], crop_fraction: None };
         spec = crate::shared::encoder::with_projection_head(spec, &input, case.logits_shape[1], device)?;
     }
     let layout = <Layout as clap::ValueEnum>::from_str(&case.layout, true).map_err(anyhow::Error::msg)?;
@@ -81,7 +82,14 @@ fn check_case(path: &Path, device: &Device, write_to: Option<&Path>) -> Result<(
         let meta = kd_common::checkpoint::CheckpointMeta {
             format_version: kd_common::checkpoint::FORMAT_VERSION,
             model: imported.spec.clone(),
-            input: InputSpec { channels: c, height: h, width: w, mean: vec![0.0; c], std: vec![1.0; c] },
+            input: InputSpec {
+                channels: c,
+                height: h,
+                width: w,
+                mean: vec![0.0; c],
+                std: vec![1.0; c],
+                crop_fraction: None,
+            },
             dataset: serde_json::json!({}),
             classes: (0..imported.spec.num_classes).map(|k| k.to_string()).collect(),
             training: serde_json::json!({}),

@@ -14,6 +14,7 @@ mod convert;
 mod inspect;
 mod merge;
 mod pack;
+mod shard;
 
 use convert::{Target, convert};
 use inspect::{stats, verify};
@@ -123,7 +124,9 @@ pub struct PackArgs {
     /// Crops per teacher forward pass.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// Pack only slice i of n of the images (0-based), e.g. `--shard 2/8`.
+    /// Pack only slice i of n of the images (0-based): `2/8`; `auto` in a Slurm job array
+    /// (`SLURM_ARRAY_TASK_ID`, `_MIN`, `_COUNT`); `auto/N` in a Kubernetes Indexed Job
+    /// (`JOB_COMPLETION_INDEX`) or a Slurm array. `{shard}` in `--out` becomes the index.
     #[arg(long)]
     pub shard: Option<String>,
     /// Replace an existing complete output file.

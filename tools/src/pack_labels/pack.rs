@@ -16,13 +16,6 @@ use std::time::Instant;
 
 use super::{GeometryArg, PackArgs};
 
-fn parse_shard(text: &str) -> Result<(usize, usize)> {
-    let (i, n) = text.split_once('/').with_context(|| format!("--shard `{text}` is not i/n"))?;
-    let (i, n): (usize, usize) = (i.parse().context("--shard index")?, n.parse().context("--shard count")?);
-    ensure!(n > 0 && i < n, "--shard {i}/{n}: the index must be below the count");
-    Ok((i, n))
-}
-
 /// Labels are drawn from the augmentation family the teacher was trained with: a teacher whose
 /// recorded training augmentation never flips (`training.augment` without `"flip": true`, e.g.
 /// the quick Fashion-MNIST teacher) labels unflipped crops only; one trained with flips, or
@@ -82,7 +75,7 @@ fn block_images(crops: usize) -> usize {
 }
 
 /// Packs labels as `args` says; returns the summary that the tool prints.
-pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
+pub fn pack(mut args: PackArgs) -> Result<serde_json::Value> {
     args.common.init_output();
     ensure!(args.crops > 0, "--crops must be positive");
     ensure!(args.batch_size > 0, "--batch-size must be positive");
@@ -96,7 +89,9 @@ pub fn pack(args: PackArgs) -> Result<serde_json::Value> {
         "--ratio must satisfy 0 < min <= max"
     );
     ensure!(args.flip_prob.is_none_or(|p| (0.0..=1.0).contains(&p)), "--flip-prob must be between 0 and 1");
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let shard =
+        args.shard.as_deref().map(|text| super::shard::resolve(text, |name| std::env::var(name).ok())).transpose()?;
+    args.out = super::shard::output_path(&args.out, shard)?;
     for teacher in &args.teachers {
         ensure!(teacher.exists(), "teacher {}: not found", teacher.display());
     }

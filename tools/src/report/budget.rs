@@ -139,7 +139,7 @@ mod tests {
         let meta = CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
             model: spec.clone(),
-            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.0], std: vec![1.0] },
+            input: InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.0], std: vec![1.0], crop_fraction: None },
             dataset: json!({}),
             classes: vec!["a".into(), "b".into()],
             training: json!({ "init": init }),

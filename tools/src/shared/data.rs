@@ -76,13 +76,24 @@ pub fn input_spec(kind: DatasetKind, dataset: &Dataset, image_size: Option<usize
     let channels = dataset.channels();
     let pick =
         |v: Vec<f32>| if v.len() == channels { v } else { vec![v.iter().sum::<f32>() / v.len() as f32; channels] };
-    Ok(InputSpec { channels, height, width, mean: pick(mean), std: pick(std) })
+    Ok(InputSpec {
+        channels,
+        height,
+        width,
+        mean: pick(mean),
+        std: pick(std),
+        crop_fraction: kind.eval_crop_fraction(),
+    })
 }
 
-/// Deterministic evaluation transform: resize to the input size, normalise.
+/// Deterministic evaluation transform: resize to the input size (or the shorter side, then the
+/// centre crop, when the input has a crop fraction), normalise.
 pub fn eval_transform(input: &InputSpec) -> Transform {
     Transform {
-        augment: Augment::None,
+        augment: match input.crop_fraction {
+            Some(crop_fraction) => Augment::ResizeCenterCrop { crop_fraction },
+            None => Augment::None,
+        },
         out_height: input.height,
         out_width: input.width,
         mean: input.mean.clone(),

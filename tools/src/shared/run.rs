@@ -220,7 +220,14 @@ mod tests {
         let meta = checkpoint::CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
             model: spec.clone(),
-            input: checkpoint::InputSpec { channels: 1, height: 8, width: 8, mean: vec![0.0], std: vec![1.0] },
+            input: checkpoint::InputSpec {
+                channels: 1,
+                height: 8,
+                width: 8,
+                mean: vec![0.0],
+                std: vec![1.0],
+                crop_fraction: None,
+            },
             dataset: json!({}),
             classes: vec!["a".into(), "b".into()],
             training: training_record(&config, &hash).unwrap(),
