@@ -17,4 +17,4 @@ cargo build --quiet --bin kd-bench --target-dir "$stock" \
   --config "patch.crates-io.burn-flex.path=\"$PWD/$stock/burn-flex-src\""
 cargo build --quiet --bin kd-bench
 exec target/debug/kd-bench --device cpu --threads "$threads" --pytorch "$python" \
-  --baseline-bin "$stock/debug/kd-bench" --sections train,distill,imagenet "$@"
+  --baseline-bin "$stock/debug/kd-bench" --sections train,distill,imagenet,jpeg "$@"

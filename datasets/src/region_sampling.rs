@@ -115,6 +115,7 @@ impl RegionSampling {
             self.labels.distribution_into(file_image, c, &mut distribution)?;
             targets.extend_from_slice(&distribution);
         }
+        crate::decode::recycle(image.pixels);
         Ok(())
     }
 }

@@ -13,11 +13,19 @@ use crate::image::Image;
 /// Fraction bits of the fixed-point weights (Pillow's `PRECISION_BITS` for 8-bit images).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// The taps of one axis: for each output pixel, the first source pixel, and its weights
-/// (`taps[o]` covers source pixels `first[o] ..`).
+/// The taps of one axis: output pixel `o` reads source pixels `first[o] .. first[o] +
+/// count[o]` with weights `weights[o * stride ..]`.
 struct AxisTaps {
     first: Vec<usize>,
-    weights: Vec<Vec<i32>>,
+    count: Vec<usize>,
+    stride: usize,
+    weights: Vec<i32>,
+}
+
+impl AxisTaps {
+    fn of(&self, o: usize) -> (usize, &[i32]) {
+        (self.first[o], &self.weights[o * self.stride..o * self.stride + self.count[o]])
+    }
 }
 
 fn triangle(x: f64) -> f64 {
@@ -29,31 +37,70 @@ fn axis_taps(n_in: usize, n_out: usize) -> AxisTaps {
     let scale = n_in as f64 / n_out as f64;
     let filter_scale = scale.max(1.0);
     let support = filter_scale;
-    let mut first = Vec::with_capacity(n_out);
-    let mut weights = Vec::with_capacity(n_out);
+    let stride = support.ceil() as usize * 2 + 1;
+    let mut taps = AxisTaps {
+        first: Vec::with_capacity(n_out),
+        count: Vec::with_capacity(n_out),
+        stride,
+        weights: vec![0; n_out * stride],
+    };
+    let mut raw = Vec::with_capacity(stride);
     for o in 0..n_out {
         let centre = (o as f64 + 0.5) * scale;
         // C's (int) conversion truncates toward zero, as Pillow's does.
         let lo = ((centre - support + 0.5) as i64).max(0) as usize;
         let hi = ((centre + support + 0.5) as i64).min(n_in as i64) as usize;
-        let raw: Vec<f64> = (lo..hi).map(|x| triangle((x as f64 - centre + 0.5) / filter_scale)).collect();
+        raw.clear();
+        raw.extend((lo..hi).map(|x| triangle((x as f64 - centre + 0.5) / filter_scale)));
         let total: f64 = raw.iter().sum();
-        let fixed = raw
-            .iter()
-            .map(|&w| {
-                let w = if total != 0.0 { w / total } else { w };
-                let scaled = w * (1u32 << PRECISION_BITS) as f64;
-                (if scaled < 0.0 { scaled - 0.5 } else { scaled + 0.5 }) as i32
-            })
-            .collect();
-        first.push(lo);
-        weights.push(fixed);
+        for (slot, &w) in taps.weights[o * stride..].iter_mut().zip(&raw) {
+            let w = if total != 0.0 { w / total } else { w };
+            let scaled = w * (1u32 << PRECISION_BITS) as f64;
+            *slot = (if scaled < 0.0 { scaled - 0.5 } else { scaled + 0.5 }) as i32;
+        }
+        taps.first.push(lo);
+        taps.count.push(raw.len());
     }
-    AxisTaps { first, weights }
+    taps
 }
 
 fn clip8(accumulated: i32) -> u8 {
     (accumulated >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// One row resampled to `out.len() / C` pixels of `C` channels.
+fn resample_row<const C: usize>(row: &[u8], taps: &AxisTaps, out: &mut [u8]) {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    for (o, pixel) in out.chunks_exact_mut(C).enumerate() {
+        let (lo, weights) = taps.of(o);
+        let mut sums = [half; C];
+        for (source, &w) in row[lo * C..(lo + weights.len()) * C].chunks_exact(C).zip(weights) {
+            for k in 0..C {
+                sums[k] += source[k] as i32 * w;
+            }
+        }
+        for k in 0..C {
+            pixel[k] = clip8(sums[k]);
+        }
+    }
+}
+
+fn resample_row_any(row: &[u8], channels: usize, taps: &AxisTaps, out: &mut [u8]) {
+    match channels {
+        1 => resample_row::<1>(row, taps, out),
+        3 => resample_row::<3>(row, taps, out),
+        4 => resample_row::<4>(row, taps, out),
+        c => {
+            let half = 1i32 << (PRECISION_BITS - 1);
+            for (o, pixel) in out.chunks_exact_mut(c).enumerate() {
+                let (lo, weights) = taps.of(o);
+                for (k, value) in pixel.iter_mut().enumerate() {
+                    let sum = weights.iter().enumerate().fold(half, |s, (i, &w)| s + row[(lo + i) * c + k] as i32 * w);
+                    *value = clip8(sum);
+                }
+            }
+        }
+    }
 }
 
 /// Resamples the `(top, left, height, width)` window of `image` to `out_h x out_w` as PIL
@@ -65,41 +112,38 @@ pub fn resize_bilinear_antialiased(
     out_w: usize,
 ) -> Image {
     let c = image.channels;
-    let half = 1i32 << (PRECISION_BITS - 1);
+    let source_row =
+        |y: usize| &image.pixels[((top + y) * image.width + left) * c..((top + y) * image.width + left + width) * c];
     // Rows first (only if the width changes), into 8-bit pixels.
-    let rows: Image = if width != out_w {
+    let rows: Vec<u8> = if width != out_w {
         let taps = axis_taps(width, out_w);
         let mut out = vec![0u8; height * out_w * c];
-        for y in 0..height {
-            let row = &image.pixels[((top + y) * image.width + left) * c..];
-            for o in 0..out_w {
-                let (lo, w) = (taps.first[o], &taps.weights[o]);
-                for k in 0..c {
-                    let sum = w.iter().enumerate().fold(half, |s, (i, &wi)| s + row[(lo + i) * c + k] as i32 * wi);
-                    out[(y * out_w + o) * c + k] = clip8(sum);
-                }
-            }
+        for (y, row_out) in out.chunks_exact_mut(out_w * c).enumerate() {
+            resample_row_any(source_row(y), c, &taps, row_out);
         }
-        Image::new(height, out_w, c, out)
+        out
     } else {
-        let mut out = Vec::with_capacity(height * width * c);
-        for y in 0..height {
-            let start = ((top + y) * image.width + left) * c;
-            out.extend_from_slice(&image.pixels[start..start + width * c]);
-        }
-        Image::new(height, width, c, out)
+        (0..height).flat_map(|y| source_row(y).iter().copied()).collect()
     };
     if height == out_h {
-        return rows;
+        return Image::new(out_h, out_w, c, rows);
     }
+    // Then columns: each output row is a weighted sum of whole input rows (vectorisable).
     let taps = axis_taps(height, out_h);
     let stride = out_w * c;
     let mut out = vec![0u8; out_h * stride];
-    for o in 0..out_h {
-        let (lo, w) = (taps.first[o], &taps.weights[o]);
-        for x in 0..stride {
-            let sum = w.iter().enumerate().fold(half, |s, (i, &wi)| s + rows.pixels[(lo + i) * stride + x] as i32 * wi);
-            out[o * stride + x] = clip8(sum);
+    let mut sums = vec![0i32; stride];
+    for (o, row_out) in out.chunks_exact_mut(stride).enumerate() {
+        let (lo, weights) = taps.of(o);
+        sums.fill(1i32 << (PRECISION_BITS - 1));
+        for (i, &w) in weights.iter().enumerate() {
+            let source = &rows[(lo + i) * stride..(lo + i + 1) * stride];
+            for (sum, &value) in sums.iter_mut().zip(source) {
+                *sum += value as i32 * w;
+            }
+        }
+        for (value, &sum) in row_out.iter_mut().zip(&sums) {
+            *value = clip8(sum);
         }
     }
     Image::new(out_h, out_w, c, out)

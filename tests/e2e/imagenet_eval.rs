@@ -10,9 +10,9 @@ use std::path::Path;
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// `val/<class>/` (and a copy as `train/`) of 3 classes: JPEGs at quality 90 of 500x375,
-/// 375x500, 300x300, 150x200 (smaller than the 256 resize) and 641x427 pixels, a greyscale
-/// JPEG and an RGB PNG; smooth textures with noise, as photographs compress.
+/// `val/<class>/` (and a copy as `train/`) of 3 classes: JPEGs at quality 90 (4:2:0) of
+/// 500x375, 375x500, 300x300, 150x200 (smaller than the 256 resize) and 641x427 pixels, a 4:4:4
+/// JPEG, a greyscale JPEG and an RGB PNG; smooth textures with noise, as photographs compress.
 fn make_images(root: &Path) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -29,9 +29,12 @@ fn make_images(root: &Path) {
                         (90.0 + 40.0 * c as f32 + wave + rng.random_range(-12.0..12.0)).clamp(0.0, 255.0) as u8
                     }))
                 });
-                let file = std::fs::File::create(dir.join(format!("{i}.jpg"))).unwrap();
-                image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90).encode_image(&image).unwrap();
+                // 4:2:0 (kd-datasets' writer), and 4:4:4 (the image crate's): both upsamplings.
+                let pixels = kd_datasets::image::Image::new(h as usize, w as usize, 3, image.clone().into_raw());
+                kd_datasets::folder::write_jpeg(&dir.join(format!("{i}.jpg")), &pixels, 90).unwrap();
                 if i == 4 && class == 1 {
+                    let file = std::fs::File::create(dir.join("full-chroma.jpg")).unwrap();
+                    image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90).encode_image(&image).unwrap();
                     let grey = image::DynamicImage::ImageRgb8(image.clone()).into_luma8();
                     let file = std::fs::File::create(dir.join("grey.jpg")).unwrap();
                     image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90).encode_image(&grey).unwrap();

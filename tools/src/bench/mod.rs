@@ -6,6 +6,7 @@
 
 pub mod distill;
 pub mod imagenet;
+pub mod jpeg;
 pub mod labels;
 pub mod prune;
 pub mod pytorch;
@@ -43,8 +44,9 @@ pub struct Args {
     /// Batches read in the data-loader benchmark.
     #[arg(long, default_value_t = 200)]
     pub loader_batches: usize,
-    /// Sections to run: train, distill, prune, ssl, loader, labels, and imagenet (torchvision's
-    /// networks at 224 px: minutes on a CPU, so not by default).
+    /// Sections to run: train, distill, prune, ssl, loader, labels, imagenet (torchvision's
+    /// networks at 224 px: minutes on a CPU, so not by default) and jpeg (JPEG-folder loading
+    /// against torchvision's).
     #[arg(long, value_delimiter = ',', default_value = "train,distill,prune,ssl,loader,labels")]
     pub sections: Vec<String>,
     /// Batch size of the imagenet section.
@@ -80,6 +82,13 @@ pub struct Args {
     /// Crops per image in the label benchmark.
     #[arg(long, default_value_t = 8)]
     pub label_crops: usize,
+    /// JPEG section: the folder of generated 500x375 JPEGs (made on first use; default
+    /// target/bench-jpeg).
+    #[arg(long)]
+    pub jpeg_dir: Option<std::path::PathBuf>,
+    /// JPEG section: images in the folder.
+    #[arg(long, default_value_t = 512)]
+    pub jpeg_images: usize,
 }
 
 /// Hands out `batches` batches per pass, running through the inner source's passes one after
@@ -224,8 +233,8 @@ pub fn run(args: Args) -> Result<()> {
         outln!("{}", train_throughput(arch.parse()?, batch, args.steps, args.warmup, &device, workers)?);
         return Ok(());
     }
-    // Only the train, distill and imagenet sections have PyTorch columns.
-    let needs_pytorch = wants(&args, "train") || wants(&args, "distill") || wants(&args, "imagenet");
+    // Only the train, distill, imagenet and jpeg sections have PyTorch columns.
+    let needs_pytorch = ["train", "distill", "imagenet", "jpeg"].iter().any(|s| wants(&args, s));
     let requested = if needs_pytorch { args.pytorch.as_deref() } else { Some("none") };
     let pytorch = pytorch::PyTorch::detect(requested, threads, args.steps, args.warmup)?;
     outln!(
@@ -241,6 +250,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if wants(&args, "imagenet") {
         crate::bench::imagenet::imagenet_section(&args, &device, workers, &pytorch)?;
+    }
+    if wants(&args, "jpeg") {
+        crate::bench::jpeg::jpeg_section(&args, workers, &pytorch)?;
     }
     if ["distill", "prune", "ssl", "loader", "labels"].iter().any(|s| wants(&args, s)) {
         outln!("| what | batch | images/s | PyTorch | kdkit / PyTorch |");

@@ -126,6 +126,29 @@ impl PyTorch {
         self.measure(arch, batch, &["--size", "224", "--mode", if infer { "infer" } else { "train" }], steps, warmup)
     }
 
+    /// The `"rate"` printed by `script` (a file next to this one, embedded) run with `args` by
+    /// this Python; unknown without PyTorch.
+    pub fn run_script(&self, script: &str, args: &[&str]) -> Result<Figure> {
+        let Some((python, _)) = &self.runner else {
+            return Ok(Figure::Unknown);
+        };
+        let source = match script {
+            "torchvision_loader.py" => include_str!("torchvision_loader.py"),
+            other => bail!("no embedded script {other}"),
+        };
+        let mut file = tempfile::Builder::new().suffix(".py").tempfile().context("writing the PyTorch script")?;
+        file.write_all(source.as_bytes()).context("writing the PyTorch script")?;
+        let out =
+            Command::new(python).arg(file.path()).args(args).output().with_context(|| format!("running {python}"))?;
+        if !out.status.success() {
+            bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value: serde_json::Value =
+            serde_json::from_str(text.trim()).with_context(|| format!("{script} printed {text:?}"))?;
+        Ok(Figure::Measured(value["rate"].as_f64().with_context(|| format!("{script} printed no rate: {text}"))?))
+    }
+
     fn measure(&self, arch: &str, batch: usize, extra: &[&str], steps: usize, warmup: usize) -> Result<Figure> {
         let Some((python, script)) = &self.runner else {
             return Ok(Figure::Unknown);
