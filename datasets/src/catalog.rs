@@ -23,7 +23,8 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100 binary version.
     Cifar100,
-    /// An image folder (ImageNet layout).
+    /// An image folder: `train/<class>/` and `val/<class>/` (ImageNet layout), `train.txt` and
+    /// `val.txt` file lists of `path label` lines (with `classes.txt`), or `<class>/` alone.
     Folder,
 }
 
@@ -200,6 +201,9 @@ impl DatasetKind {
                 Dataset::new(&name, split_name, classes, storage, labels.into_iter().map(u16::from).collect())
             }
             Self::Folder => {
+                if root.join("train.txt").is_file() && root.join("val.txt").is_file() {
+                    return folder::open_lists(&root, split_name, folder_channels);
+                }
                 let (train_dir, val_dir) = (root.join("train"), root.join("val"));
                 if train_dir.is_dir() && val_dir.is_dir() {
                     let dir = if split == Split::Train { train_dir } else { val_dir };

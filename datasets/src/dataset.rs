@@ -82,6 +82,28 @@ impl Storage {
     }
 }
 
+/// Image files that could not be read or decoded and were skipped (`--skip-bad-images`), each
+/// with its error; one record is shared by the splits of a run and every subset of them.
+#[derive(Debug, Default)]
+pub struct SkippedImages(std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>>);
+
+impl SkippedImages {
+    /// Records `path` (logged the first time).
+    pub fn record(&self, path: &std::path::Path, error: &str) {
+        let mut files = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !files.contains_key(path) {
+            tracing::warn!("skipping {error}");
+            files.insert(path.to_path_buf(), error.to_string());
+        }
+    }
+
+    /// The skipped files and their errors, sorted by path.
+    pub fn files(&self) -> Vec<(PathBuf, String)> {
+        let files = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        files.iter().map(|(p, e)| (p.clone(), e.clone())).collect()
+    }
+}
+
 /// Identity of a dataset split, recorded in checkpoints and label files so that mismatches can
 /// be refused.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -110,6 +132,8 @@ pub struct Dataset {
     items: Arc<Vec<u32>>,
     /// Label of each storage index.
     labels: Arc<Vec<u16>>,
+    /// Where unreadable images are recorded when they are skipped (none: they are errors).
+    skipped: Option<Arc<SkippedImages>>,
 }
 
 impl Dataset {
@@ -129,6 +153,7 @@ impl Dataset {
             storage: Arc::new(storage),
             items: Arc::new((0..count as u32).collect()),
             labels: Arc::new(labels),
+            skipped: None,
         })
     }
 
@@ -173,6 +198,18 @@ impl Dataset {
     /// Pixels of item `i`.
     pub fn image(&self, i: usize) -> Result<Image> {
         self.storage.image(self.items[i] as usize)
+    }
+
+    /// The same items, with unreadable images skipped and recorded in `record` instead of
+    /// failing: a training loader takes another image in their place, an evaluation loader
+    /// leaves them out.
+    pub fn skipping_bad_images(self, record: Arc<SkippedImages>) -> Self {
+        Self { skipped: Some(record), ..self }
+    }
+
+    /// The record of skipped images, when bad images are skipped.
+    pub fn skipped_images(&self) -> Option<&SkippedImages> {
+        self.skipped.as_deref()
     }
 
     /// The file of item `i` read with its header (decoding can then pick a reduced size), or
@@ -244,6 +281,7 @@ impl Dataset {
             storage: Arc::new(storage),
             items: Arc::new(items),
             labels: Arc::new(labels),
+            skipped: self.skipped.clone(),
         })
     }
 

@@ -74,9 +74,10 @@ fn is_jpeg(bytes: &[u8]) -> bool {
 impl Encoded {
     /// Reads `path` (at most [`MAX_FILE_BYTES`]) and its header.
     pub fn read(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let unreadable = |e: std::io::Error| decode_error(path, format!("unreadable: {e}"));
+        let file = std::fs::File::open(path).map_err(unreadable)?;
         let mut bytes = Vec::new();
-        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| DataError::io(path, e))?;
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(decode_error(path, format!("the file is larger than {MAX_FILE_BYTES} bytes")));
         }
@@ -223,6 +224,34 @@ mod tests {
         assert_eq!(e.reduction_for(&[(0, 0, 24, 40), (0, 0, 12, 12)], 6, 5), 2, "the smallest crop decides");
         assert_eq!(e.reduction_for(&[(0, 0, 7, 7)], 6, 5), 1);
         assert_eq!(e.box_in((4, 8, 12, 20), (12, 20)), (2, 4, 6, 10));
+    }
+
+    /// CMYK JPEGs (Adobe's YCCK, which TurboJPEG will not turn into RGB), 16-bit and grey
+    /// PNGs all decode to RGB or grey.
+    #[test]
+    fn cmyk_jpeg_and_16_bit_png_decode() {
+        let (h, w) = (8, 12);
+        let cmyk: Vec<u8> = (0..h * w).flat_map(|i| [(i * 3) as u8, 40, 200, 10]).collect();
+        let source = turbojpeg::Image {
+            pixels: cmyk.as_slice(),
+            width: w,
+            pitch: w * 4,
+            height: h,
+            format: turbojpeg::PixelFormat::CMYK,
+        };
+        let bytes = turbojpeg::compress(source, 95, turbojpeg::Subsamp::None).unwrap().to_vec();
+        let image = Encoded::from_bytes(Path::new("cmyk.jpg"), bytes).unwrap().decode(3, 2).unwrap();
+        assert_eq!((image.height, image.width, image.channels), (8, 12, 3), "other decoders ignore the reduction");
+        let dir = tempfile::tempdir().unwrap();
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(5, 3, |x, y| {
+            image::Rgb([x as u16 * 10000, y as u16 * 30000, 65535])
+        });
+        deep.save(dir.path().join("deep.png")).unwrap();
+        let decoded = Encoded::read(&dir.path().join("deep.png")).unwrap().decode(3, 1).unwrap();
+        assert_eq!((decoded.height, decoded.width), (3, 5));
+        assert_eq!(decoded.pixels[2], 255, "65535 is full scale");
+        let grey = Encoded::read(&dir.path().join("deep.png")).unwrap().decode(1, 1).unwrap();
+        assert_eq!(grey.channels, 1);
     }
 
     #[test]

@@ -31,6 +31,15 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// The image file this error is about, if it is an image that cannot be read or decoded
+    /// (what `--skip-bad-images` skips).
+    pub fn bad_image(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Decode { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), cause: source }

@@ -59,6 +59,74 @@ pub fn open(dir: &Path, split: &str, channels: usize) -> Result<Dataset> {
     Dataset::new(&format!("folder:{}", dir.display()), split, classes, Storage::Files { paths, channels }, labels)
 }
 
+/// The largest file list read, in bytes (ImageNet's training list is about 40 MB).
+const MAX_LIST_BYTES: u64 = 1 << 30;
+
+/// Reads a file list: `path label` lines (the path relative to the list's folder unless
+/// absolute, the label a class index after the last whitespace); blank lines and `#` comments
+/// are skipped. Every named file must exist.
+fn read_list(list: &Path) -> Result<LabelledFiles> {
+    use std::io::Read;
+    let file = std::fs::File::open(list).map_err(|e| DataError::io(list, e))?;
+    let mut text = String::new();
+    file.take(MAX_LIST_BYTES).read_to_string(&mut text).map_err(|e| DataError::io(list, e))?;
+    let base = list.parent().unwrap_or(Path::new("."));
+    let mut items = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |message: String| DataError::Invalid(format!("{} line {}: {message}", list.display(), number + 1));
+        let (path, label) =
+            line.rsplit_once(char::is_whitespace).ok_or_else(|| bad(format!("`{line}` is not `path label`")))?;
+        let label: u16 =
+            label.parse().map_err(|_| bad(format!("label `{label}` is not a class index below {}", u16::MAX)))?;
+        let path = base.join(path.trim());
+        if !path.is_file() {
+            return Err(bad(format!("{} does not exist", path.display())));
+        }
+        items.push((path, label));
+    }
+    if items.is_empty() {
+        return Err(DataError::Invalid(format!("{}: the file list names no image", list.display())));
+    }
+    Ok(items)
+}
+
+/// Opens a split given by file lists in `root`: `train.txt` and `val.txt` of `path label` lines,
+/// with class names from `classes.txt` (one per line, in label order) when present, else the
+/// labels `0 ..= the largest label of either list`.
+pub fn open_lists(root: &Path, split: &str, channels: usize) -> Result<Dataset> {
+    let list = root.join(if split == "train" { "train.txt" } else { "val.txt" });
+    let items = read_list(&list)?;
+    let names_file = root.join("classes.txt");
+    let classes: Vec<String> = if names_file.is_file() {
+        let text = std::fs::read_to_string(&names_file).map_err(|e| DataError::io(&names_file, e))?;
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    } else {
+        let largest = ["train.txt", "val.txt"]
+            .iter()
+            .map(|name| read_list(&root.join(name)).map(|l| l.iter().map(|(_, label)| *label).max().unwrap_or(0)))
+            .collect::<Result<Vec<u16>>>()?;
+        (0..=largest.into_iter().max().unwrap_or(0)).map(|c| c.to_string()).collect()
+    };
+    if classes.len() < 2 {
+        return Err(DataError::Invalid(format!("{}: a file list needs at least two classes", root.display())));
+    }
+    if let Some((path, label)) = items.iter().find(|(_, label)| *label as usize >= classes.len()) {
+        return Err(DataError::Invalid(format!(
+            "{}: label {label} of {} is beyond the {} classes of {}",
+            list.display(),
+            path.display(),
+            classes.len(),
+            names_file.display()
+        )));
+    }
+    let (paths, labels): (Vec<PathBuf>, Vec<u16>) = items.into_iter().unzip();
+    Dataset::new(&format!("folder:{}", root.display()), split, classes, Storage::Files { paths, channels }, labels)
+}
+
 /// Opens every PNG/JPEG file under `dir` (recursively, sorted) as one unlabeled split: a single
 /// class `unlabeled`, label 0 for all (callers relabel, for example with a teacher's argmax).
 pub fn open_unlabeled(dir: &Path, channels: usize) -> Result<Dataset> {
@@ -175,6 +243,33 @@ mod tests {
         assert_eq!(joined.image(2).unwrap().pixels, vec![7; 4]);
         assert_ne!(joined.identity().list_hash, labeled.identity().list_hash);
         assert!(relabeled.relabel(&[2, 0], vec!["a".into(), "b".into()]).is_err(), "label beyond the classes");
+    }
+
+    /// `train.txt` / `val.txt` with labels, a comment and a blank line; classes from the
+    /// largest label, then from `classes.txt`; a missing file and a bad label name the line.
+    #[test]
+    fn file_lists_name_their_images() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("img")).unwrap();
+        for i in 0..3 {
+            write_png(&dir.path().join(format!("img/{i}.png")), &Image::new(2, 2, 1, vec![i * 50; 4])).unwrap();
+        }
+        std::fs::write(dir.path().join("train.txt"), "# path label\nimg/0.png 0\n\nimg/1.png 2\n").unwrap();
+        std::fs::write(dir.path().join("val.txt"), "img/2.png 1\n").unwrap();
+        let train = open_lists(dir.path(), "train", 1).unwrap();
+        assert_eq!((train.len(), train.classes.len(), train.labels()), (2, 3, vec![0, 2]));
+        assert_eq!(train.image(1).unwrap().pixels, vec![50; 4]);
+        std::fs::write(dir.path().join("classes.txt"), "cat\ndog\nemu\nfox\n").unwrap();
+        assert_eq!(open_lists(dir.path(), "val", 1).unwrap().classes, vec!["cat", "dog", "emu", "fox"]);
+        std::fs::write(dir.path().join("val.txt"), "img/2.png 1\nimg/9.png 0\n").unwrap();
+        let err = open_lists(dir.path(), "val", 1).unwrap_err().to_string();
+        assert!(err.contains("val.txt line 2") && err.contains("9.png does not exist"), "{err}");
+        std::fs::write(dir.path().join("val.txt"), "img/2.png one\n").unwrap();
+        let err = open_lists(dir.path(), "val", 1).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("`one`"), "{err}");
+        std::fs::write(dir.path().join("val.txt"), "img/2.png 7\n").unwrap();
+        let err = open_lists(dir.path(), "val", 1).unwrap_err().to_string();
+        assert!(err.contains("label 7") && err.contains("4 classes"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod soft_labels;
 pub mod transforms;
 
 pub use catalog::{DatasetKind, Split};
-pub use dataset::{Dataset, DatasetIdentity, Storage};
+pub use dataset::{Dataset, DatasetIdentity, SkippedImages, Storage};
 pub use error::{DataError, Result};
 pub use feature_source::FeatureSource;
 pub use loader::{Batch, BatchLoader, BatchSource, HostTensor, LoaderConfig, Targets};

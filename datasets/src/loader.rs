@@ -231,6 +231,7 @@ impl BatchLoader {
             epoch,
             views: self.config.views,
             labelled: self.config.labelled,
+            replace_bad_images: self.config.drop_last,
         };
         let batches = self.batches_per_epoch();
         EpochIter {
@@ -267,40 +268,89 @@ struct Shared {
     epoch: u64,
     views: usize,
     labelled: bool,
+    replace_bad_images: bool,
 }
 
+/// Items tried in place of an unreadable training image before the batch fails.
+const REPLACEMENT_TRIES: usize = 16;
+
 impl Shared {
+    /// Appends item `i`'s view(s) (and soft labels) to the batch being built.
+    fn load_item(&self, i: usize, views: &mut [Vec<f32>], soft_targets: &mut Vec<f32>) -> Result<()> {
+        let mut rng = stream(self.seed, self.epoch, i as u64);
+        let c = self.dataset.channels();
+        match &self.regions {
+            Some(regions) => {
+                regions.sample_into(&self.dataset, i, &mut rng, &self.transform, &mut views[0], soft_targets)
+            }
+            None => match (self.views, self.dataset.file(i)) {
+                // One view of a file: decoded at the smallest size its crop allows.
+                (1, Some(file)) => self.transform.apply_file_into(&file?, c, &mut rng, &mut views[0]),
+                _ => {
+                    let image = self.dataset.image(i)?;
+                    for view in views.iter_mut() {
+                        self.transform.apply_into(&image, &mut rng, view);
+                    }
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Loads item `i`, or with bad images skipped and one of `i` failing: a training batch
+    /// (`drop_last`) takes the next items of the dataset in its place (`i + 1`, `i + 2`, ...,
+    /// at most [`REPLACEMENT_TRIES`]), so batches keep their size; an evaluation batch leaves
+    /// the row out. Returns the item loaded, if any.
+    fn load_or_skip(&self, i: usize, views: &mut [Vec<f32>], soft_targets: &mut Vec<f32>) -> Result<Option<usize>> {
+        let n = self.dataset.len();
+        for attempt in 0..=REPLACEMENT_TRIES {
+            let item = (i + attempt) % n;
+            let lengths: Vec<usize> = views.iter().map(Vec::len).collect();
+            let targets = soft_targets.len();
+            match self.load_item(item, views, soft_targets) {
+                Ok(()) => return Ok(Some(item)),
+                Err(error) => {
+                    let (Some(record), Some(path)) = (self.dataset.skipped_images(), error.bad_image()) else {
+                        return Err(error);
+                    };
+                    record.record(path, &error.to_string());
+                    for (view, length) in views.iter_mut().zip(lengths) {
+                        view.truncate(length);
+                    }
+                    soft_targets.truncate(targets);
+                    if !self.replace_bad_images {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Err(DataError::Invalid(format!(
+            "{}/{}: image {i} and the {REPLACEMENT_TRIES} after it are all unreadable",
+            self.dataset.name, self.dataset.split
+        )))
+    }
+
     fn make(&self, b: usize) -> Result<Batch> {
         let positions = &self.order[b * self.batch_size..((b + 1) * self.batch_size).min(self.order.len())];
         let (h, w) = (self.transform.out_height, self.transform.out_width);
         let c = self.dataset.channels();
         let crops = self.regions.as_ref().map_or(1, |r| r.crops_per_visit());
-        let rows = positions.len() * crops;
-        let mut views = vec![Vec::with_capacity(rows * c * h * w); self.views];
+        let mut views = vec![Vec::with_capacity(positions.len() * crops * c * h * w); self.views];
         let mut soft_targets = Vec::new();
+        let mut loaded = Vec::with_capacity(positions.len());
         for &i in positions {
-            let mut rng = stream(self.seed, self.epoch, i as u64);
-            match &self.regions {
-                Some(regions) => regions.sample_into(
-                    &self.dataset,
-                    i,
-                    &mut rng,
-                    &self.transform,
-                    &mut views[0],
-                    &mut soft_targets,
-                )?,
-                None => match (self.views, self.dataset.file(i)) {
-                    // One view of a file: decoded at the smallest size its crop allows.
-                    (1, Some(file)) => self.transform.apply_file_into(&file?, c, &mut rng, &mut views[0])?,
-                    _ => {
-                        let image = self.dataset.image(i)?;
-                        for view in views.iter_mut() {
-                            self.transform.apply_into(&image, &mut rng, view);
-                        }
-                    }
-                },
+            if let Some(item) = self.load_or_skip(i, &mut views, &mut soft_targets)? {
+                loaded.push(item);
             }
         }
+        if loaded.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "{}/{}: every image of batch {b} is unreadable",
+                self.dataset.name, self.dataset.split
+            )));
+        }
+        let positions = &loaded;
+        let rows = positions.len() * crops;
         let repeat =
             |v: Vec<usize>| -> Vec<usize> { v.into_iter().flat_map(|x| std::iter::repeat_n(x, crops)).collect() };
         let labels = || repeat(positions.iter().map(|&i| self.dataset.label(i)).collect());
@@ -397,6 +447,41 @@ mod tests {
         assert_ne!(b.views[0], b.views[1], "the second view is another augmentation");
         assert_eq!(b.targets, Targets::None);
         assert!(matches!(a.targets, Targets::Labels(ref l) if l.len() == 3));
+    }
+
+    /// Five 4x4 PNGs, image 2 a zero-byte file: without a record the batch fails naming it;
+    /// with one a training loader puts image 3 in its place (batches keep their size), an
+    /// evaluation loader leaves the row out, and the file is recorded once.
+    #[test]
+    fn bad_images_fail_or_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for i in 0..5u8 {
+            let path = dir.path().join(format!("{i}.png"));
+            crate::folder::write_png(&path, &crate::image::Image::new(4, 4, 1, vec![i * 40; 16])).unwrap();
+            paths.push(path);
+        }
+        std::fs::write(&paths[2], b"").unwrap();
+        let storage = Storage::Files { paths, channels: 1 };
+        let dataset = Dataset::new("f", "train", vec!["a".into(), "b".into()], storage, vec![0, 1, 0, 1, 0]).unwrap();
+        let transform =
+            Transform { augment: Augment::None, out_height: 4, out_width: 4, mean: vec![0.0], std: vec![1.0] };
+        let load = |dataset: Dataset, training: bool| -> Result<Vec<Batch>> {
+            let config = LoaderConfig::new(5, false, training, 1, 0);
+            BatchLoader::new(dataset, transform.clone(), config)?.epoch(0).collect()
+        };
+        let err = load(dataset.clone(), true).unwrap_err().to_string();
+        assert!(err.contains("2.png") && err.contains("empty"), "{err}");
+        let record = Arc::new(crate::dataset::SkippedImages::default());
+        let skipping = dataset.skipping_bad_images(record.clone());
+        let train = load(skipping.clone(), true).unwrap();
+        assert_eq!(train[0].indices, vec![0, 1, 3, 3, 4]);
+        assert_eq!(train[0].labels().unwrap(), &[0, 1, 1, 1, 0], "the replacement brings its own label");
+        let eval = load(skipping, false).unwrap();
+        assert_eq!((eval[0].indices.clone(), eval[0].first_view().shape.clone()), (vec![0, 1, 3, 4], vec![4, 1, 4, 4]));
+        let files = record.files();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].0.ends_with("2.png") && files[0].1.contains("empty"), "{files:?}");
     }
 
     #[test]

@@ -85,3 +85,60 @@ fn corrupt_files_exit_2_naming_them() {
     std::fs::write(t.path("c.toml"), [0xffu8, 0xfe, 0x00, 0x12]).unwrap();
     assert_input_error(&run(&mut t.pretrain("c", "cpu", &["--config", "c.toml"])), &["c.toml"]);
 }
+
+/// An ImageNet-layout folder of 16-pixel JPEGs and PNGs with a truncated JPEG, a zero-byte file,
+/// a CMYK JPEG, a 16-bit PNG and a greyscale PNG: kd-pretrain stops at the first unreadable file
+/// (exit 2, naming it); with `--skip-bad-images` it trains, the two unreadable files are listed
+/// in its summary and the CMYK, 16-bit and grey images are read; kd-eval leaves them out.
+#[test]
+fn bad_images_stop_the_run_or_are_skipped() {
+    use kd_datasets::image::Image;
+    let t = KdTest::new();
+    for split in ["train", "val"] {
+        for (class, value) in [("a", 40u8), ("b", 200u8)] {
+            let dir = t.path(&format!("imgs/{split}/{class}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..6u8 {
+                let image = Image::new(16, 16, 3, (0..768).map(|p| value.wrapping_add((p % 7) as u8 + i)).collect());
+                kd_datasets::folder::write_jpeg(&dir.join(format!("{i}.jpg")), &image, 90).unwrap();
+            }
+        }
+        let a = t.path(&format!("imgs/{split}/a"));
+        let good = std::fs::read(a.join("0.jpg")).unwrap();
+        std::fs::write(a.join("truncated.jpg"), &good[..good.len() - 40]).unwrap();
+        std::fs::write(a.join("empty.jpg"), b"").unwrap();
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(16, 16, |x, _| image::Rgb([x as u16 * 4000; 3]));
+        deep.save(a.join("deep.png")).unwrap();
+        image::GrayImage::from_fn(16, 16, |x, y| image::Luma([(x * y) as u8])).save(a.join("grey.png")).unwrap();
+        let cmyk: Vec<u8> = (0..256).flat_map(|i| [i as u8, 30, 60, 0]).collect();
+        let source = turbojpeg::Image {
+            pixels: cmyk.as_slice(),
+            width: 16,
+            pitch: 64,
+            height: 16,
+            format: turbojpeg::PixelFormat::CMYK,
+        };
+        let bytes = turbojpeg::compress(source, 90, turbojpeg::Subsamp::None).unwrap();
+        std::fs::write(a.join("cmyk.jpg"), &*bytes).unwrap();
+    }
+    let train = |extra: &[&str]| {
+        let mut cmd = t.cmd("kd-pretrain");
+        cmd.args(["--dataset", "folder", "--data-dir", "imgs", "--image-size", "8", "--device", "cpu", "--out", "r"]);
+        cmd.args(["--arch", "small-cnn", "--width", "0.25", "--epochs", "1", "--batch-size", "4", "--workers", "2"]);
+        cmd.args(extra);
+        run(&mut cmd)
+    };
+    let output = train(&[]);
+    assert_input_error(&output, &["imgs/", ".jpg", "cannot decode image"]);
+    let summary = json_ok(&train(&["--skip-bad-images"]));
+    let skipped = &summary["skipped_bad_images"];
+    let files = skipped["files"].to_string();
+    assert!(files.contains("truncated.jpg") && files.contains("empty.jpg"), "{skipped}");
+    assert!(!files.contains("cmyk") && !files.contains("deep") && !files.contains("grey"), "{skipped}");
+    assert!(skipped["count"].as_u64().unwrap() <= 4, "{skipped}");
+    let mut eval = t.cmd("kd-eval");
+    eval.arg(t.path("r/model.safetensors")).args(["--device", "cpu", "--data-dir", "imgs", "--skip-bad-images"]);
+    let metrics = json_ok(&run(&mut eval));
+    assert_eq!(metrics["skipped_bad_images"]["count"], 2, "{metrics}");
+    assert_eq!(metrics["images"], 15, "17 validation files, two unreadable");
+}

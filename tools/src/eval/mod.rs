@@ -40,6 +40,10 @@ pub struct Args {
     /// Write the confusion matrix (rows: true class, columns: predicted) to this CSV file.
     #[arg(long)]
     pub confusion_matrix: Option<PathBuf>,
+    /// Leave out image files that cannot be read or decoded (listed in the output) instead of
+    /// stopping at the first (exit 2, naming the file).
+    #[arg(long)]
+    pub skip_bad_images: bool,
     /// Images per batch.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -106,6 +110,11 @@ pub fn run(args: Args) -> Result<()> {
     let seed = args.common.seed.unwrap_or(0);
     let dataset =
         kind.open(data_dir.as_deref(), split, meta.input.channels, crate::shared::run::FOLDER_TEST_FRACTION)?;
+    let dataset = if args.skip_bad_images {
+        dataset.skipping_bad_images(std::sync::Arc::new(kd_datasets::SkippedImages::default()))
+    } else {
+        dataset
+    };
     let encoder = !meta.model.head.is_classifier();
     if !encoder && dataset.num_classes() != meta.model.num_classes {
         bail!(
@@ -240,6 +249,9 @@ pub fn run(args: Args) -> Result<()> {
         "device": device.description,
     });
     let mut output = output;
+    if let Some(skipped) = crate::shared::data::skipped_summary(&dataset) {
+        output["skipped_bad_images"] = skipped;
+    }
     merge_into(&mut output, frozen_metrics);
     outln!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())

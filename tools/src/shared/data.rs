@@ -19,6 +19,29 @@ pub struct Splits {
     pub train_positions: Vec<usize>,
 }
 
+impl Splits {
+    /// Every split skipping unreadable images into one shared record.
+    pub fn skipping_bad_images(self) -> Self {
+        let record = std::sync::Arc::new(kd_datasets::SkippedImages::default());
+        let skip = |d: Dataset| d.skipping_bad_images(record.clone());
+        Self {
+            train: skip(self.train),
+            val: self.val.map(skip),
+            test: skip(self.test),
+            full_train: skip(self.full_train),
+            train_positions: self.train_positions,
+        }
+    }
+}
+
+/// The `skipped_bad_images` summary entry of a dataset that skips unreadable images: the count
+/// and up to 100 of the files with their errors.
+pub fn skipped_summary(dataset: &Dataset) -> Option<serde_json::Value> {
+    let files = dataset.skipped_images()?.files();
+    let listed: Vec<_> = files.iter().take(100).map(|(p, e)| serde_json::json!({ "file": p, "error": e })).collect();
+    Some(serde_json::json!({ "count": files.len(), "files": listed }))
+}
+
 /// Opens train and test, and holds `val_size` training images out for validation.
 pub fn open_splits(
     kind: DatasetKind,

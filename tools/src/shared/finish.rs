@@ -122,6 +122,9 @@ pub fn save_trained(run: TrainedRun, device: &burn::tensor::Device, weights: &Pa
         "train_images": run.rows.iter().map(|r| r.rows).sum::<usize>(),
         "resumed_after_pass": run.resumed_after,
     });
+    if let Some(skipped) = crate::shared::data::skipped_summary(run.train) {
+        metrics["skipped_bad_images"] = skipped;
+    }
     if let Some(agreement) = test.agreement {
         metrics["test_agreement_with_teacher"] = json!(agreement);
         metrics["test_kl_teacher_to_student"] = json!(test.kl_to_reference);

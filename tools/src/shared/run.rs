@@ -36,6 +36,10 @@ pub struct RunSettings {
     pub image_size: Option<usize>,
     /// Channels for image folders (1 or 3).
     pub folder_channels: usize,
+    /// Skip image files that cannot be read or decoded (recorded in the summary) instead of
+    /// stopping.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_bad_images: bool,
     /// Seed.
     pub seed: u64,
     /// Loader workers (not part of the run hash).
@@ -56,6 +60,11 @@ pub struct RunFlags {
     /// Image side for image folders.
     #[arg(long)]
     pub image_size: Option<usize>,
+    /// Skip image files that cannot be read or decoded (truncated, corrupt, empty): a training
+    /// batch takes the next image instead, evaluation leaves them out, and the summary lists
+    /// them. Without it the first one stops the run (exit 2, naming the file).
+    #[arg(long)]
+    pub skip_bad_images: bool,
 }
 
 impl RunFlags {
@@ -86,6 +95,7 @@ impl RunSettings {
             val_size: if dataset == DatasetKind::Folder { 0 } else { DEFAULT_VAL_SIZE },
             image_size: None,
             folder_channels: 3,
+            skip_bad_images: false,
             seed: 0,
             workers: default_workers(),
             device: DeviceSpec::Auto,
@@ -114,11 +124,16 @@ impl RunSettings {
         if let Some(size) = data.image_size {
             self.image_size = Some(size);
         }
+        if data.skip_bad_images {
+            self.skip_bad_images = true;
+        }
     }
 
     /// Train (minus the validation hold-out), validation and test splits.
     pub fn open_splits(&self) -> Result<Splits> {
-        open_splits(self.dataset, self.data_dir.as_deref(), self.val_size, self.seed, self.folder_channels)
+        let splits =
+            open_splits(self.dataset, self.data_dir.as_deref(), self.val_size, self.seed, self.folder_channels)?;
+        Ok(if self.skip_bad_images { splits.skipping_bad_images() } else { splits })
     }
 }
 
