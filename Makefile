@@ -16,6 +16,9 @@
 #                           Stages run JOBS at a time (2 on a CPU without CUDA), THREADS each.
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
+#   make PROFILE=imagenet-fkd DATA_DIR=... TEACHER_PTH=...
+#                           a seed's own recipe on your data: imagenet-fkd, imagenet-meal-v2,
+#                           imagenet-ssld, imagenet-seed, cifar100-ptd (recipes/, docs/recipes.md)
 #   make DEVICE=cpu         choose the device (auto | cpu | wgpu[:N] | cuda[:N])
 #   make prune-distill      only the prune-then-distill stages (prune-report.md)
 #   make ssl                only the MoCo v2 / SEED stages; kNN / linear probe (ssl-report.md)
@@ -31,6 +34,8 @@
 # output file appears only once complete, and .DELETE_ON_ERROR removes a failed recipe's target.
 
 PROFILE  ?= quick
+# The seeds' own recipes, chains of their own on the user's data (recipes/recipes.mk).
+RECIPES  = imagenet-fkd imagenet-meal-v2 imagenet-ssld imagenet-seed cifar100-ptd
 DEVICE   ?= auto
 SEED     ?= 0
 RUN      ?= runs/$(PROFILE)
@@ -137,6 +142,9 @@ endif
 
 $(TOOLS): build
 
+ifneq ($(filter $(PROFILE),$(RECIPES)),)
+include recipes/recipes.mk
+else
 $(RUN)/teacher/model.safetensors: | build
 	@mkdir -p $(RUN)
 	$(call atomic,$(TOOL)/kd-pretrain $(COMMON) --role teacher $(SCHEDULE) $(SIZED) --out $(RUN)/teacher,$(RUN)/teacher/summary.json)
@@ -338,6 +346,8 @@ $(RUN)/report.md: $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.js
 # report.md's run.
 readme: $(RUN)/report.md
 	$(TOOL)/kd-report --run-dir $(RUN) --readme docs/results.md > /dev/null
+
+endif
 
 # The whole suite, then the tests that need root (a tmpfs mount for the disk-full test): a
 # plain `cargo test` reports those as ignored.

@@ -14,13 +14,13 @@ const SIDE: &str = "40";
 /// Classes of the folder and of the fixtures' heads.
 const CLASSES: usize = 5;
 
-fn zoo(name: &str) -> PathBuf {
+pub fn zoo(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zoo").join(name)
 }
 
 /// `train/<class>/` and `val/<class>/` of JPEGs (quality 90) of random sizes in [64, 128]: a
 /// class colour, a gradient and noise, so classes differ.
-fn make_jpeg_folder(root: &Path, per_class: usize) {
+pub fn make_jpeg_folder(root: &Path, per_class: usize) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for split in ["train", "val"] {

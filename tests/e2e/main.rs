@@ -30,5 +30,7 @@ mod report;
 mod imagenet_families;
 // ImageNet evaluation (Resize 256, CenterCrop 224) and an imported ResNet-50 against torchvision.
 mod imagenet_eval;
+// The seeds' recipes (make PROFILE=imagenet-fkd ... cifar100-ptd) on generated data.
+mod recipes;
 // The Makefile chain on a generated image folder: every stage, the report, interrupt and rerun.
 mod make_chain;

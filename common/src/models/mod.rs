@@ -491,7 +491,8 @@ impl ModelSpec {
             )),
             Arch::Vgg(_) => {
                 let plan = self.plan.as_ref().ok_or_else(|| Error::InvalidModel("vgg-custom needs a plan".into()))?;
-                Network::Vgg(Vgg::new(plan, self.in_channels, self.num_classes, self.head, device)?)
+                let plan = vgg::scaled_plan(plan, self.width);
+                Network::Vgg(Vgg::new(&plan, self.in_channels, self.num_classes, self.head, device)?)
             }
             Arch::MobileNetV2 => Network::MobileNetV2(MobileNetV2::new(
                 self.width,

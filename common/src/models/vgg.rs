@@ -32,6 +32,17 @@ pub enum PoolMarker {
     M,
 }
 
+/// `plan` with every convolution's width multiplied by `width` (rounded, at least 1): the width
+/// multiplier of a VGG. 1 leaves the plan as it is.
+pub fn scaled_plan(plan: &[PlanItem], width: f32) -> Vec<PlanItem> {
+    plan.iter()
+        .map(|item| match item {
+            PlanItem::Conv(c) if width != 1.0 => PlanItem::Conv(((*c as f32 * width).round() as usize).max(1)),
+            other => other.clone(),
+        })
+        .collect()
+}
+
 /// The standard plans of VGG-11/13/16/19 (torchvision's configurations A, B, D, E).
 pub fn standard_plan(depth: usize) -> Option<Vec<PlanItem>> {
     const M: i64 = -1;
@@ -104,5 +115,24 @@ impl Vgg {
     /// Logits: `[B, C_in, H, W] -> [B, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         head::apply(&self.classifier, self.forward_features(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// VGG-11 at width 0.25: 64 -> 16 ... 512 -> 128 (by hand), pools where they were; width 1
+    /// leaves the plan alone; a tiny width keeps at least one channel.
+    #[test]
+    fn width_scales_every_convolution() {
+        let plan = standard_plan(11).unwrap();
+        let quarter = scaled_plan(&plan, 0.25);
+        let widths: Vec<usize> =
+            quarter.iter().filter_map(|p| if let PlanItem::Conv(c) = p { Some(*c) } else { None }).collect();
+        assert_eq!(widths, vec![16, 32, 64, 64, 128, 128, 128, 128]);
+        assert_eq!(quarter.len(), plan.len());
+        assert_eq!(scaled_plan(&plan, 1.0), plan);
+        assert!(scaled_plan(&plan, 0.001).iter().all(|p| !matches!(p, PlanItem::Conv(0))));
     }
 }
