@@ -69,6 +69,7 @@ fn clip8(accumulated: i32) -> u8 {
 }
 
 /// One row resampled to `out.len() / C` pixels of `C` channels.
+#[inline(always)]
 fn resample_row<const C: usize>(row: &[u8], taps: &AxisTaps, out: &mut [u8]) {
     let half = 1i32 << (PRECISION_BITS - 1);
     for (o, pixel) in out.chunks_exact_mut(C).enumerate() {
@@ -85,53 +86,37 @@ fn resample_row<const C: usize>(row: &[u8], taps: &AxisTaps, out: &mut [u8]) {
     }
 }
 
-fn resample_row_any(row: &[u8], channels: usize, taps: &AxisTaps, out: &mut [u8]) {
-    match channels {
-        1 => resample_row::<1>(row, taps, out),
-        3 => resample_row::<3>(row, taps, out),
-        4 => resample_row::<4>(row, taps, out),
-        c => {
-            let half = 1i32 << (PRECISION_BITS - 1);
-            for (o, pixel) in out.chunks_exact_mut(c).enumerate() {
-                let (lo, weights) = taps.of(o);
-                for (k, value) in pixel.iter_mut().enumerate() {
-                    let sum = weights.iter().enumerate().fold(half, |s, (i, &w)| s + row[(lo + i) * c + k] as i32 * w);
-                    *value = clip8(sum);
+/// The row pass over `height` rows of `width` pixels starting at `first` in `pixels` (rows
+/// `stride` bytes apart), into `out` (`height` rows of `taps`' output width). Compiled for
+/// AVX2 and SSE4.1 besides the baseline, chosen at run time (the same integer arithmetic, so
+/// the same bytes on every path).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
+fn row_pass(pixels: &[u8], first: usize, stride: usize, width: usize, c: usize, taps: &AxisTaps, out: &mut [u8]) {
+    for (y, row_out) in out.chunks_exact_mut(taps.first.len() * c).enumerate() {
+        let row = &pixels[first + y * stride..first + y * stride + width * c];
+        match c {
+            1 => resample_row::<1>(row, taps, row_out),
+            3 => resample_row::<3>(row, taps, row_out),
+            4 => resample_row::<4>(row, taps, row_out),
+            _ => {
+                let half = 1i32 << (PRECISION_BITS - 1);
+                for (o, pixel) in row_out.chunks_exact_mut(c).enumerate() {
+                    let (lo, weights) = taps.of(o);
+                    for (k, value) in pixel.iter_mut().enumerate() {
+                        let sum =
+                            weights.iter().enumerate().fold(half, |s, (i, &w)| s + row[(lo + i) * c + k] as i32 * w);
+                        *value = clip8(sum);
+                    }
                 }
             }
         }
     }
 }
 
-/// Resamples the `(top, left, height, width)` window of `image` to `out_h x out_w` as PIL
-/// resizes that window cropped out (`image.crop(box).resize((out_w, out_h), BILINEAR)`).
-pub fn resize_bilinear_antialiased(
-    image: &Image,
-    (top, left, height, width): (usize, usize, usize, usize),
-    out_h: usize,
-    out_w: usize,
-) -> Image {
-    let c = image.channels;
-    let source_row =
-        |y: usize| &image.pixels[((top + y) * image.width + left) * c..((top + y) * image.width + left + width) * c];
-    // Rows first (only if the width changes), into 8-bit pixels.
-    let rows: Vec<u8> = if width != out_w {
-        let taps = axis_taps(width, out_w);
-        let mut out = vec![0u8; height * out_w * c];
-        for (y, row_out) in out.chunks_exact_mut(out_w * c).enumerate() {
-            resample_row_any(source_row(y), c, &taps, row_out);
-        }
-        out
-    } else {
-        (0..height).flat_map(|y| source_row(y).iter().copied()).collect()
-    };
-    if height == out_h {
-        return Image::new(out_h, out_w, c, rows);
-    }
-    // Then columns: each output row is a weighted sum of whole input rows (vectorisable).
-    let taps = axis_taps(height, out_h);
-    let stride = out_w * c;
-    let mut out = vec![0u8; out_h * stride];
+/// The column pass: output row `o` is the weighted sum of input rows `first[o] ..` (rows of
+/// `stride` bytes), which vectorises across the row. Multiversioned as [`row_pass`].
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
+fn column_pass(rows: &[u8], stride: usize, taps: &AxisTaps, out: &mut [u8]) {
     let mut sums = vec![0i32; stride];
     for (o, row_out) in out.chunks_exact_mut(stride).enumerate() {
         let (lo, weights) = taps.of(o);
@@ -146,6 +131,34 @@ pub fn resize_bilinear_antialiased(
             *value = clip8(sum);
         }
     }
+}
+
+/// Resamples the `(top, left, height, width)` window of `image` to `out_h x out_w` as PIL
+/// resizes that window cropped out (`image.crop(box).resize((out_w, out_h), BILINEAR)`).
+pub fn resize_bilinear_antialiased(
+    image: &Image,
+    (top, left, height, width): (usize, usize, usize, usize),
+    out_h: usize,
+    out_w: usize,
+) -> Image {
+    let c = image.channels;
+    let stride = image.width * c;
+    let first = top * stride + left * c;
+    // Rows first (only if the width changes), into 8-bit pixels.
+    let rows: Vec<u8> = if width != out_w {
+        let mut out = vec![0u8; height * out_w * c];
+        row_pass(&image.pixels, first, stride, width, c, &axis_taps(width, out_w), &mut out);
+        out
+    } else {
+        (0..height)
+            .flat_map(|y| image.pixels[first + y * stride..first + y * stride + width * c].iter().copied())
+            .collect()
+    };
+    if height == out_h {
+        return Image::new(out_h, out_w, c, rows);
+    }
+    let mut out = vec![0u8; out_h * out_w * c];
+    column_pass(&rows, out_w * c, &axis_taps(height, out_h), &mut out);
     Image::new(out_h, out_w, c, out)
 }
 
