@@ -21,10 +21,7 @@ use burn::module::Module;
 use kd_common::checkpoint::{CheckpointMeta, InputSpec};
 use kd_common::device::ResolvedDevice;
 use kd_common::models::{Arch, ModelSpec, Network};
-use kd_datasets::soft_labels::file::FORMAT_VERSION;
-use kd_datasets::soft_labels::{
-    Compression, CropParams, Geometry, LabelMeta, LabelReader, LabelType, LabelWriter, ProbEncoding,
-};
+use kd_datasets::soft_labels::{Compression, Geometry, LabelReader, LabelType, LabelWriter, ProbEncoding};
 use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Transform};
 use std::path::Path;
 use std::sync::Arc;
@@ -40,23 +37,8 @@ fn input() -> InputSpec {
 
 /// Packs `crops` FKD crops per image of `dataset` with random teacher distributions.
 fn random_labels(dataset: &Dataset, crops: usize, path: &Path) -> Result<()> {
-    let meta = LabelMeta {
-        format_version: FORMAT_VERSION,
-        num_classes: 10,
-        num_images: dataset.len(),
-        image_offset: 0,
-        crops_per_image: crops,
-        compression: Compression { label_type: LabelType::MarginalSmoothing, k: 5, encoding: ProbEncoding::U8 },
-        temperature: 1.0,
-        crop: CropParams { scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0], flip_prob: 0.5, output_size: [32, 32] },
-        geometry: Geometry::Stored,
-        seed: 0,
-        teachers: vec![],
-        dataset: dataset.identity(),
-        shard: None,
-        tool: "kd-bench".into(),
-        created_unix: 0,
-    };
+    let compression = Compression { label_type: LabelType::MarginalSmoothing, k: 5, encoding: ProbEncoding::U8 };
+    let meta = crate::bench::fkd_label_meta(dataset, 10, crops, 32, compression, Geometry::Stored);
     let normaliser =
         Transform { augment: Augment::None, out_height: 32, out_width: 32, mean: vec![0.5; 3], std: vec![0.25; 3] };
     let mut block = make_crop_block(dataset, 0..dataset.len(), &meta, std::slice::from_ref(&normaliser))?.labels;

@@ -10,9 +10,7 @@
 use crate::bench::pytorch::{Figure, PyTorch};
 use crate::bench::{Args, Tally};
 use anyhow::{Context, Result};
-use kd_datasets::soft_labels::{
-    Compression, CropParams, Geometry, LabelBlock, LabelMeta, LabelReader, LabelType, ProbEncoding, RegionLabels,
-};
+use kd_datasets::soft_labels::{Compression, Geometry, LabelBlock, LabelReader, LabelType, ProbEncoding, RegionLabels};
 use kd_datasets::{Augment, BatchLoader, Dataset, LoaderConfig, RegionSampling, Transform};
 use std::path::Path;
 use std::sync::Arc;
@@ -91,23 +89,8 @@ fn transform(augment: Augment) -> Transform {
 /// (FKD's crop family: 0.08-1 of the area, flips at 0.5), hard labels.
 fn fkd_loader(dataset: &Dataset, batch: usize, workers: usize) -> Result<BatchLoader> {
     let images = dataset.len();
-    let meta = LabelMeta {
-        format_version: kd_datasets::soft_labels::file::FORMAT_VERSION,
-        num_classes: CLASSES,
-        num_images: images,
-        image_offset: 0,
-        crops_per_image: FKD_CROPS,
-        compression: Compression { label_type: LabelType::Hard, k: 1, encoding: ProbEncoding::U8 },
-        temperature: 1.0,
-        crop: CropParams { scale: [0.08, 1.0], ratio: [0.75, 4.0 / 3.0], flip_prob: 0.5, output_size: [SIDE, SIDE] },
-        geometry: Geometry::Seed,
-        seed: 0,
-        teachers: vec![],
-        dataset: dataset.identity(),
-        shard: None,
-        tool: "kd-bench".into(),
-        created_unix: 0,
-    };
+    let compression = Compression { label_type: LabelType::Hard, k: 1, encoding: ProbEncoding::U8 };
+    let meta = crate::bench::fkd_label_meta(dataset, CLASSES, FKD_CROPS, SIDE, compression, Geometry::Seed);
     let block = LabelBlock {
         images,
         seeds: (0..images as u64).collect(),

@@ -203,6 +203,40 @@ pub fn train_rate(
     timed_fit(model, &mut CrossEntropy { label_smoothing: 0.0 }, &loader, steps, warmup, device)
 }
 
+/// The header of a benchmark's FKD label file: `crops` crops per image of `dataset` in FKD's
+/// crop family (0.08-1 of the area, aspect 3/4-4/3, flips at 0.5) for `side`-pixel inputs.
+pub fn fkd_label_meta(
+    dataset: &Dataset,
+    classes: usize,
+    crops: usize,
+    side: usize,
+    compression: kd_datasets::soft_labels::Compression,
+    geometry: kd_datasets::soft_labels::Geometry,
+) -> kd_datasets::soft_labels::LabelMeta {
+    kd_datasets::soft_labels::LabelMeta {
+        format_version: kd_datasets::soft_labels::file::FORMAT_VERSION,
+        num_classes: classes,
+        num_images: dataset.len(),
+        image_offset: 0,
+        crops_per_image: crops,
+        compression,
+        temperature: 1.0,
+        crop: kd_datasets::soft_labels::CropParams {
+            scale: [0.08, 1.0],
+            ratio: [0.75, 4.0 / 3.0],
+            flip_prob: 0.5,
+            output_size: [side, side],
+        },
+        geometry,
+        seed: 0,
+        teachers: vec![],
+        dataset: dataset.identity(),
+        shard: None,
+        tool: "kd-bench".into(),
+        created_unix: 0,
+    }
+}
+
 /// Images/s of the batch loader alone with the dataset's training augmentation.
 pub fn loader_throughput(loader: &BatchLoader, batches: usize) -> Result<f64> {
     let started = Instant::now();
