@@ -60,7 +60,7 @@ BIN      ?= target/debug
 NO_BUILD ?=
 TOOLS    = $(BIN)/kd-prune $(BIN)/kd-seed $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
-CROPS    ?= $(if $(filter quick,$(PROFILE)),4,100)
+CROPS    ?= $(if $(filter quick,$(PROFILE)),4,$(if $(filter imagenet-fkd,$(PROFILE)),500,100))
 # Random-resized-crop area range of the labels: the crops the teacher was trained on. FKD's
 # 0.08-1 in the full profile; the quick profile trains every network on 80-100% crops without
 # flips (tools/src/shared/profiles.rs, QUICK_CROP_SCALE) and labels the same family.
@@ -70,7 +70,7 @@ SEEDS    ?= 0
 # SSLD: training images whose labels are dropped (the unlabeled split), and the top-k per class
 # kept by teacher score.
 UNLABELED ?= $(if $(filter quick,$(PROFILE)),25000,20000)
-SELECT_PER_CLASS ?= $(if $(filter quick,$(PROFILE)),2000,1500)
+SELECT_PER_CLASS ?= $(if $(filter $(PROFILE),$(RECIPES)),,$(if $(filter quick,$(PROFILE)),2000,1500))
 # Your own data: DATASET (fashion-mnist, mnist, cifar10, cifar100, folder), DATA_DIR, and for
 # image folders IMAGE_SIZE; a shorter schedule for smoke runs: EPOCHS, BATCH, QUEUE (MoCo/SEED),
 # PRUNE_EPOCHS (per pruning round). Empty means the preset's value.

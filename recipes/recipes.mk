@@ -16,6 +16,8 @@
 # PRUNE_EPOCHS, CROPS, NUM_CROPS, QUEUE, SELECT_PER_CLASS, VAL_SIZE for shorter runs.
 
 RECIPE_CONFIG = recipes/$(PROFILE).toml
+# Checkpoints made by pattern rules are results, not intermediates for make to delete.
+.PRECIOUS: $(RUN)/seed-%/model.safetensors $(RUN)/kd-pruned%/model.safetensors $(RUN)/%/eval.json
 WIDTH_FLAG = $(if $(WIDTH),--width $(WIDTH))
 RECIPE_SIZE = --image-size $(or $(IMAGE_SIZE),224)
 CLASSES ?= $(if $(filter cifar100-ptd,$(PROFILE)),100,1000)
@@ -39,13 +41,14 @@ $(call required,DATA_DIR,the ImageNet folder (train/ and val/))
 $(call required,TEACHER_PTH,the teacher's torchvision or timm .pth)
 TEACHER_ARCH ?= resnet50
 STUDENT_ARCH ?= resnet50
-CROPS ?= 500
 NUM_CROPS ?= 4
 $(RUN)/teacher/model.safetensors: | build
 	$(call import,$(TEACHER_PTH),$(TEACHER_ARCH),$(RUN)/teacher)
 
-$(RUN)/labels.h5: $(RUN)/teacher/model.safetensors | build
-	$(call atomic,$(TOOL)/kd-pack-labels --teacher $< --crops $(CROPS) --scale 0.08 1 $(ON_DATA) --force --out $@,$(RUN)/labels-pack.json)
+# The teacher is order-only: a label file packed elsewhere (array jobs, merged) and placed here
+# is kept; kd-pack-labels itself refuses a file packed with other settings.
+$(RUN)/labels.h5: | $(RUN)/teacher/model.safetensors build
+	$(call atomic,$(TOOL)/kd-pack-labels --teacher $(RUN)/teacher/model.safetensors --crops $(CROPS) --scale 0.08 1 $(ON_DATA) --out $@,$(RUN)/labels-pack.json)
 
 $(RUN)/fkd/model.safetensors: $(RUN)/labels.h5 | build
 	$(call atomic,$(TOOL)/kd-distill fkd --labels $< --arch $(STUDENT_ARCH) $(WIDTH_FLAG) --num-crops $(NUM_CROPS) --config $(RECIPE_CONFIG) $(ON_DATA) $(RECIPE_SIZE) $(SCHEDULE) --out $(RUN)/fkd,$(RUN)/fkd/summary.json)

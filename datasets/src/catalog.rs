@@ -131,7 +131,6 @@ impl DatasetKind {
         }
     }
 
-    /// Whether a mirrored image is still an image of its class (digits are not).
     /// The evaluation crop of the dataset's images (`InputSpec::crop_fraction`): ImageNet's
     /// `Resize(256)` + `CenterCrop(224)` for folders of images of any size, none for the
     /// fixed-size datasets.
@@ -139,6 +138,7 @@ impl DatasetKind {
         (self == Self::Folder).then_some(0.875)
     }
 
+    /// Whether a mirrored image is still an image of its class (digits are not).
     pub fn mirrors(self) -> bool {
         self != Self::Mnist
     }

@@ -155,12 +155,25 @@ impl Encoded {
         Ok(Image::new(h, w, channels, pixels))
     }
 
-    /// `pixel_box` of the full-size image, in an image decoded at `reduced` (its height, width).
-    pub fn box_in(&self, pixel_box: PixelBox, reduced: (usize, usize)) -> PixelBox {
+    /// `pixel_box` of the full-size image, in an image decoded at `reduced` (its height,
+    /// width), with at least `out` pixels a side where the reduced image has them (rounding the
+    /// box's edges may lose one, which would enlarge the crop [`Encoded::reduction_for`] chose
+    /// to keep).
+    pub fn box_in(&self, pixel_box: PixelBox, reduced: (usize, usize), out: (usize, usize)) -> PixelBox {
         if reduced == (self.height, self.width) {
             return pixel_box;
         }
-        CropBox::from_pixels(pixel_box, self.height, self.width).to_pixels(reduced.0, reduced.1)
+        let (mut top, mut left, mut h, mut w) =
+            CropBox::from_pixels(pixel_box, self.height, self.width).to_pixels(reduced.0, reduced.1);
+        if h < out.0 {
+            h = out.0.min(reduced.0);
+            top = top.min(reduced.0 - h);
+        }
+        if w < out.1 {
+            w = out.1.min(reduced.1);
+            left = left.min(reduced.1 - w);
+        }
+        (top, left, h, w)
     }
 }
 
@@ -223,7 +236,10 @@ mod tests {
         assert_eq!(e.reduction_for(&[(0, 0, 24, 40)], 6, 5), 4);
         assert_eq!(e.reduction_for(&[(0, 0, 24, 40), (0, 0, 12, 12)], 6, 5), 2, "the smallest crop decides");
         assert_eq!(e.reduction_for(&[(0, 0, 7, 7)], 6, 5), 1);
-        assert_eq!(e.box_in((4, 8, 12, 20), (12, 20)), (2, 4, 6, 10));
+        assert_eq!(e.box_in((4, 8, 12, 20), (12, 20), (6, 10)), (2, 4, 6, 10));
+        // 13 rows ending at the bottom, at 1/2: 6.5 rows whose top rounds to 5.5; whichever way
+        // the halves round, the box keeps 7 rows inside the 12.
+        assert_eq!(e.box_in((11, 0, 13, 40), (12, 20), (7, 5)), (5, 0, 7, 20));
     }
 
     /// CMYK JPEGs (Adobe's YCCK, which TurboJPEG will not turn into RGB), 16-bit and grey

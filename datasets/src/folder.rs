@@ -69,7 +69,10 @@ fn read_list(list: &Path) -> Result<LabelledFiles> {
     use std::io::Read;
     let file = std::fs::File::open(list).map_err(|e| DataError::io(list, e))?;
     let mut text = String::new();
-    file.take(MAX_LIST_BYTES).read_to_string(&mut text).map_err(|e| DataError::io(list, e))?;
+    file.take(MAX_LIST_BYTES + 1).read_to_string(&mut text).map_err(|e| DataError::io(list, e))?;
+    if text.len() as u64 > MAX_LIST_BYTES {
+        return Err(DataError::Invalid(format!("{}: a file list above {MAX_LIST_BYTES} bytes", list.display())));
+    }
     let base = list.parent().unwrap_or(Path::new("."));
     let mut items = Vec::new();
     for (number, line) in text.lines().enumerate() {

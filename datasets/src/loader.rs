@@ -343,12 +343,6 @@ impl Shared {
                 loaded.push(item);
             }
         }
-        if loaded.is_empty() {
-            return Err(DataError::Invalid(format!(
-                "{}/{}: every image of batch {b} is unreadable",
-                self.dataset.name, self.dataset.split
-            )));
-        }
         let positions = &loaded;
         let rows = positions.len() * crops;
         let repeat =
@@ -377,8 +371,16 @@ pub struct EpochIter {
 impl Iterator for EpochIter {
     type Item = Result<Batch>;
 
+    /// The next batch; a batch left empty because all of its images were skipped as unreadable
+    /// (evaluation with `--skip-bad-images`) is passed over.
     fn next(&mut self) -> Option<Result<Batch>> {
-        self.pool.next().map(|r| r.unwrap_or_else(|_| Err(DataError::Invalid("a data loader worker stopped".into()))))
+        loop {
+            let batch =
+                self.pool.next()?.unwrap_or_else(|_| Err(DataError::Invalid("a data loader worker stopped".into())));
+            if !matches!(&batch, Ok(b) if b.rows() == 0) {
+                return Some(batch);
+            }
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -477,8 +479,12 @@ mod tests {
         let train = load(skipping.clone(), true).unwrap();
         assert_eq!(train[0].indices, vec![0, 1, 3, 3, 4]);
         assert_eq!(train[0].labels().unwrap(), &[0, 1, 1, 1, 0], "the replacement brings its own label");
-        let eval = load(skipping, false).unwrap();
+        let eval = load(skipping.clone(), false).unwrap();
         assert_eq!((eval[0].indices.clone(), eval[0].first_view().shape.clone()), (vec![0, 1, 3, 4], vec![4, 1, 4, 4]));
+        // Batches of one: the batch of the bad image is passed over, the others come in order.
+        let ones = BatchLoader::new(skipping, transform.clone(), LoaderConfig::new(1, false, false, 1, 0));
+        let indices: Vec<usize> = ones.unwrap().epoch(0).map(|b| b.unwrap().indices[0]).collect();
+        assert_eq!(indices, vec![0, 1, 3, 4]);
         let files = record.files();
         assert_eq!(files.len(), 1);
         assert!(files[0].0.ends_with("2.png") && files[0].1.contains("empty"), "{files:?}");

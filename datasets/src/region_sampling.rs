@@ -103,7 +103,7 @@ impl RegionSampling {
                 let full: Vec<_> = chosen.iter().map(|&c| crops[c].pixel_box).collect();
                 let image = file.decode(dataset.channels(), file.reduction_for(&full, out_h, out_w))?;
                 let reduced = (image.height, image.width);
-                (image, full.into_iter().map(|b| file.box_in(b, reduced)).collect::<Vec<_>>())
+                (image, full.into_iter().map(|b| file.box_in(b, reduced, (out_h, out_w))).collect::<Vec<_>>())
             }
             (None, Some(image)) => (image, chosen.iter().map(|&c| crops[c].pixel_box).collect()),
             (None, None) => unreachable!("an item is a file or an image in memory"),

@@ -9,6 +9,7 @@
 //! step for step, so the bytes equal PIL's.
 
 use crate::image::Image;
+use crate::transforms::PixelBox;
 
 /// Fraction bits of the fixed-point weights (Pillow's `PRECISION_BITS` for 8-bit images).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -33,27 +34,31 @@ fn triangle(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
-fn axis_taps(n_in: usize, n_out: usize) -> AxisTaps {
+/// The taps of output pixels `outputs` (numbered as in the whole `n_out`-pixel axis) reading an
+/// `n_in`-pixel axis; `of(0)` is the first of `outputs`.
+fn axis_taps(n_in: usize, n_out: usize, outputs: std::ops::Range<usize>) -> AxisTaps {
     let scale = n_in as f64 / n_out as f64;
     let filter_scale = scale.max(1.0);
     let support = filter_scale;
+    // Pillow multiplies by the reciprocal (`ss`); dividing can differ in the last bit.
+    let inverse_scale = 1.0 / filter_scale;
     let stride = support.ceil() as usize * 2 + 1;
     let mut taps = AxisTaps {
-        first: Vec::with_capacity(n_out),
-        count: Vec::with_capacity(n_out),
+        first: Vec::with_capacity(outputs.len()),
+        count: Vec::with_capacity(outputs.len()),
         stride,
-        weights: vec![0; n_out * stride],
+        weights: vec![0; outputs.len() * stride],
     };
     let mut raw = Vec::with_capacity(stride);
-    for o in 0..n_out {
+    for (local, o) in outputs.enumerate() {
         let centre = (o as f64 + 0.5) * scale;
         // C's (int) conversion truncates toward zero, as Pillow's does.
         let lo = ((centre - support + 0.5) as i64).max(0) as usize;
         let hi = ((centre + support + 0.5) as i64).min(n_in as i64) as usize;
         raw.clear();
-        raw.extend((lo..hi).map(|x| triangle((x as f64 - centre + 0.5) / filter_scale)));
+        raw.extend((lo..hi).map(|x| triangle((x as f64 - centre + 0.5) * inverse_scale)));
         let total: f64 = raw.iter().sum();
-        for (slot, &w) in taps.weights[o * stride..].iter_mut().zip(&raw) {
+        for (slot, &w) in taps.weights[local * stride..].iter_mut().zip(&raw) {
             let w = if total != 0.0 { w / total } else { w };
             let scaled = w * (1u32 << PRECISION_BITS) as f64;
             *slot = (if scaled < 0.0 { scaled - 0.5 } else { scaled + 0.5 }) as i32;
@@ -135,31 +140,43 @@ fn column_pass(rows: &[u8], stride: usize, taps: &AxisTaps, out: &mut [u8]) {
 
 /// Resamples the `(top, left, height, width)` window of `image` to `out_h x out_w` as PIL
 /// resizes that window cropped out (`image.crop(box).resize((out_w, out_h), BILINEAR)`).
-pub fn resize_bilinear_antialiased(
-    image: &Image,
-    (top, left, height, width): (usize, usize, usize, usize),
-    out_h: usize,
-    out_w: usize,
-) -> Image {
+pub fn resize_bilinear_antialiased(image: &Image, source: PixelBox, out_h: usize, out_w: usize) -> Image {
+    resize_window(image, source, (out_h, out_w), (0, 0, out_h, out_w))
+}
+
+/// The `window` of the `source` box of `image` resized to `full` (height, width), as PIL's
+/// `image.crop(source).resize(full).crop(window)`, computing only the window's pixels (a thin
+/// image's shorter side resized to 256 makes a huge full image; only 224x224 of it is made).
+pub fn resize_window(image: &Image, source: PixelBox, full: (usize, usize), window: PixelBox) -> Image {
+    let (top, left, height, width) = source;
+    let (w_top, w_left, w_h, w_w) = window;
     let c = image.channels;
     let stride = image.width * c;
-    let first = top * stride + left * c;
-    // Rows first (only if the width changes), into 8-bit pixels.
-    let rows: Vec<u8> = if width != out_w {
-        let mut out = vec![0u8; height * out_w * c];
-        row_pass(&image.pixels, first, stride, width, c, &axis_taps(width, out_w), &mut out);
-        out
-    } else {
-        (0..height)
-            .flat_map(|y| image.pixels[first + y * stride..first + y * stride + width * c].iter().copied())
-            .collect()
+    // PIL resamples an axis only when its size changes; rows first, into 8-bit pixels.
+    let column_taps = (height != full.0).then(|| axis_taps(height, full.0, w_top..w_top + w_h));
+    let (row_lo, row_hi) = match &column_taps {
+        Some(t) => (t.first[0], t.first.iter().zip(&t.count).map(|(f, n)| f + n).max().unwrap_or(t.first[0])),
+        None => (w_top, w_top + w_h),
     };
-    if height == out_h {
-        return Image::new(out_h, out_w, c, rows);
+    let first = (top + row_lo) * stride + left * c;
+    let mut rows = vec![0u8; (row_hi - row_lo) * w_w * c];
+    if width != full.1 {
+        row_pass(&image.pixels, first, stride, width, c, &axis_taps(width, full.1, w_left..w_left + w_w), &mut rows);
+    } else {
+        for (y, row) in rows.chunks_exact_mut(w_w * c).enumerate() {
+            let start = first + y * stride + w_left * c;
+            row.copy_from_slice(&image.pixels[start..start + w_w * c]);
+        }
     }
-    let mut out = vec![0u8; out_h * out_w * c];
-    column_pass(&rows, out_w * c, &axis_taps(height, out_h), &mut out);
-    Image::new(out_h, out_w, c, out)
+    let Some(mut taps) = column_taps else {
+        return Image::new(w_h, w_w, c, rows);
+    };
+    for f in taps.first.iter_mut() {
+        *f -= row_lo;
+    }
+    let mut out = vec![0u8; w_h * w_w * c];
+    column_pass(&rows, w_w * c, &taps, &mut out);
+    Image::new(w_h, w_w, c, out)
 }
 
 #[cfg(test)]
@@ -180,6 +197,24 @@ mod tests {
         ] {
             let out = resize_bilinear_antialiased(&image, (0, 0, 1, 10), 1, n_out);
             assert_eq!(out.pixels, expected, "10 -> {n_out}");
+        }
+    }
+
+    /// A window of a resize equals the whole resize cut: enlarging, shrinking, mixed axes.
+    #[test]
+    fn windows_equal_the_whole_resize_cut() {
+        let image = Image::new(9, 13, 3, (0..9 * 13 * 3).map(|i| (i * 29 % 256) as u8).collect());
+        for (full, window) in [((20, 7), (3, 1, 10, 5)), ((4, 30), (1, 10, 3, 12)), ((9, 13), (2, 2, 5, 5))] {
+            let whole = resize_bilinear_antialiased(&image, (0, 0, 9, 13), full.0, full.1);
+            let part = resize_window(&image, (0, 0, 9, 13), full, window);
+            let (t, l, h, w) = window;
+            for y in 0..h {
+                for x in 0..w {
+                    for k in 0..3 {
+                        assert_eq!(part.at(y, x, k), whole.at(t + y, l + x, k), "{full:?} {window:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -317,8 +317,7 @@ impl Transform {
             Augment::ResizeCenterCrop { crop_fraction } => {
                 let side = (self.out_height.min(self.out_width) as f32 / crop_fraction).floor() as usize;
                 let ((rh, rw), window) = resize_center_crop_geometry(h, w, side, self.out_height, self.out_width);
-                let resized = crate::resample::resize_bilinear_antialiased(image, (0, 0, h, w), rh, rw);
-                let cropped = crate::resample::resize_bilinear_antialiased(&resized, window, window.2, window.3);
+                let cropped = crate::resample::resize_window(image, (0, 0, h, w), (rh, rw), window);
                 self.resized(&cropped)
             }
             Augment::PadCrop { pad, flip } => {
@@ -370,7 +369,8 @@ impl Transform {
                 let mirror = *flip && rng.random_bool(0.5);
                 let reduction = file.reduction_for(&[pixel_box], self.out_height, self.out_width);
                 let image = file.decode(channels, reduction)?;
-                let reduced_box = file.box_in(pixel_box, (image.height, image.width));
+                let reduced_box =
+                    file.box_in(pixel_box, (image.height, image.width), (self.out_height, self.out_width));
                 let crop = crop_resize(&image, reduced_box, mirror, self.out_height, self.out_width);
                 crate::decode::recycle(image.pixels);
                 self.normalise_into(&crop, out);
@@ -573,6 +573,25 @@ mod tests {
         };
         let bad = Transform { augment: Augment::MocoV2 { scale, jitter, grayscale: 1.5, blur_sigma, blur, flip }, ..t };
         assert!(bad.validate(1).is_err());
+    }
+
+    /// A 3x4000 image's shorter side resized to 256 would be a 256x341333 image (262 MB); only
+    /// the centre 224x224 is computed, and a uniform image stays uniform.
+    #[test]
+    fn thin_images_resize_only_the_centre() {
+        let t = Transform {
+            augment: Augment::ResizeCenterCrop { crop_fraction: 0.875 },
+            out_height: 224,
+            out_width: 224,
+            mean: vec![0.0],
+            std: vec![1.0],
+        };
+        let mut out = Vec::new();
+        t.apply_into(&Image::new(3, 4000, 1, vec![51; 12000]), &mut stream(0, 0, 0), &mut out);
+        assert_eq!(out.len(), 224 * 224);
+        assert!(out.iter().all(|&v| (v - 0.2).abs() < 1e-6));
+        assert_eq!(resize_center_crop_geometry(3, 4000, 256, 224, 224), ((256, 341333), (16, 170554, 224, 224)));
+        // (341333 - 224) / 2 = 170554.5 rounds half to even, as Python's round.
     }
 
     #[test]

@@ -66,6 +66,10 @@ fn imagenet_recipes_run_end_to_end() {
     seed.extend([var("TEACHER_PTH", "moco_resnet50.pth"), "STUDENT_ARCHS=resnet18 efficientnet-b0".into()]);
     seed.push("QUEUE=16".into());
     run_recipe(&t, "imagenet-seed", &seed, &["moco-teacher", "seed-resnet18", "seed-efficientnet-b0"]);
+    // Students made by pattern rules stay (make must not take them for intermediates).
+    for student in ["seed-resnet18", "seed-efficientnet-b0"] {
+        assert!(t.path(&format!("runs/imagenet-seed/{student}/model.safetensors")).is_file(), "{student}");
+    }
 }
 
 /// Prune-then-distill's ladder on 200 generated CIFAR-100 images (classes 0-4 only) with a
@@ -88,4 +92,7 @@ fn cifar100_prune_then_distill_recipe_runs_end_to_end() {
         "PTD_PRUNED=0.800 0.640 0.512".into(),
     ];
     run_recipe(&t, "cifar100-ptd", &vars, &["pruned-0.512", "kd-unpruned", "kd-pruned0.640", "kd-derived"]);
+    for student in ["kd-pruned0.800", "kd-pruned0.640", "kd-pruned0.512"] {
+        assert!(t.path(&format!("runs/cifar100-ptd/{student}/model.safetensors")).is_file(), "{student}");
+    }
 }

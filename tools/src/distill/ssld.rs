@@ -48,28 +48,35 @@ fn pool(train: &Dataset, source: &UnlabeledSource, seed: u64) -> Result<(Dataset
     }
 }
 
-/// Teacher ensemble probabilities `[n, C]` (row-major) of every image of `dataset`.
+/// Teacher ensemble probabilities `[n, C]` (row-major) of every image of `dataset`, placed by
+/// each row's dataset position; images skipped as unreadable (`--skip-bad-images`) keep scores
+/// of minus infinity and `false` in the second vector.
 fn teacher_scores(
     teachers: &Teachers,
     dataset: &Dataset,
     input: &InputSpec,
     workers: usize,
     device: &burn::tensor::Device,
-) -> Result<Vec<f32>> {
+) -> Result<(Vec<f32>, Vec<bool>)> {
     let config = LoaderConfig::new(256, false, false, workers, 0);
     let loader = BatchLoader::new(dataset.clone(), eval_transform(input), config)?;
     let bar = kd_common::progress::bar(loader.batches_per_epoch() as u64, "scoring unlabeled images");
-    let mut scores = Vec::with_capacity(dataset.len() * teachers.num_classes());
+    let classes = teachers.num_classes();
+    let mut scores = vec![f32::NEG_INFINITY; dataset.len() * classes];
+    let mut readable = vec![false; dataset.len()];
     for batch in loader.epoch(0) {
         let batch = batch?;
         let probs = teachers.ensemble(upload::images(&batch, 0, device)?, 1.0, false).probs;
-        scores.extend(
-            probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))?,
-        );
+        let probs =
+            probs.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading teacher output: {e:?}"))?;
+        for (&i, row) in batch.indices.iter().zip(probs.chunks_exact(classes)) {
+            scores[i * classes..(i + 1) * classes].copy_from_slice(row);
+            readable[i] = true;
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(scores)
+    Ok((scores, readable))
 }
 
 /// For every class, the `k` images with the highest probability of that class (sorted, unique).
@@ -109,11 +116,12 @@ pub fn assemble(
     };
     let (labeled, pool) = pool(train, source, seed)?;
     let classes = train.num_classes();
-    let scores = teacher_scores(teachers, &pool, input, workers, device)?;
-    let selected: Vec<usize> = match select_per_class {
+    let (scores, readable) = teacher_scores(teachers, &pool, input, workers, device)?;
+    let mut selected: Vec<usize> = match select_per_class {
         Some(k) => top_k_per_class(&scores, classes, k),
         None => (0..pool.len()).collect(),
     };
+    selected.retain(|&i| readable[i]);
     ensure!(!selected.is_empty(), "no unlabeled image was selected");
     let pseudo: Vec<usize> = selected
         .iter()

@@ -15,8 +15,17 @@ pub fn resolve(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<(usiz
     let slurm_index = || -> Result<Option<usize>> {
         let Some(id) = number("SLURM_ARRAY_TASK_ID")? else { return Ok(None) };
         let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
         ensure!(id >= min, "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}");
-        Ok(Some(id - min))
+        ensure!((id - min) % step == 0, "SLURM_ARRAY_TASK_ID {id} is not MIN {min} plus a multiple of STEP {step}");
+        if let (Some(max), Some(count)) = (number("SLURM_ARRAY_TASK_MAX")?, number("SLURM_ARRAY_TASK_COUNT")?) {
+            ensure!(
+                max >= min && (max - min) / step + 1 == count,
+                "the Slurm array is not the range {min}-{max}:{step} of {count} tasks (a list of IDs?); \
+                 use --array=0-N or --shard i/n"
+            );
+        }
+        Ok(Some((id - min) / step))
     };
     let (index, count) = match text.split_once('/') {
         None if text == "auto" => {
@@ -80,6 +89,22 @@ mod tests {
         // `sbatch --array=1-4`: IDs 1..4, minimum 1.
         let slurm = [("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "4")];
         assert_eq!(resolve("auto", env(&slurm)).unwrap(), (2, 4));
+        // `--array=0-12:4`: IDs 0, 4, 8, 12 are shards 0..3; `--array=1,3,8` is refused.
+        let stepped = [
+            ("SLURM_ARRAY_TASK_ID", "8"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "12"),
+            ("SLURM_ARRAY_TASK_STEP", "4"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        assert_eq!(resolve("auto", env(&stepped)).unwrap(), (2, 4));
+        let list = [
+            ("SLURM_ARRAY_TASK_ID", "8"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_MAX", "8"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ];
+        assert!(resolve("auto", env(&list)).unwrap_err().to_string().contains("not the range"));
         assert_eq!(resolve("auto/4", env(&slurm)).unwrap(), (2, 4));
         assert!(resolve("auto/5", env(&slurm)).unwrap_err().to_string().contains("4 tasks"));
         assert_eq!(resolve("auto/6", env(&[("JOB_COMPLETION_INDEX", "5")])).unwrap(), (5, 6));
