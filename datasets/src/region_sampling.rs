@@ -80,14 +80,14 @@ impl RegionSampling {
     ) -> Result<()> {
         // A file is decoded once for all its crops, reduced in the DCT as far as the smallest
         // chosen crop allows; images in memory are used as they are.
-        let (file, in_memory) = match dataset.file(item).transpose()? {
-            Some(file) => (Some(file), None),
-            None => (None, Some(dataset.image(item)?)),
+        // `Ok`: a file, decoded below; `Err`: an image held in memory.
+        let source = match dataset.file(item).transpose()? {
+            Some(file) => Ok(file),
+            None => Err(dataset.image(item)?),
         };
-        let (height, width) = match (&file, &in_memory) {
-            (Some(file), _) => (file.height, file.width),
-            (None, Some(image)) => (image.height, image.width),
-            (None, None) => unreachable!("an item is a file or an image in memory"),
+        let (height, width) = match &source {
+            Ok(file) => (file.height, file.width),
+            Err(image) => (image.height, image.width),
         };
         let file_image = self.label_index[item];
         let crops = self.labels.crops(file_image, height, width)?;
@@ -98,15 +98,14 @@ impl RegionSampling {
         }
         let chosen = &order[..self.crops_per_visit];
         let (out_h, out_w) = (transform.out_height, transform.out_width);
-        let (image, boxes) = match (&file, in_memory) {
-            (Some(file), _) => {
+        let (image, boxes) = match source {
+            Ok(file) => {
                 let full: Vec<_> = chosen.iter().map(|&c| crops[c].pixel_box).collect();
                 let image = file.decode(dataset.channels(), file.reduction_for(&full, out_h, out_w))?;
                 let reduced = (image.height, image.width);
                 (image, full.into_iter().map(|b| file.box_in(b, reduced, (out_h, out_w))).collect::<Vec<_>>())
             }
-            (None, Some(image)) => (image, chosen.iter().map(|&c| crops[c].pixel_box).collect()),
-            (None, None) => unreachable!("an item is a file or an image in memory"),
+            Err(image) => (image, chosen.iter().map(|&c| crops[c].pixel_box).collect()),
         };
         let mut distribution = Vec::with_capacity(self.num_classes());
         for (&c, &pixel_box) in chosen.iter().zip(&boxes) {
