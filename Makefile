@@ -15,6 +15,8 @@
 #                           (kd-report --run-dir: results, one verdict per seed claim, plots/*.png).
 #                           Stages run JOBS at a time (2 on a CPU without CUDA), THREADS each.
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
+#   make PROFILE=converged  the same chain with every schedule 8x as long (40 epochs): students
+#                           trained to the end of their learning curve (runs/converged/)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make PROFILE=imagenet-fkd DATA_DIR=... TEACHER_PTH=...
 #                           a seed's own recipe on your data: imagenet-fkd, imagenet-meal-v2,
@@ -34,6 +36,9 @@
 # output file appears only once complete, and .DELETE_ON_ERROR removes a failed recipe's target.
 
 PROFILE  ?= quick
+# The presets sized for a CPU: quick, and converged (quick's networks and data, every schedule 8x
+# as long; tools/src/shared/profiles.rs). The variables below take quick's values for both.
+CPU_SIZED = $(filter quick converged,$(PROFILE))
 # The seeds' own recipes, chains of their own on the user's data (recipes/recipes.mk).
 RECIPES  = imagenet-fkd imagenet-meal-v2 imagenet-ssld imagenet-seed cifar100-ptd
 DEVICE   ?= auto
@@ -59,18 +64,19 @@ BIN      ?= target/debug
 # NO_BUILD=1: use the binaries already in BIN (tests that drive the Makefile set both).
 NO_BUILD ?=
 TOOLS    = $(BIN)/kd-prune $(BIN)/kd-seed $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
-# Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU).
-CROPS    ?= $(if $(filter quick,$(PROFILE)),4,$(if $(filter imagenet-fkd,$(PROFILE)),500,100))
+# Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU; the
+# converged profile's 40 epochs visit each image 40 times, so it stores one crop per visit).
+CROPS    ?= $(if $(filter quick,$(PROFILE)),4,$(if $(filter converged,$(PROFILE)),40,$(if $(filter imagenet-fkd,$(PROFILE)),500,100)))
 # Random-resized-crop area range of the labels: the crops the teacher was trained on. FKD's
 # 0.08-1 in the full profile; the quick profile trains every network on 80-100% crops without
 # flips (tools/src/shared/profiles.rs, QUICK_CROP_SCALE) and labels the same family.
-CROP_SCALE ?= $(if $(filter quick,$(PROFILE)),0.8 1,0.08 1)
+CROP_SCALE ?= $(if $(CPU_SIZED),0.8 1,0.08 1)
 # Student seeds; the teachers and the label file use SEED.
 SEEDS    ?= 0
 # SSLD: training images whose labels are dropped (the unlabeled split), and the top-k per class
 # kept by teacher score.
-UNLABELED ?= $(if $(filter quick,$(PROFILE)),25000,20000)
-SELECT_PER_CLASS ?= $(if $(filter $(PROFILE),$(RECIPES)),,$(if $(filter quick,$(PROFILE)),2000,1500))
+UNLABELED ?= $(if $(CPU_SIZED),25000,20000)
+SELECT_PER_CLASS ?= $(if $(filter $(PROFILE),$(RECIPES)),,$(if $(CPU_SIZED),2000,1500))
 # Your own data: DATASET (fashion-mnist, mnist, cifar10, cifar100, folder), DATA_DIR, and for
 # image folders IMAGE_SIZE; a shorter schedule for smoke runs: EPOCHS, BATCH, QUEUE (MoCo/SEED),
 # PRUNE_EPOCHS (per pruning round). Empty means the preset's value.
@@ -125,7 +131,7 @@ export CUBECL_AUTOTUNE_LEVEL ?= minimal
 # without prerequisites: that makes every target secondary, and make then skips a missing
 # eval.json, e.g. of a seed added to SEEDS, when the report is newer than what exists.)
 .PRECIOUS: $(foreach m,$(METHODS) $(SSL_METHODS) kd-retrained,$(RUN)/$(m)-s%/model.safetensors) \
-  $(RUN)/kd-derived-%-s$(SEED)/model.safetensors $(RUN)/derived-baseline-%-s$(SEED)/model.safetensors
+  $(RUN)/derived-random-s%/model.safetensors
 
 all: $(RUN)/report.md
 	@cat $<
@@ -228,11 +234,12 @@ FKD_TYPE_EVALS = $(foreach t,$(LABEL_TYPES),$(RUN)/fkd-$(t)-s$(SEED)/eval.json)
 # Prune, then distill (Park & No, ECCV 2022). One kd-prune run to PRUNE_TARGET sparsity keeps a
 # checkpoint per round, named by the remaining fraction (1 - PRUNE_FRACTION)^n. Full profile:
 # prune-then-distill's rounds of 20%, whose 0.640, 0.410 and 0.210 are its st36, st59 and st79.
-# Quick profile: 3 rounds of 40% (each with one epoch of retraining) reach st79's sparsity in
-# less than half the time of 7 rounds; students learn from the 64% and 78% sparse teachers.
+# Quick profile: 3 rounds of 40% (each with one epoch of retraining; converged: 8) reach st79's
+# sparsity in less than half the time of 7 rounds; students learn from the 64% and 78% sparse
+# teachers.
 PRUNE_TARGET ?= 0.79
-PRUNE_FRACTION ?= $(if $(filter quick,$(PROFILE)),0.4,0.2)
-PRUNED   ?= $(if $(filter quick,$(PROFILE)),0.360 0.216,0.640 0.410 0.210)
+PRUNE_FRACTION ?= $(if $(CPU_SIZED),0.4,0.2)
+PRUNED   ?= $(if $(CPU_SIZED),0.360 0.216,0.640 0.410 0.210)
 SPARSEST = $(lastword $(PRUNED))
 PRUNED_CKPT = $(RUN)/prune/model-remaining-$(1).safetensors
 
@@ -276,29 +283,39 @@ $(RUN)/kd-retrained-s%/model.safetensors: $(RETRAINED) | build
 # The dense student shaped by the sparsest teacher (its remaining channels), initialised at
 # random as prune-then-distill's students are, then distilled from it. (`kd-prune derive-student
 # --init strongest-filters` starts it from the teacher's strongest filters instead; `make
-# DERIVED="random strongest"` runs both.)
+# DERIVED="random strongest"` runs both.) One per seed in SEEDS, so that the claim gets a test:
+# each seed its own random initialisation (derived-random/ for SEED, derived-random-s<seed>/ for
+# the others); the strongest filters are the teacher's and the same for every seed.
 DERIVED ?= random
+DERIVED_INIT = $(RUN)/derived-$(1)$(if $(filter strongest,$(1))$(filter $(2),$(SEED)),,-s$(2))/model.safetensors
 $(RUN)/derived-random/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
 	$(call atomic,$(TOOL)/kd-prune derive-student --checkpoint $< --init random --seed $(SEED) --out $(RUN)/derived-random,$(RUN)/derived-random/shape.json)
+
+$(RUN)/derived-random-s%/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
+	$(call atomic,$(TOOL)/kd-prune derive-student --checkpoint $< --init random --seed $* --out $(RUN)/derived-random-s$*,$(RUN)/derived-random-s$*/shape.json)
 
 $(RUN)/derived-strongest/model.safetensors: $(call PRUNED_CKPT,$(SPARSEST)) | build
 	$(call atomic,$(TOOL)/kd-prune derive-student --checkpoint $< --init strongest-filters --out $(RUN)/derived-strongest,$(RUN)/derived-strongest/shape.json)
 
-$(RUN)/kd-derived-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
-	$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $(SEED) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$*-s$(SEED),$(RUN)/kd-derived-$*-s$(SEED)/summary.json)
+# $(call DERIVED_STUDENTS,init,seed): the derived network distilled from the sparsest teacher,
+# and its control, the same network trained on labels alone, without KD.
+define DERIVED_STUDENTS
+$(RUN)/kd-derived-$(1)-s$(2)/model.safetensors: $(call DERIVED_INIT,$(1),$(2)) | build
+	$$(call atomic,$(TOOL)/kd-distill kd $(RUNARGS) --seed $(2) --teacher $(call PRUNED_CKPT,$(SPARSEST)) --init $$< $(SCHEDULE) $(SIZED) --out $(RUN)/kd-derived-$(1)-s$(2),$(RUN)/kd-derived-$(1)-s$(2)/summary.json)
 
-# Its control: the same derived network trained on labels alone, without KD.
-$(RUN)/derived-baseline-%-s$(SEED)/model.safetensors: $(RUN)/derived-%/model.safetensors | build
-	$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $(SEED) --role student --init $< $(SCHEDULE) $(SIZED) --out $(RUN)/derived-baseline-$*-s$(SEED),$(RUN)/derived-baseline-$*-s$(SEED)/summary.json)
+$(RUN)/derived-baseline-$(1)-s$(2)/model.safetensors: $(call DERIVED_INIT,$(1),$(2)) | build
+	$$(call atomic,$(TOOL)/kd-pretrain $(RUNARGS) --seed $(2) --role student --init $$< $(SCHEDULE) $(SIZED) --out $(RUN)/derived-baseline-$(1)-s$(2),$(RUN)/derived-baseline-$(1)-s$(2)/summary.json)
+endef
+$(foreach d,$(DERIVED),$(foreach s,$(SEEDS),$(eval $(call DERIVED_STUDENTS,$(d),$(s)))))
 
 PTD_ROWS = teacher=$(RUN)/teacher/eval.json $(foreach r,$(PRUNED),pruned-$(r)=$(RUN)/pruned-$(r)/eval.json) \
   baseline=$(call evals,baseline) kd-unpruned=$(call evals,kd) teacher-retrained=$(RUN)/teacher-retrained/eval.json \
   kd-retrained=$(call evals,kd-retrained) \
   $(foreach r,$(PRUNED),kd-pruned$(r)=$(call evals,kd-pruned$(r))) \
-  $(foreach d,$(DERIVED),kd-derived-$(d)=$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json derived-baseline-$(d)=$(RUN)/derived-baseline-$(d)-s$(SEED)/eval.json)
+  $(foreach d,$(DERIVED),kd-derived-$(d)=$(call evals,kd-derived-$(d)) derived-baseline-$(d)=$(call evals,derived-baseline-$(d)))
 PTD_EVALS = $(RUN)/teacher/eval.json $(foreach r,$(PRUNED),$(RUN)/pruned-$(r)/eval.json) $(RUN)/teacher-retrained/eval.json \
   $(foreach m,baseline kd kd-retrained $(foreach r,$(PRUNED),kd-pruned$(r)),$(call seed_evals,$(m))) \
-  $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json $(RUN)/derived-baseline-$(d)-s$(SEED)/eval.json)
+  $(foreach d,$(DERIVED),$(call seed_evals,kd-derived-$(d)) $(call seed_evals,derived-baseline-$(d)))
 
 $(RUN)/prune-report.md: $(PTD_EVALS) | build
 	$(call atomic,$(TOOL)/kd-report $(PTD_ROWS),$@)
@@ -337,7 +354,7 @@ ssl: $(RUN)/ssl-report.md
 # teacher -> SEED). This starts their first stage at once; a later stage whose prerequisite is
 # still running is skipped and started only when make's walk over this list comes back to it
 # (measured: pruning began 16 minutes into a 29-minute chain, the derived student's KD ran last).
-$(RUN)/report.md: $(foreach d,$(DERIVED),$(RUN)/kd-derived-$(d)-s$(SEED)/eval.json) $(call seed_evals,kd-retrained) \
+$(RUN)/report.md: $(foreach d,$(DERIVED),$(call seed_evals,kd-derived-$(d))) $(call seed_evals,kd-retrained) \
   $(call seed_evals,seed) $(RUN)/teacher-b/eval.json $(call seed_evals,meal-v2) $(call seed_evals,kd-continued) \
   $(PTD_EVALS) $(SSL_EVALS) $(RUN)/teacher/eval.json $(addsuffix /eval.json,$(STUDENTS)) $(FKD_TYPE_EVALS) $(RUN)/labels-stats.json | build
 	$(TOOL)/kd-report --run-dir $(RUN) > /dev/null

@@ -146,3 +146,49 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("| kd | small-cnn (") && report.contains("| 2 |"), "two seeds:\n{report}");
 }
+
+/// The commands `make -n PROFILE=<profile>` would run (nothing is run, nothing built).
+fn dry_run(profile: &str) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let output = Command::new("make")
+        .arg("-n")
+        .arg("-C")
+        .arg(repo)
+        .args([format!("PROFILE={profile}"), format!("RUN={}", run.path().display())])
+        .args(["NO_BUILD=1", "BIN=bin", "DEVICE=cpu", "JOBS=1"])
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "make -n failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The line of `commands` that runs `tool` with every one of `needles`.
+fn command_with<'a>(commands: &'a str, tool: &str, needles: &[&str]) -> Option<&'a str> {
+    commands.lines().find(|line| line.contains(tool) && needles.iter().all(|n| line.contains(n)))
+}
+
+/// `make PROFILE=converged` chains the quick profile's stages with the converged preset: the
+/// tools get `--profile converged` (which sets 40 epochs, no --epochs from the Makefile), the
+/// label file stores one crop per epoch's visit (40), and the CPU-sized settings (crop scale,
+/// pruning ladder, SSLD's split) are quick's.
+#[test]
+fn converged_profile_chains_the_quick_stages_with_its_preset() {
+    let quick = dry_run("quick");
+    let converged = dry_run("converged");
+    for (commands, profile, crops) in [(&quick, "quick", "--crops 4 "), (&converged, "converged", "--crops 40 ")] {
+        let teacher = command_with(commands, "kd-pretrain", &["--role teacher", "--out"])
+            .unwrap_or_else(|| panic!("{profile}: no teacher command in\n{commands}"));
+        assert!(teacher.contains(&format!("--profile {profile} ")), "{teacher}");
+        assert!(!teacher.contains("--epochs"), "the preset sets the epochs: {teacher}");
+        assert!(command_with(commands, "kd-pack-labels", &[crops, "--scale 0.8 1"]).is_some(), "{profile}: {commands}");
+        assert!(command_with(commands, "kd-prune", &["--fraction 0.4", "--target-sparsity 0.79"]).is_some());
+        assert!(
+            command_with(commands, "kd-distill ssld", &["train-holdout:25000", "--select-per-class 2000"]).is_some()
+        );
+        let student = command_with(commands, "kd-distill dkd", &["--out"]).unwrap();
+        assert!(student.contains(&format!("--profile {profile} ")), "{student}");
+    }
+}

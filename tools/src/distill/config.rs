@@ -33,7 +33,7 @@ pub struct RunArgs {
     /// Output directory: config.json, metrics.csv, model.safetensors + model.json, state/.
     #[arg(long, default_value = "runs/distill")]
     pub out: PathBuf,
-    /// Preset of the student and its optimisation: quick or full.
+    /// Preset of the student and its optimisation: quick, converged (quick 8x as long) or full.
     #[arg(long, value_enum, default_value_t = Profile::Quick)]
     pub profile: Profile,
     /// Start the student from this checkpoint (its architecture is used).

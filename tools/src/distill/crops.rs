@@ -31,7 +31,7 @@ pub struct CropArgs {
 
 impl RegionCrops {
     /// The preset's crops: the quick preset's 5 epochs are one 4-crop pass (4 epochs) and one
-    /// single-crop epoch; the full preset ends with 4 single-crop epochs.
+    /// single-crop epoch; the converged and full presets end with FKD's 4 single-crop epochs.
     pub fn defaults(quick: bool) -> Self {
         Self { num_crops: 4, final_single_crop_epochs: if quick { 1 } else { 4 }, memory_budget_mib: 2048 }
     }

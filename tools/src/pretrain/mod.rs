@@ -34,7 +34,7 @@ pub struct Args {
     /// Output directory: config.json, metrics.csv, model.safetensors + model.json, state/.
     #[arg(long, default_value = "runs/pretrain")]
     pub out: PathBuf,
-    /// Preset: quick (minutes on a 2-core CPU) or full (the long GPU recipe).
+    /// Preset: quick (minutes on a 2-core CPU), converged (quick 8x as long) or full (the long GPU recipe).
     #[arg(long, value_enum, default_value_t = Profile::Quick)]
     pub profile: Profile,
     /// Which network of the preset to train.

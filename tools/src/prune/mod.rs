@@ -57,7 +57,7 @@ pub struct PruneArgs {
     /// .masks.safetensors) per round, round-<k>/ (metrics.csv, state/).
     #[arg(long, default_value = "runs/prune")]
     pub out: PathBuf,
-    /// Preset: quick (1 retraining epoch a round) or full (prune-then-distill's recipe).
+    /// Preset: quick (1 retraining epoch a round), converged (8) or full (prune-then-distill's recipe).
     #[arg(long, value_enum, default_value_t = Profile::Quick)]
     pub profile: Profile,
     /// Target sparsity r in [0, 1): rounds n = argmin |r - (1 - (1 - f)^n)|.
@@ -123,12 +123,12 @@ pub struct PruneConfig {
     pub augment: Augment,
 }
 
-/// Retraining of a preset: quick, one epoch of the preset's recipe; full, prune-then-distill's
+/// Retraining of a preset: quick, one epoch of the preset's recipe (converged: 8); full, prune-then-distill's
 /// CIFAR-100 VGG-19 rewinding (130 epochs, lr 0.1 Nesterov, x0.1 at 39 and 84, wd 2e-4).
 fn retrain_defaults(profile: Profile, dataset: DatasetKind) -> TrainConfig {
     let mut config = profiles::train_config(profile, dataset);
     match profile {
-        Profile::Quick => config.epochs = 1,
+        Profile::Quick | Profile::Converged => config.epochs = profile.epochs(1, 130),
         Profile::Full => {
             config.epochs = 130;
             config.schedule.warmup_epochs = 0.0;

@@ -44,7 +44,7 @@ pub struct Args {
     /// Output directory: config.json, metrics.csv, model.safetensors + model.json, state/.
     #[arg(long, default_value = "runs/seed")]
     pub out: PathBuf,
-    /// Preset: quick or full.
+    /// Preset: quick, converged (quick 8x as long) or full.
     #[arg(long, value_enum, default_value_t = Profile::Quick)]
     pub profile: Profile,
     /// Teacher embeddings in the queue (a multiple of the batch size).

@@ -54,7 +54,7 @@ pub struct DkdFlags {
     /// Temperature T (default 4; the paper's ImageNet runs: 1).
     #[arg(long)]
     pub temperature: Option<f32>,
-    /// Epochs over which the KD term ramps up (default 20 in the full preset, 1 in quick).
+    /// Epochs over which the KD term ramps up (default 20 in the full preset, 1 in quick, 8 in converged).
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
     /// Z-score student and teacher logits before the temperature (Sun et al., CVPR 2024).
@@ -133,9 +133,9 @@ impl DistillMethod for Dkd {
     const NAME: &'static str = "dkd";
 
     /// The paper's CIFAR-100 setting (alpha 1, beta 8, T 4, 20 warm-up epochs of 240); the quick
-    /// preset's 5 epochs warm up over 1.
+    /// preset's 5 epochs warm up over 1, the converged preset's 40 over 8.
     fn defaults(profile: Profile, _flags: &DkdFlags) -> Self {
-        let warmup_epochs = if profile == Profile::Quick { 1 } else { 20 };
+        let warmup_epochs = profile.epochs(1, 20);
         Self { teachers: vec![], alpha: 1.0, beta: 8.0, temperature: 4.0, warmup_epochs, logit_standardization: false }
     }
 

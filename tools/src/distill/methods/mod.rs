@@ -329,7 +329,7 @@ mod tests {
             assert!(command.find_subcommand(name).is_some(), "no subcommand `{name}`");
         }
         assert_eq!(command.get_subcommands().count(), NAMES.len());
-        for profile in [Profile::Quick, Profile::Full] {
+        for profile in [Profile::Quick, Profile::Converged, Profile::Full] {
             for name in NAMES {
                 let args = <super::super::config::Args as clap::Parser>::try_parse_from(["kd-distill", name]).unwrap();
                 let method = args.method.defaults(profile);

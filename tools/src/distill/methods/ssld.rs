@@ -143,7 +143,7 @@ impl DistillMethod for Ssld {
             divergence: Divergence::SymmetricKl,
             unlabeled: None,
             select_per_class: None,
-            finetune_epochs: if profile == Profile::Quick { 1 } else { 30 },
+            finetune_epochs: profile.epochs(1, 30),
             finetune_lr_scale: 0.01,
         }
     }
