@@ -16,6 +16,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 use burn_backend::{DType, TensorMetadata};
 use burn_std::{Bytes, Shape, bf16, f16};
@@ -32,9 +33,11 @@ trait NormElement:
     + core::ops::Add<Output = Self>
     + core::ops::Sub<Output = Self>
     + core::ops::Mul<Output = Self>
+    + core::ops::Div<Output = Self>
 {
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
+    fn sqrt(self) -> Self;
 }
 
 impl NormElement for f32 {
@@ -44,6 +47,9 @@ impl NormElement for f32 {
     fn from_f64(value: f64) -> Self {
         value as f32
     }
+    fn sqrt(self) -> Self {
+        num_traits::Float::sqrt(self)
+    }
 }
 
 impl NormElement for f64 {
@@ -52,6 +58,9 @@ impl NormElement for f64 {
     }
     fn from_f64(value: f64) -> Self {
         value
+    }
+    fn sqrt(self) -> Self {
+        num_traits::Float::sqrt(self)
     }
 }
 
@@ -143,26 +152,85 @@ fn for_each_run<T: Send, F: Fn(usize, usize, &mut [T]) + Send + Sync>(
     }
 }
 
+/// Eight f64 accumulators for a per-channel sum: element `i` of a run goes to lane `i % 8`,
+/// eight independent chains the compiler can vectorise instead of one serial chain of adds;
+/// [Lanes::total] combines them pairwise in a fixed order. A channel's sum therefore depends on
+/// its data alone, not on how channels are spread over threads.
+#[derive(Clone, Copy, Default)]
+struct Lanes([f64; 8]);
+
+impl Lanes {
+    /// Adds `term(v)` for every `v` of `values`.
+    fn add<T: Copy>(&mut self, values: &[T], term: impl Fn(T) -> f64) {
+        let mut chunks = values.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (lane, &v) in self.0.iter_mut().zip(chunk) {
+                *lane += term(v);
+            }
+        }
+        for (lane, &v) in self.0.iter_mut().zip(chunks.remainder()) {
+            *lane += term(v);
+        }
+    }
+
+    /// Adds `term(a, b)` for every pair of `a` and `b` (of equal length).
+    fn add_pairs<T: Copy>(&mut self, a: &[T], b: &[T], term: impl Fn(T, T) -> f64) {
+        let (mut left, mut right) = (a.chunks_exact(8), b.chunks_exact(8));
+        for (xs, ys) in (&mut left).zip(&mut right) {
+            for ((lane, &x), &y) in self.0.iter_mut().zip(xs).zip(ys) {
+                *lane += term(x, y);
+            }
+        }
+        for ((lane, &x), &y) in self
+            .0
+            .iter_mut()
+            .zip(left.remainder())
+            .zip(right.remainder())
+        {
+            *lane += term(x, y);
+        }
+    }
+
+    /// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
+    fn total(self) -> f64 {
+        let l = self.0;
+        ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+    }
+}
+
 /// Batch statistics `(μ, σ²)` of channel `c`, two-pass in f64.
 fn channel_stats<T: NormElement>(layout: &ChannelLayout, x: &[T], c: usize) -> (f64, f64) {
     let count = layout.per_channel() as f64;
-    let sum: f64 = layout
-        .runs(x, c)
-        .map(|run| run.iter().map(|&v| v.to_f64()).sum::<f64>())
-        .sum();
-    let mean = sum / count;
-    let squares: f64 = layout
-        .runs(x, c)
-        .map(|run| {
-            run.iter()
-                .map(|&v| {
-                    let d = v.to_f64() - mean;
-                    d * d
-                })
-                .sum::<f64>()
-        })
-        .sum();
-    (mean, squares / count)
+    let mut sum = Lanes::default();
+    for run in layout.runs(x, c) {
+        sum.add(run, NormElement::to_f64);
+    }
+    let mean = sum.total() / count;
+    let mut squares = Lanes::default();
+    for run in layout.runs(x, c) {
+        squares.add(run, |v| {
+            let d = v.to_f64() - mean;
+            d * d
+        });
+    }
+    (mean, squares.total() / count)
+}
+
+/// A buffer of `len` values (the size of a `[N, C, spatial]` tensor of `layout`) written by
+/// `write(c, offset, run)`, which must initialise every element of each run it is given, in
+/// parallel as [for_each_run]; no copy or zeroing before.
+fn written_by_runs<T: Send, F: Fn(usize, usize, &mut [MaybeUninit<T>]) + Send + Sync>(
+    len: usize,
+    layout: ChannelLayout,
+    write: F,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    for_each_run(&mut out.spare_capacity_mut()[..len], layout, write);
+    // SAFETY: `for_each_run` hands each of the `len` elements to `write` in exactly one run
+    // (the runs tile the buffer; `len` is 0 when `spatial` is), and every caller's `write`
+    // initialises each element of its run.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// Normalises `x` (`[N, C, ...]`) with its own batch statistics: `(y, μ, σ²)`.
@@ -183,11 +251,11 @@ fn forward<T: NormElement>(
             (T::from_f64(mean), T::from_f64(scale), beta[c])
         })
         .collect();
-    let mut output = x.to_vec();
-    for_each_run(&mut output, layout, |c, _, run| {
+    let output = written_by_runs(x.len(), layout, |c, offset, run| {
         let (mean, scale, shift) = affine[c];
-        for y in run.iter_mut() {
-            *y = (*y - mean) * scale + shift;
+        let xs = &x[offset..offset + run.len()];
+        for (y, &v) in run.iter_mut().zip(xs) {
+            y.write((v - mean) * scale + shift);
         }
     });
     let mean = stats.iter().map(|s| T::from_f64(s.0)).collect();
@@ -207,18 +275,13 @@ fn backward<T: NormElement>(
         .collect();
     // (∂β, ∂γ) per channel: Σ dy and Σ dy·x̂
     let sums = per_channel(layout.channels, |c| {
-        let (mu, istd) = (mean[c].to_f64(), inv_std[c]);
-        layout
-            .runs(x, c)
-            .zip(layout.runs(dy, c))
-            .fold((0.0f64, 0.0f64), |(db, dg), (xs, gs)| {
-                let (mut run_db, mut run_dg) = (0.0f64, 0.0f64);
-                for (&v, &g) in xs.iter().zip(gs) {
-                    run_db += g.to_f64();
-                    run_dg += g.to_f64() * (v.to_f64() - mu);
-                }
-                (db + run_db, dg + run_dg * istd)
-            })
+        let mu = mean[c].to_f64();
+        let (mut db, mut dg) = (Lanes::default(), Lanes::default());
+        for (xs, gs) in layout.runs(x, c).zip(layout.runs(dy, c)) {
+            db.add(gs, NormElement::to_f64);
+            dg.add_pairs(xs, gs, |v, g| g.to_f64() * (v.to_f64() - mu));
+        }
+        (db.total(), dg.total() * inv_std[c])
     });
     let count = layout.per_channel() as f64;
     // dx = a·dy + b·(x - μ) + c per channel, with a = γ/σ, b = -a·(∂γ/M)/σ, c = -a·∂β/M
@@ -231,18 +294,37 @@ fn backward<T: NormElement>(
             (T::from_f64(a), T::from_f64(b), T::from_f64(-a * db / count))
         })
         .collect();
-    let mut x_grad = dy.to_vec();
-    for_each_run(&mut x_grad, layout, |c, offset, run| {
+    let x_grad = written_by_runs(dy.len(), layout, |c, offset, run| {
         let (a, b, shift) = coefficients[c];
         let mu = mean[c];
-        let xs = &x[offset..offset + run.len()];
-        for (dx, &v) in run.iter_mut().zip(xs) {
-            *dx = a * *dx + b * (v - mu) + shift;
+        let range = offset..offset + run.len();
+        for ((dx, &v), &g) in run.iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
+            dx.write(a * g + b * (v - mu) + shift);
         }
     });
     let gamma_grad = sums.iter().map(|s| T::from_f64(s.1)).collect();
     let beta_grad = sums.iter().map(|s| T::from_f64(s.0)).collect();
     (x_grad, gamma_grad, beta_grad)
+}
+
+/// Inference-mode normalisation with given statistics, `y = (x - μ)/√(σ² + ε)·γ + β`, in one
+/// parallel pass. The operations and their order are those of Burn's default
+/// `ModuleOps::batch_norm` (four broadcast passes on one thread), in the element type, so f32 and
+/// f64 results are bitwise the same.
+fn inference<T: NormElement>(
+    layout: ChannelLayout,
+    [x, gamma, beta, mean, variance]: [&[T]; 5],
+    epsilon: f64,
+) -> Vec<T> {
+    let epsilon = T::from_f64(epsilon);
+    let std: Vec<T> = variance.iter().map(|&v| (v + epsilon).sqrt()).collect();
+    written_by_runs(x.len(), layout, |c, offset, run| {
+        let (mu, sigma, g, b) = (mean[c], std[c], gamma[c], beta[c]);
+        let xs = &x[offset..offset + run.len()];
+        for (y, &v) in run.iter_mut().zip(xs) {
+            y.write((v - mu) / sigma * g + b);
+        }
+    })
 }
 
 /// The tensors' data as contiguous tensors of f32 or f64 (f16 and bf16 are widened to f32).
@@ -324,4 +406,27 @@ pub(crate) fn batch_norm_train_backward(
         _ => run::<f32, 5>(&tensors, |d| backward(layout, d, epsilon), &shape),
     };
     results.map(|t| narrowed(t, dtype))
+}
+
+/// Inference-mode batch norm with running statistics (`[C]` vectors each).
+pub(crate) fn batch_norm_inference(
+    x: &FlexTensor,
+    [gamma, beta, mean, variance]: [&FlexTensor; 4],
+    epsilon: f64,
+) -> FlexTensor {
+    let shape = x.shape();
+    let layout = ChannelLayout::new(&shape);
+    let dtype = x.dtype();
+    let tensors = widened("batch_norm", &[x, gamma, beta, mean, variance]);
+    let output = match tensors[0].dtype() {
+        DType::F64 => {
+            let data: [&[f64]; 5] = core::array::from_fn(|i| tensors[i].storage::<f64>());
+            tensor(inference(layout, data, epsilon), shape)
+        }
+        _ => {
+            let data: [&[f32]; 5] = core::array::from_fn(|i| tensors[i].storage::<f32>());
+            tensor(inference(layout, data, epsilon), shape)
+        }
+    };
+    narrowed(output, dtype)
 }

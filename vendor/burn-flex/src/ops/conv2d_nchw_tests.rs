@@ -370,7 +370,42 @@ fn results_do_not_depend_on_the_thread_count() {
         }
     }
     let one = with_threads(1, || batch_norm_outputs(DType::F32));
-    assert_eq!(one, with_threads(2, || batch_norm_outputs(DType::F32)));
+    for threads in [2, 3] {
+        let many = with_threads(threads, || batch_norm_outputs(DType::F32));
+        assert_eq!(one, many, "batch norm, {threads} threads");
+    }
+}
+
+/// Inference batch norm equals, bit for bit, Burn's default composition of four broadcast
+/// operations (the `ModuleOps::batch_norm` it overrides), in f32 and f64; spatial size 12 also
+/// covers runs that are not a multiple of the kernels' 8 lanes.
+#[test]
+fn batch_norm_inference_is_the_default_composition_bitwise() {
+    use burn_backend::Scalar;
+    use burn_backend::ops::FloatTensorOps;
+    let (x, shape, gamma, beta, _) = batch_norm_case();
+    let mean = pseudo_random(3, 9);
+    let variance: Vec<f64> = pseudo_random(3, 10).iter().map(|v| v.abs() + 0.5).collect();
+    for dtype in [DType::F32, DType::F64] {
+        let t = |data: &[f64], shape: &[usize]| tensor_f64(data, shape, dtype);
+        let column = |data: &[f64]| t(data, &[1, 3, 1, 1]);
+        let fused = Flex::batch_norm(
+            t(&x, &shape),
+            t(&gamma, &[3]),
+            t(&beta, &[3]),
+            t(&mean, &[3]),
+            t(&variance, &[3]),
+            1e-5,
+        );
+        let std = Flex::float_sqrt(Flex::float_add_scalar(
+            column(&variance),
+            Scalar::Float(1e-5),
+        ));
+        let normalized = Flex::float_div(Flex::float_sub(t(&x, &shape), column(&mean)), std);
+        let composed = Flex::float_add(Flex::float_mul(normalized, column(&gamma)), column(&beta));
+        assert_eq!(fused.shape(), composed.shape());
+        assert_eq!(values(&fused), values(&composed), "{dtype:?}");
+    }
 }
 
 #[test]

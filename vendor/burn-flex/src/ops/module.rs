@@ -101,6 +101,17 @@ impl ModuleOps<Flex> for Flex {
         conv2d_nchw::conv2d_weight_backward(&x, &weight, &output_grad, &options)
     }
 
+    fn batch_norm(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> FloatTensor<Flex> {
+        batch_norm::batch_norm_inference(&x, [&gamma, &beta, &mean, &variance], epsilon)
+    }
+
     fn batch_norm_train(
         x: FloatTensor<Flex>,
         gamma: FloatTensor<Flex>,
