@@ -15,8 +15,8 @@
 #                           (kd-report --run-dir: results, one verdict per seed claim, plots/*.png).
 #                           Stages run JOBS at a time (2 on a CPU without CUDA), THREADS each.
 #   make SEEDS="0 1 2"      the students over three seeds (report shows mean +- sd)
-#   make PROFILE=converged  the same chain with every schedule 8x as long (40 epochs): students
-#                           trained to the end of their learning curve (runs/converged/)
+#   make PROFILE=converged  the same chain with every schedule 8x as long (40 epochs, the longest
+#                           point of the students' learning curve; runs/converged/)
 #   make PROFILE=full       the long GPU recipe (ResNet-56 teacher, ResNet-20 student)
 #   make PROFILE=imagenet-fkd DATA_DIR=... TEACHER_PTH=...
 #                           a seed's own recipe on your data: imagenet-fkd, imagenet-meal-v2,
@@ -65,7 +65,7 @@ BIN      ?= target/debug
 NO_BUILD ?=
 TOOLS    = $(BIN)/kd-prune $(BIN)/kd-seed $(BIN)/kd-pretrain $(BIN)/kd-eval $(BIN)/kd-bench $(BIN)/kd-report $(BIN)/kd-pack-labels $(BIN)/kd-distill $(BIN)/kd-import
 # Crops labelled per training image (FKD stores 500; the quick profile fits a 2-core CPU; the
-# converged profile's 40 epochs visit each image 40 times, so it stores one crop per visit).
+# converged profile's FKD draws 40 crops per image over its 40 epochs, so it stores as many).
 CROPS    ?= $(if $(filter quick,$(PROFILE)),4,$(if $(filter converged,$(PROFILE)),40,$(if $(filter imagenet-fkd,$(PROFILE)),500,100)))
 # Random-resized-crop area range of the labels: the crops the teacher was trained on. FKD's
 # 0.08-1 in the full profile; the quick profile trains every network on 80-100% crops without

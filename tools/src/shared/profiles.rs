@@ -30,8 +30,9 @@ pub enum Role {
 
 impl Profile {
     /// How many times the quick preset's schedules this preset's are (quick and converged
-    /// only): every epoch count derived from quick's (training, pruning's retraining, SSLD's
-    /// fine-tuning, DKD's warm-up) is multiplied by it, so the schedules keep their proportions.
+    /// only): the epoch counts derived from quick's (training, pruning's retraining, SSLD's
+    /// fine-tuning, DKD's warm-up) are multiplied by it. FKD's final single-crop epochs are not:
+    /// converged ends with FKD's own 4 (quick's 1 fits its 5 epochs).
     fn quick_multiple(self) -> Option<usize> {
         match self {
             Profile::Quick => Some(1),
