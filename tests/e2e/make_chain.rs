@@ -137,10 +137,13 @@ fn make_chain_on_a_folder_survives_interrupt_and_redoes_nothing() {
     let more = make(&data, &run).arg("SEEDS=0 1").output().unwrap();
     let log = String::from_utf8_lossy(&more.stdout);
     assert!(more.status.success(), "{log}\n{}", String::from_utf8_lossy(&more.stderr));
-    for method in ["kd", "dkd", "dist"] {
+    for method in ["kd", "dkd", "dist", "kd-derived-random", "derived-baseline-random"] {
         assert!(log.contains(&format!("--out {}/{method}-s1 ", run.display())), "{log}");
         assert!(!log.contains(&format!("--out {}/{method}-s0 ", run.display())), "{log}");
     }
+    // The new seed's derived network has its own random initialisation; seed 0's is kept.
+    assert!(log.contains(&format!("--out {}/derived-random-s1 ", run.display())), "{log}");
+    assert!(!log.contains(&format!("--out {}/derived-random ", run.display())), "{log}");
     let after = checkpoints(&run);
     assert!(before.iter().all(|b| after.contains(b)), "nothing of seed 0 was redone");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();

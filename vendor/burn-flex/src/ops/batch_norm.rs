@@ -224,6 +224,13 @@ fn written_by_runs<T: Send, F: Fn(usize, usize, &mut [MaybeUninit<T>]) + Send + 
     layout: ChannelLayout,
     write: F,
 ) -> Vec<T> {
+    // The runs must tile exactly `len` elements, or some would stay uninitialised (e.g. a `dy`
+    // whose shape does not match `x`'s).
+    assert_eq!(
+        len,
+        layout.batch * layout.channels * layout.spatial,
+        "batch_norm: a buffer of {len} values for a {layout:?} layout"
+    );
     let mut out = Vec::with_capacity(len);
     for_each_run(&mut out.spare_capacity_mut()[..len], layout, write);
     // SAFETY: `for_each_run` hands each of the `len` elements to `write` in exactly one run
