@@ -6,6 +6,8 @@
 //!
 //! - forward:          `y_n  = W · col`                      (`[C_out, OH·OW]`)
 //! - input gradient:   `dx_n = col2im(Wᵀ · dy_n)`            (scatter-add of the columns)
+//!   or, at stride 1,  `dx_n = conv2d(dy_n, W')`             (`W'`: `Wᵀ` per group, each kernel
+//!                                                            rotated by 180°; no col2im)
 //! - weight gradient:  `dW   = Σ_n dy_n · col_nᵀ`            (`[C_out, C_in·kh·kw]`)
 //!
 //! (Chellapilla et al., "High Performance Convolutional Neural Networks for Document
@@ -182,6 +184,45 @@ impl ConvGeometry {
             ((last / stride) as usize + 1).min(outs)
         };
         (start.min(end), end)
+    }
+
+    /// The input gradient as a forward convolution of the output gradient, at stride 1:
+    /// `dx = conv2d(dy, W')` with `W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]` per group
+    /// ([flipped_transposed]) and padding `d·(k-1) - pad` on each side (Dumoulin & Visin, "A
+    /// guide to convolution arithmetic for deep learning", 2016, §4.1: the transpose of a
+    /// stride-1 convolution is a convolution). `None` for other strides, for pointwise kernels
+    /// (whose gradient needs no col2im) and where a side's padding exceeds `d·(k-1)`.
+    pub(crate) fn output_grad_as_input(&self) -> Option<ConvGeometry> {
+        if self.stride != [1, 1] || self.is_pointwise() {
+            return None;
+        }
+        let mut padding_begin = [0; 2];
+        for (axis, padding) in padding_begin.iter_mut().enumerate() {
+            let reach = self.dilation[axis] * (self.kernel[axis] - 1);
+            let (size, outs) = match axis {
+                0 => (self.height, self.out_height),
+                _ => (self.width, self.out_width),
+            };
+            let begin = self.padding_begin[axis];
+            // At stride 1, outs = size + begin + end - reach.
+            let end = (outs + reach).checked_sub(size + begin)?;
+            reach.checked_sub(end)?;
+            *padding = reach.checked_sub(begin)?;
+        }
+        Some(ConvGeometry {
+            batch: self.batch,
+            groups: self.groups,
+            channels_in: self.channels_out,
+            height: self.out_height,
+            width: self.out_width,
+            channels_out: self.channels_in,
+            kernel: self.kernel,
+            stride: [1, 1],
+            padding_begin,
+            dilation: self.dilation,
+            out_height: self.height,
+            out_width: self.width,
+        })
     }
 
     /// Input index along `axis` of output position `o` at kernel offset `k` (inside the image).
@@ -449,8 +490,29 @@ fn forward<T: ConvElement>(g: ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>
     output
 }
 
-/// Input gradient `dx = col2im(Wᵀ · dy)` in `T`, per sample; `g` must not be empty.
+/// `W'` of [ConvGeometry::output_grad_as_input]: per group `[C_in, C_out, kh, kw]`, each kernel
+/// reversed in its flattened `kh·kw` order, which is the rotation by 180°.
+fn flipped_transposed<T: ConvElement>(g: &ConvGeometry, w: &[T]) -> Vec<T> {
+    let taps = g.kernel[0] * g.kernel[1];
+    let mut flipped = Vec::with_capacity(w.len());
+    for group in 0..g.groups {
+        for ci in 0..g.channels_in {
+            for co in 0..g.channels_out {
+                let start = ((group * g.channels_out + co) * g.channels_in + ci) * taps;
+                flipped.extend(w[start..start + taps].iter().rev().copied());
+            }
+        }
+    }
+    flipped
+}
+
+/// Input gradient in `T`, per sample; `g` must not be empty. At stride 1 a forward convolution
+/// of `dy` ([ConvGeometry::output_grad_as_input]): one GEMM with `C_out·kh·kw` terms per output
+/// instead of `C_out`, and no scatter-add of the columns. Otherwise `dx = col2im(Wᵀ · dy)`.
 fn x_backward<T: ConvElement>(g: ConvGeometry, w: &[T], dy: &[T]) -> Vec<T> {
+    if let Some(as_forward) = g.output_grad_as_input() {
+        return forward(as_forward, dy, &flipped_transposed(&g, w), None);
+    }
     let (rows, pixels, c_out) = (g.col_rows(), g.out_pixels(), g.channels_out);
     let split = gemm_should_split(g.batch);
     let sample_out = g.groups * g.group_out();

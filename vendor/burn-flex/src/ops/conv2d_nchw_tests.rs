@@ -130,7 +130,7 @@ fn volume(shape: [usize; 4]) -> usize {
     shape.iter().product()
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 9] = [
     // 3x3, stride 1, padding 1, batch 1, non-square
     Case {
         input: [1, 3, 5, 7],
@@ -198,6 +198,16 @@ const CASES: [Case; 8] = [
         kernel: [2, 3],
         stride: [1, 1],
         padding: [(0, 1), (2, 1)],
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // stride 1 with more padding than d·(k-1) on two sides: the input gradient by col2im
+    Case {
+        input: [2, 2, 4, 5],
+        channels_out: 3,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [(3, 0), (1, 3)],
         dilation: [1, 1],
         groups: 1,
     },
@@ -295,6 +305,30 @@ fn conv2d_and_both_gradients_match_the_naive_reference_in_f32_and_f64() {
             }
         }
     }
+}
+
+/// The cases above take both input-gradient paths: stride 1 as a forward convolution of the
+/// output gradient (padding up to `d·(k-1)`), col2im for strides, pointwise kernels and wider
+/// padding.
+#[test]
+fn stride_one_input_gradients_run_as_forward_convolutions() {
+    let as_forward: Vec<bool> = CASES
+        .iter()
+        .map(|case| {
+            let shape = |dims: [usize; 4]| Shape::from(dims.to_vec());
+            crate::ops::conv2d_nchw::ConvGeometry::new(
+                &shape(case.input),
+                &shape(case.weight_shape()),
+                &case.options(),
+            )
+            .output_grad_as_input()
+            .is_some()
+        })
+        .collect();
+    assert_eq!(
+        as_forward,
+        [true, false, true, false, false, false, true, false, true]
+    );
 }
 
 #[test]
