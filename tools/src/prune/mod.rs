@@ -127,14 +127,11 @@ pub struct PruneConfig {
 /// CIFAR-100 VGG-19 rewinding (130 epochs, lr 0.1 Nesterov, x0.1 at 39 and 84, wd 2e-4).
 fn retrain_defaults(profile: Profile, dataset: DatasetKind) -> TrainConfig {
     let mut config = profiles::train_config(profile, dataset);
-    match profile {
-        Profile::Quick | Profile::Converged => config.epochs = profile.epochs(1, 130),
-        Profile::Full => {
-            config.epochs = 130;
-            config.schedule.warmup_epochs = 0.0;
-            config.schedule.decay = Decay::Step { milestones: vec![39, 84], gamma: 0.1 };
-            config.optimizer = train::OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 2e-4 };
-        }
+    config.epochs = profile.epochs(1, 130);
+    if profile == Profile::Full {
+        config.schedule.warmup_epochs = 0.0;
+        config.schedule.decay = Decay::Step { milestones: vec![39, 84], gamma: 0.1 };
+        config.optimizer = train::OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 2e-4 };
     }
     config
 }

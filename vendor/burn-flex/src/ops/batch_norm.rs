@@ -356,13 +356,17 @@ fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
     }
 }
 
+/// The first `K` tensors' data as slices of `T`.
+fn slices<T: NormElement, const K: usize>(tensors: &[FlexTensor]) -> [&[T]; K] {
+    core::array::from_fn(|i| tensors[i].storage::<T>())
+}
+
 fn run<T: NormElement, const K: usize>(
     tensors: &[FlexTensor],
     kernel: impl Fn([&[T]; K]) -> (Vec<T>, Vec<T>, Vec<T>),
     shape: &Shape,
 ) -> [FlexTensor; 3] {
-    let data: [&[T]; K] = core::array::from_fn(|i| tensors[i].storage::<T>());
-    let (full, first, second) = kernel(data);
+    let (full, first, second) = kernel(slices(tensors));
     [tensor(full, shape.clone()), vector(first), vector(second)]
 }
 
@@ -426,14 +430,8 @@ pub(crate) fn batch_norm_inference(
     let dtype = x.dtype();
     let tensors = widened("batch_norm", &[x, gamma, beta, mean, variance]);
     let output = match tensors[0].dtype() {
-        DType::F64 => {
-            let data: [&[f64]; 5] = core::array::from_fn(|i| tensors[i].storage::<f64>());
-            tensor(inference(layout, data, epsilon), shape)
-        }
-        _ => {
-            let data: [&[f32]; 5] = core::array::from_fn(|i| tensors[i].storage::<f32>());
-            tensor(inference(layout, data, epsilon), shape)
-        }
+        DType::F64 => tensor(inference::<f64>(layout, slices(&tensors), epsilon), shape),
+        _ => tensor(inference::<f32>(layout, slices(&tensors), epsilon), shape),
     };
     narrowed(output, dtype)
 }
