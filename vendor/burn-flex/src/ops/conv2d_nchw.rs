@@ -37,9 +37,23 @@ use crate::{FlexTensor, Layout};
 /// Samples whose weight-gradient contributions are summed into one partial result.
 pub(crate) const WEIGHT_GRAD_CHUNK: usize = 4;
 
+#[cfg(feature = "simd")]
+#[path = "conv2d_direct.rs"]
+mod direct;
+
+/// The element types the SIMD kernels of [direct] run in.
+#[cfg(feature = "simd")]
+use direct::DirectElement as SimdElement;
+#[cfg(not(feature = "simd"))]
+trait SimdElement {}
+#[cfg(not(feature = "simd"))]
+impl SimdElement for f32 {}
+#[cfg(not(feature = "simd"))]
+impl SimdElement for f64 {}
+
 /// The element types the kernels run in natively (gemm's f32 and f64 kernels).
 pub(crate) trait ConvElement:
-    bytemuck::Pod + burn_backend::Element + Zero + AddAssign + Send + Sync + 'static
+    bytemuck::Pod + burn_backend::Element + Zero + AddAssign + SimdElement + Send + Sync + 'static
 {
     const ONE: Self;
 }
@@ -150,6 +164,12 @@ impl ConvGeometry {
 
     fn group_weight(&self) -> usize {
         self.channels_out * self.col_rows()
+    }
+
+    /// Whether forward and weight gradient run the direct kernels of [direct].
+    #[cfg(feature = "simd")]
+    pub(crate) fn runs_direct(&self) -> bool {
+        direct::ShiftedRows::new(self).is_some()
     }
 
     /// A 1x1 kernel at stride 1 without padding: the image already is its im2col matrix.
@@ -458,10 +478,24 @@ fn scratch_len(g: &ConvGeometry) -> usize {
     }
 }
 
-/// Forward convolution `y = conv2d(x, W) + b` in `T`; `g` must not be empty.
+/// Adds `bias[c]` to every pixel of output plane `c` of one sample.
+fn add_bias<T: ConvElement>(out: &mut [T], bias: Option<&[T]>, pixels: usize) {
+    if let Some(bias) = bias {
+        for (plane, &b) in out.chunks_exact_mut(pixels).zip(bias) {
+            plane.iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
+/// Forward convolution `y = conv2d(x, W) + b` in `T`; `g` must not be empty. Stride-1
+/// convolutions with a kernel wider than 1x1 run the direct kernels of [direct].
 fn forward<T: ConvElement>(g: ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (rows, pixels, c_out) = (g.col_rows(), g.out_pixels(), g.channels_out);
     let split = gemm_should_split(g.batch);
+    #[cfg(feature = "simd")]
+    if let Some(shifted_rows) = direct::ShiftedRows::new(&g) {
+        return direct::conv2d(&g, &shifted_rows, x, w, bias);
+    }
     let sample_in = g.groups * g.group_in();
     let mut output = vec![T::zero(); g.batch * g.groups * g.group_out()];
     for_each_chunk(
@@ -480,11 +514,7 @@ fn forward<T: ConvElement>(g: ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>
                 );
                 matmul(out, false, lhs, rhs, [c_out, pixels, rows], false, split);
             }
-            if let Some(bias) = bias {
-                for (plane, &b) in out.chunks_exact_mut(pixels).zip(bias) {
-                    plane.iter_mut().for_each(|v| *v += b);
-                }
-            }
+            add_bias(out, bias, pixels);
         },
     );
     output
@@ -573,6 +603,12 @@ fn weight_backward<T: ConvElement>(g: ConvGeometry, x: &[T], dy: &[T]) -> Vec<T>
     let size = g.groups * g.group_weight();
     let col_len = rows * pixels;
 
+    #[cfg(feature = "simd")]
+    if let Some(shifted_rows) = direct::ShiftedRows::new(&g) {
+        let partials = direct::conv2d_weight_grad(&g, &shifted_rows, x, dy);
+        return sum_partials(partials, size);
+    }
+
     let mut partials = vec![T::zero(); chunks * size];
     for_each_chunk(
         &mut partials,
@@ -597,6 +633,11 @@ fn weight_backward<T: ConvElement>(g: ConvGeometry, x: &[T], dy: &[T]) -> Vec<T>
             }
         },
     );
+    sum_partials(partials, size)
+}
+
+/// The first `size` elements plus every later `size`-element partial, in order.
+fn sum_partials<T: ConvElement>(mut partials: Vec<T>, size: usize) -> Vec<T> {
     let (total, rest) = partials.split_at_mut(size);
     for partial in rest.chunks_exact(size) {
         total.iter_mut().zip(partial).for_each(|(t, &p)| *t += p);

@@ -130,7 +130,7 @@ fn volume(shape: [usize; 4]) -> usize {
     shape.iter().product()
 }
 
-const CASES: [Case; 9] = [
+const CASES: [Case; 10] = [
     // 3x3, stride 1, padding 1, batch 1, non-square
     Case {
         input: [1, 3, 5, 7],
@@ -208,6 +208,17 @@ const CASES: [Case; 9] = [
         kernel: [3, 3],
         stride: [1, 1],
         padding: [(3, 0), (1, 3)],
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // direct kernels' partial blocks: 10 output channels (blocks of 8 or 4), 81 pixels (not a
+    // whole number of vectors), 45 kernel rows (weight-gradient blocks of 4 or 2)
+    Case {
+        input: [3, 5, 9, 9],
+        channels_out: 10,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [(1, 1), (1, 1)],
         dilation: [1, 1],
         groups: 1,
     },
@@ -307,6 +318,15 @@ fn conv2d_and_both_gradients_match_the_naive_reference_in_f32_and_f64() {
     }
 }
 
+fn geometry(case: &Case) -> crate::ops::conv2d_nchw::ConvGeometry {
+    let shape = |dims: [usize; 4]| Shape::from(dims.to_vec());
+    crate::ops::conv2d_nchw::ConvGeometry::new(
+        &shape(case.input),
+        &shape(case.weight_shape()),
+        &case.options(),
+    )
+}
+
 /// The cases above take both input-gradient paths: stride 1 as a forward convolution of the
 /// output gradient (padding up to `d·(k-1)`), col2im for strides, pointwise kernels and wider
 /// padding.
@@ -314,20 +334,30 @@ fn conv2d_and_both_gradients_match_the_naive_reference_in_f32_and_f64() {
 fn stride_one_input_gradients_run_as_forward_convolutions() {
     let as_forward: Vec<bool> = CASES
         .iter()
-        .map(|case| {
-            let shape = |dims: [usize; 4]| Shape::from(dims.to_vec());
-            crate::ops::conv2d_nchw::ConvGeometry::new(
-                &shape(case.input),
-                &shape(case.weight_shape()),
-                &case.options(),
-            )
-            .output_grad_as_input()
-            .is_some()
-        })
+        .map(|case| geometry(case).output_grad_as_input().is_some())
         .collect();
     assert_eq!(
         as_forward,
-        [true, false, true, false, false, false, true, false, true]
+        [
+            true, false, true, false, false, false, true, false, true, true
+        ]
+    );
+}
+
+/// The cases above take both forward and weight-gradient paths: the direct kernels at stride 1
+/// (not pointwise), im2col and gemm otherwise.
+#[cfg(feature = "simd")]
+#[test]
+fn stride_one_kernels_run_direct() {
+    let direct: Vec<bool> = CASES
+        .iter()
+        .map(|case| geometry(case).runs_direct())
+        .collect();
+    assert_eq!(
+        direct,
+        [
+            true, false, true, false, false, false, true, true, true, true
+        ]
     );
 }
 

@@ -1,0 +1,466 @@
+//! Stride-1 convolution without im2col: a register-blocked SIMD product that reads its
+//! operand rows straight out of `kw` column-shifted copies of the padded image.
+//!
+//! For stride 1 the window row of kernel tap `(ci, ky, kx)` at output pixel `p = oy·OW + ox` is
+//! `x[ci, oy + ky·d - pad_top, ox + kx·d - pad_left]`. With one copy of the image per kernel
+//! column, `shifted[ci, kx, py, ox] = x[ci, py - pad_top, ox + kx·d - pad_left]` (zero outside,
+//! `py` over the padded rows), that row is the contiguous run
+//! `shifted[ci, kx][p + ky·d·OW ..]`: the im2col matrix is `kw` copies of the image instead of
+//! `kh·kw`, and every output pixel of a sample, across output rows, is one flat index. The
+//! product `y[co, p] = Σ_r W[co, r] · row_r[p]` then runs as a GEMM micro-kernel (Goto & van de
+//! Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008, §4: a register block of
+//! `CB` output channels by `V` vectors of pixels, one FMA per weight and vector) whose right
+//! operand rows are `shifted` at precomputed offsets.
+//!
+//! The weight gradient reads the same rows: `dW[co, r] = Σ_p dy[co, p] · row_r[p]`, a dot
+//! product over the pixels, accumulated lane-wise over a fixed chunk of samples and reduced
+//! across lanes once per chunk.
+//!
+//! Every output element is one fixed-order chain of fused multiply-adds, independent of the
+//! thread count.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use macerator::{ReduceAdd, Simd, VAdd, VMulAdd, Vector, vload_unaligned, vstore_unaligned};
+
+use super::{ConvElement, ConvGeometry, WEIGHT_GRAD_CHUNK, add_bias, for_each_chunk};
+
+/// The scalar types the direct kernels run in (f32 and f64).
+pub(crate) trait DirectElement: VMulAdd + VAdd + ReduceAdd {}
+
+impl DirectElement for f32 {}
+impl DirectElement for f64 {}
+
+/// Output channels of one register block, and vectors of pixels per block, for the widest
+/// registers (AVX-512: 32 registers, 16 accumulators) and for narrower ones (AVX2/NEON).
+const WIDE_BLOCK: (usize, usize) = (8, 2);
+const NARROW_BLOCK: (usize, usize) = (4, 2);
+
+/// Operand layout of one group's stride-1 convolution of one sample.
+#[derive(Clone, Debug)]
+pub(super) struct ShiftedRows {
+    /// Padded input rows: `OH + d·(kh-1)`.
+    padded_height: usize,
+    /// Output pixels `OH·OW` of one channel.
+    pixels: usize,
+    /// Offset of each im2col row `r = (ci·kh + ky)·kw + kx` in the shifted copies.
+    offsets: Vec<usize>,
+    /// Elements of the shifted copies, plus one block of slack that the last, partial pixel
+    /// block reads (and whose results it discards).
+    len: usize,
+}
+
+impl ShiftedRows {
+    /// The layout for `g`, or `None` where the direct kernels do not apply (other strides,
+    /// pointwise kernels, which need no columns at all).
+    pub(super) fn new(g: &ConvGeometry) -> Option<Self> {
+        if g.stride != [1, 1] || g.is_pointwise() {
+            return None;
+        }
+        let [kh, kw] = g.kernel;
+        let d = g.dilation;
+        let padded_height = g.out_height + d[0] * (kh - 1);
+        let plane = padded_height * g.out_width;
+        let mut offsets = Vec::with_capacity(g.col_rows());
+        for ci in 0..g.channels_in {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    offsets.push((ci * kw + kx) * plane + ky * d[0] * g.out_width);
+                }
+            }
+        }
+        // The widest block reads 2·16 f32 past a row start (16 f64 = 128 bytes too): 64
+        // elements of slack cover every block shape and type below.
+        let len = g.channels_in * kw * plane + 64;
+        Some(Self {
+            padded_height,
+            pixels: g.out_pixels(),
+            offsets,
+            len,
+        })
+    }
+
+    /// Writes the shifted copies of one group's `[C_in, H, W]` image into `shifted`.
+    pub(super) fn fill<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
+        let [_, kw] = g.kernel;
+        let (out_w, pad_top) = (g.out_width, g.padding_begin[0] as isize);
+        let plane = self.padded_height * out_w;
+        for ci in 0..g.channels_in {
+            let source = &image[ci * g.in_pixels()..(ci + 1) * g.in_pixels()];
+            for kx in 0..kw {
+                let copy = &mut shifted[(ci * kw + kx) * plane..(ci * kw + kx + 1) * plane];
+                let (x0, x1) = g.valid_outputs(1, kx);
+                for (py, row) in copy.chunks_exact_mut(out_w).enumerate() {
+                    let iy = py as isize - pad_top;
+                    if iy < 0 || iy >= g.height as isize || x0 >= x1 {
+                        row.fill(T::zero());
+                        continue;
+                    }
+                    let in_row = &source[iy as usize * g.width..(iy as usize + 1) * g.width];
+                    let ix0 = g.input_index(1, x0, kx);
+                    row[..x0].fill(T::zero());
+                    row[x0..x1].copy_from_slice(&in_row[ix0..ix0 + (x1 - x0)]);
+                    row[x1..].fill(T::zero());
+                }
+            }
+        }
+        shifted[self.len - 64..self.len].fill(T::zero());
+    }
+}
+
+/// The `[C_in, H, W]` image of `unit = n·groups + group` in an `[N, groups·C_in, H, W]` input.
+fn unit_image<'a, T>(g: &ConvGeometry, x: &'a [T], unit: usize) -> &'a [T] {
+    &x[unit * g.group_in()..][..g.group_in()]
+}
+
+/// Output channels per task when `units` independent products share the threads: all of them
+/// where there are at least as many units as threads, else a block-aligned share so that every
+/// thread gets work (results do not depend on it, see [forward] and [weight_grad]).
+fn channels_per_task<T: DirectElement>(units: usize, channels_out: usize) -> usize {
+    #[cfg(feature = "rayon")]
+    let threads = rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    let threads = 1;
+    if units >= threads {
+        return channels_out;
+    }
+    let tasks = threads.div_ceil(units.max(1));
+    channels_out
+        .div_ceil(tasks)
+        .next_multiple_of(channel_block::<T>())
+}
+
+/// The shifted copies of every sample and group, `[N·groups][ShiftedRows::len]`.
+fn fill_all<T: ConvElement>(g: &ConvGeometry, rows: &ShiftedRows, x: &[T]) -> Vec<T> {
+    let mut shifted = vec![T::zero(); g.batch * g.groups * rows.len];
+    for_each_chunk(&mut shifted, rows.len, 0, |unit, copy, _| {
+        rows.fill(g, unit_image(g, x, unit), copy)
+    });
+    shifted
+}
+
+/// `y = conv2d(x, W) + b` for a geometry [ShiftedRows::new] accepts. One task per sample and
+/// group fills its copies into its own scratch; with fewer of those than threads, the copies
+/// are made first and each one's output channels are split between tasks.
+pub(super) fn conv2d<T: ConvElement>(
+    g: &ConvGeometry,
+    rows: &ShiftedRows,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let (c_out, pixels, units) = (g.channels_out, g.out_pixels(), g.batch * g.groups);
+    let packed: Vec<Vec<T>> = w
+        .chunks_exact(g.group_weight())
+        .map(|weight| pack_weights(weight, c_out, g.col_rows()))
+        .collect();
+    let unit_bias = |unit: usize, channels: Range<usize>| {
+        bias.map(|b| &b[(unit % g.groups) * c_out..][channels])
+    };
+    let mut output = vec![T::zero(); units * g.group_out()];
+    let task_channels = channels_per_task::<T>(units, c_out);
+    if task_channels >= c_out {
+        for_each_chunk(
+            &mut output,
+            g.group_out(),
+            rows.len,
+            |unit, out, shifted| {
+                rows.fill(g, unit_image(g, x, unit), shifted);
+                forward(rows, &packed[unit % g.groups], shifted, out, 0..c_out);
+                add_bias(out, unit_bias(unit, 0..c_out), pixels);
+            },
+        );
+    } else {
+        let shifted = fill_all(g, rows, x);
+        for_each_chunk(&mut output, g.group_out(), 0, |unit, out, _| {
+            let shifted = &shifted[unit * rows.len..][..rows.len];
+            for_each_chunk(out, task_channels * pixels, 0, |task, out, _| {
+                let channels = task * task_channels..((task + 1) * task_channels).min(c_out);
+                forward(
+                    rows,
+                    &packed[unit % g.groups],
+                    shifted,
+                    out,
+                    channels.clone(),
+                );
+                add_bias(out, unit_bias(unit, channels), pixels);
+            });
+        });
+    }
+    output
+}
+
+/// `dW = Σ_n dy_n · im2col(x_n)ᵀ` for a geometry [ShiftedRows::new] accepts, as fixed chunks of
+/// [WEIGHT_GRAD_CHUNK] samples whose partial sums the caller adds in order (`[chunks][groups·
+/// C_out·C_in·kh·kw]`). With fewer chunks·groups than threads, the copies are made first and each
+/// partial's output channels are split between tasks.
+pub(super) fn conv2d_weight_grad<T: ConvElement>(
+    g: &ConvGeometry,
+    rows: &ShiftedRows,
+    x: &[T],
+    dy: &[T],
+) -> Vec<T> {
+    let (c_out, r_count, len) = (g.channels_out, g.col_rows(), rows.len);
+    let chunks = g.batch.div_ceil(WEIGHT_GRAD_CHUNK);
+    let samples =
+        |chunk: usize| chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(g.batch);
+    let gradients = |chunk: usize, group: usize| -> Vec<&[T]> {
+        samples(chunk)
+            .map(|n| &dy[(n * g.groups + group) * g.group_out()..][..g.group_out()])
+            .collect()
+    };
+    let mut partials = vec![T::zero(); chunks * g.groups * g.group_weight()];
+    let task_channels = channels_per_task::<T>(chunks * g.groups, c_out);
+    if task_channels >= c_out {
+        for_each_chunk(
+            &mut partials,
+            g.group_weight(),
+            WEIGHT_GRAD_CHUNK * len,
+            |index, dw, scratch| {
+                let (chunk, group) = (index / g.groups, index % g.groups);
+                let mut copies = Vec::with_capacity(WEIGHT_GRAD_CHUNK);
+                for (n, copy) in samples(chunk).zip(scratch.chunks_exact_mut(len)) {
+                    rows.fill(g, unit_image(g, x, n * g.groups + group), copy);
+                    copies.push(&*copy);
+                }
+                weight_grad(rows, &copies, &gradients(chunk, group), dw, 0..c_out);
+            },
+        );
+    } else {
+        let shifted = fill_all(g, rows, x);
+        for_each_chunk(&mut partials, g.group_weight(), 0, |index, dw, _| {
+            let (chunk, group) = (index / g.groups, index % g.groups);
+            let copies: Vec<&[T]> = samples(chunk)
+                .map(|n| &shifted[(n * g.groups + group) * len..][..len])
+                .collect();
+            let gradients = gradients(chunk, group);
+            for_each_chunk(dw, task_channels * r_count, 0, |task, dw, _| {
+                let channels = task * task_channels..((task + 1) * task_channels).min(c_out);
+                weight_grad(rows, &copies, &gradients, dw, channels);
+            });
+        });
+    }
+    partials
+}
+
+/// Weights packed for the forward kernel: per block of `CB` output channels, `[r][c]`, zero for
+/// channels past `C_out`.
+pub(super) fn pack_weights<T: DirectElement + ConvElement>(
+    weight: &[T],
+    channels_out: usize,
+    rows: usize,
+) -> Vec<T> {
+    let block = forward_block::<T>().0;
+    let blocks = channels_out.div_ceil(block);
+    let mut packed = vec![T::zero(); blocks * rows * block];
+    for co in 0..channels_out {
+        let (b, c) = (co / block, co % block);
+        for r in 0..rows {
+            packed[(b * rows + r) * block + c] = weight[co * rows + r];
+        }
+    }
+    packed
+}
+
+/// Output channels per block of the forward kernel: channel ranges given to [forward] start at
+/// a multiple of it.
+pub(super) fn channel_block<T: DirectElement>() -> usize {
+    forward_block::<T>().0
+}
+
+/// The block shape for `T` on this machine's widest SIMD registers.
+fn forward_block<T: DirectElement>() -> (usize, usize) {
+    #[macerator::with_simd]
+    fn register_bytes<S: Simd, T: DirectElement>(_marker: core::marker::PhantomData<T>) -> usize {
+        core::mem::size_of::<Vector<S, T>>()
+    }
+    if register_bytes::<T>(core::marker::PhantomData) >= 64 {
+        WIDE_BLOCK
+    } else {
+        NARROW_BLOCK
+    }
+}
+
+/// `out[co, p] = Σ_r W[co, r] · row_r[p]` for the output channels `channels` of one sample's
+/// group: `out` is `[channels.len(), OH·OW]`, `packed` comes from [pack_weights], `shifted` from
+/// [ShiftedRows::fill]. Each output element is the same chain whatever the channel range.
+pub(super) fn forward<T: DirectElement + ConvElement>(
+    rows: &ShiftedRows,
+    packed: &[T],
+    shifted: &[T],
+    out: &mut [T],
+    channels: Range<usize>,
+) {
+    assert!(
+        shifted.len() >= rows.len,
+        "conv2d direct: scratch too small"
+    );
+    if channels.is_empty() {
+        return;
+    }
+    match forward_block::<T>() {
+        WIDE_BLOCK => forward_blocks::<T, 8, 2>(rows, packed, shifted, out, channels),
+        _ => forward_blocks::<T, 4, 2>(rows, packed, shifted, out, channels),
+    }
+}
+
+#[macerator::with_simd]
+fn forward_blocks<S: Simd, T: DirectElement + ConvElement, const CB: usize, const V: usize>(
+    rows: &ShiftedRows,
+    packed: &[T],
+    shifted: &[T],
+    out: &mut [T],
+    channels: Range<usize>,
+) {
+    let lanes = T::lanes::<S>();
+    let pixels = rows.pixels;
+    assert!(
+        out.len() == channels.len() * pixels,
+        "conv2d direct: output of another size"
+    );
+    let width = V * lanes;
+    let r_count = rows.offsets.len();
+    assert!(width <= 64, "conv2d direct: block wider than the slack");
+    assert!(
+        channels.start % CB == 0,
+        "conv2d direct: channel range not block-aligned"
+    );
+    let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
+    assert!(max_offset + pixels.next_multiple_of(width) <= rows.len);
+    assert!(packed.len() >= channels.end.div_ceil(CB) * r_count * CB);
+    let mut spill = [T::zero(); 64];
+    for co0 in channels.clone().step_by(CB) {
+        let weights = &packed[(co0 / CB) * r_count * CB..][..r_count * CB];
+        let valid = CB.min(channels.end - co0);
+        for p0 in (0..pixels).step_by(width) {
+            let zero = T::zero().splat::<S>();
+            let mut acc = [[zero; V]; CB];
+            for (&offset, w) in rows.offsets.iter().zip(weights.chunks_exact(CB)) {
+                // SAFETY: offset + p0 + width <= max_offset + pixels rounded up to a whole
+                // block <= rows.len <= shifted.len() (asserted above).
+                let x: [Vector<S, T>; V] = core::array::from_fn(|v| unsafe {
+                    vload_unaligned(shifted.as_ptr().add(offset + p0 + v * lanes))
+                });
+                for c in 0..CB {
+                    let wc = w[c].splat::<S>();
+                    for v in 0..V {
+                        acc[c][v] = x[v].mul_add(wc, acc[c][v]);
+                    }
+                }
+            }
+            let whole = p0 + width <= pixels;
+            for (c, acc) in acc.iter().enumerate().take(valid) {
+                let row = &mut out[(co0 - channels.start + c) * pixels..][..pixels];
+                if whole {
+                    for (v, &value) in acc.iter().enumerate() {
+                        // SAFETY: p0 + (v + 1)·lanes <= p0 + width <= pixels = row.len().
+                        unsafe { vstore_unaligned(row.as_mut_ptr().add(p0 + v * lanes), value) };
+                    }
+                } else {
+                    for (v, &value) in acc.iter().enumerate() {
+                        // SAFETY: (v + 1)·lanes <= width <= 64 = spill.len().
+                        unsafe { vstore_unaligned(spill.as_mut_ptr().add(v * lanes), value) };
+                    }
+                    let n = pixels - p0;
+                    row[p0..].copy_from_slice(&spill[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// `dW[co, r] = Σ_n Σ_p dy_n[co, p] · row_{r,n}[p]` for the output channels `channels` over the
+/// samples of one chunk, written (not accumulated) into `dw` (`[channels.len(), C_in·kh·kw]`).
+/// `shifted` holds the samples' shifted copies ([ShiftedRows::fill]), `dy` their `[C_out, OH·OW]`
+/// output gradients. Each element is the same chain whatever the range.
+pub(super) fn weight_grad<T: DirectElement + ConvElement>(
+    rows: &ShiftedRows,
+    shifted: &[&[T]],
+    dy: &[&[T]],
+    dw: &mut [T],
+    channels: Range<usize>,
+) {
+    assert!(
+        shifted.len() == dy.len(),
+        "conv2d direct: {} copies for {} gradients",
+        shifted.len(),
+        dy.len()
+    );
+    if channels.is_empty() || dy.is_empty() {
+        return;
+    }
+    match forward_block::<T>() {
+        WIDE_BLOCK => weight_grad_blocks::<T, 4, 4>(rows, shifted, dy, dw, channels),
+        _ => weight_grad_blocks::<T, 2, 2>(rows, shifted, dy, dw, channels),
+    }
+}
+
+#[macerator::with_simd]
+fn weight_grad_blocks<
+    'a,
+    S: Simd,
+    T: DirectElement + ConvElement,
+    const CB: usize,
+    const RB: usize,
+>(
+    rows: &ShiftedRows,
+    shifted: &[&'a [T]],
+    dy: &[&'a [T]],
+    dw: &mut [T],
+    channels: Range<usize>,
+) {
+    let lanes = T::lanes::<S>();
+    let r_count = rows.offsets.len();
+    let pixels = rows.pixels;
+    let vectors = pixels / lanes;
+    let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
+    assert!(max_offset + pixels <= rows.len);
+    assert!(shifted.iter().all(|s| s.len() >= rows.len));
+    assert!(dy.iter().all(|d| d.len() >= channels.end * pixels));
+    assert!(dw.len() == channels.len() * r_count);
+    for r0 in (0..r_count).step_by(RB) {
+        // Rows past the end repeat the last one; their sums are discarded.
+        let offsets: [usize; RB] =
+            core::array::from_fn(|i| rows.offsets[(r0 + i).min(r_count - 1)]);
+        for co0 in channels.clone().step_by(CB) {
+            let last = channels.end - 1;
+            let planes: [usize; CB] = core::array::from_fn(|c| (co0 + c).min(last) * pixels);
+            let zero = T::zero().splat::<S>();
+            let mut acc = [[zero; RB]; CB];
+            let mut tail = [[T::zero(); RB]; CB];
+            for (&sample, &dy) in shifted.iter().zip(dy) {
+                for v in 0..vectors {
+                    let p = v * lanes;
+                    // SAFETY: p + lanes <= pixels; offset + pixels <= rows.len <= sample.len()
+                    // and plane + pixels <= channels.end·pixels <= dy.len() (asserted above).
+                    let x: [Vector<S, T>; RB] = core::array::from_fn(|i| unsafe {
+                        vload_unaligned(sample.as_ptr().add(offsets[i] + p))
+                    });
+                    for (c, &plane) in planes.iter().enumerate() {
+                        let g: Vector<S, T> =
+                            unsafe { vload_unaligned(dy.as_ptr().add(plane + p)) };
+                        for i in 0..RB {
+                            acc[c][i] = g.mul_add(x[i], acc[c][i]);
+                        }
+                    }
+                }
+                for p in vectors * lanes..pixels {
+                    for (c, &plane) in planes.iter().enumerate() {
+                        let g = dy[plane + p];
+                        for i in 0..RB {
+                            tail[c][i] += g * sample[offsets[i] + p];
+                        }
+                    }
+                }
+            }
+            for c in 0..CB.min(channels.end - co0) {
+                for i in 0..RB.min(r_count - r0) {
+                    let row = co0 - channels.start + c;
+                    dw[row * r_count + r0 + i] = acc[c][i].reduce_add() + tail[c][i];
+                }
+            }
+        }
+    }
+}
