@@ -1,16 +1,17 @@
-//! Stride-1 convolution without im2col: a register-blocked SIMD product that reads its
-//! operand rows straight out of `kw` column-shifted copies of the padded image.
+//! Convolution without im2col: a register-blocked SIMD product that reads its operand rows
+//! straight out of shifted copies of the padded image, one per kernel column and row phase.
 //!
-//! For stride 1 the window row of kernel tap `(ci, ky, kx)` at output pixel `p = oy·OW + ox` is
-//! `x[ci, oy + ky·d - pad_top, ox + kx·d - pad_left]`. With one copy of the image per kernel
-//! column, `shifted[ci, kx, py, ox] = x[ci, py - pad_top, ox + kx·d - pad_left]` (zero outside,
-//! `py` over the padded rows), that row is the contiguous run
-//! `shifted[ci, kx][p + ky·d·OW ..]`: the im2col matrix is `kw` copies of the image instead of
-//! `kh·kw`, and every output pixel of a sample, across output rows, is one flat index. The
-//! product `y[co, p] = Σ_r W[co, r] · row_r[p]` then runs as a GEMM micro-kernel (Goto & van de
-//! Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008, §4: a register block of
-//! `CB` output channels by `V` vectors of pixels, one FMA per weight and vector) whose right
-//! operand rows are `shifted` at precomputed offsets.
+//! The window row of kernel tap `(ci, ky, kx)` at output pixel `p = oy·OW + ox` is
+//! `x[ci, oy·s + ky·d - pad_top, ox·s + kx·d - pad_left]` (stride `s`, dilation `d`). Write
+//! `ky·d = q·s + φ` (`φ < s`, the row phase). One copy per kernel column and phase,
+//! `shifted[ci, kx, φ][oy', ox] = x[ci, oy'·s + φ - pad_top, ox·s + kx·d - pad_left]` (zero
+//! outside), turns that row into the contiguous run `shifted[ci, kx, φ][p + q·OW ..]`: at stride
+//! 1 the im2col matrix becomes `kw` copies of the image instead of `kh·kw`, and every output
+//! pixel of a sample, across output rows, is one flat index. The product
+//! `y[co, p] = Σ_r W[co, r] · row_r[p]` then runs as a GEMM micro-kernel (Goto & van de Geijn,
+//! "Anatomy of High-Performance Matrix Multiplication", 2008, §4: a register block of `CB`
+//! output channels by `V` vectors of pixels, one FMA per weight and vector) whose right operand
+//! rows are `shifted` at precomputed offsets.
 //!
 //! The weight gradient reads the same rows: `dW[co, r] = Σ_p dy[co, p] · row_r[p]`, a dot
 //! product over the pixels, accumulated lane-wise over a fixed chunk of samples and reduced
@@ -25,7 +26,7 @@ use core::ops::Range;
 
 use macerator::{ReduceAdd, Simd, VAdd, VMulAdd, Vector, vload_unaligned, vstore_unaligned};
 
-use super::{ConvElement, ConvGeometry, WEIGHT_GRAD_CHUNK, add_bias, for_each_chunk};
+use super::{ConvElement, ConvGeometry, add_bias, for_each_chunk};
 
 /// The scalar types the direct kernels run in (f32 and f64).
 pub(crate) trait DirectElement: VMulAdd + VAdd + ReduceAdd {}
@@ -38,11 +39,13 @@ impl DirectElement for f64 {}
 const WIDE_BLOCK: (usize, usize) = (8, 2);
 const NARROW_BLOCK: (usize, usize) = (4, 2);
 
-/// Operand layout of one group's stride-1 convolution of one sample.
+/// Operand layout of one group's convolution of one sample.
 #[derive(Clone, Debug)]
 pub(super) struct ShiftedRows {
-    /// Padded input rows: `OH + d·(kh-1)`.
-    padded_height: usize,
+    /// Rows of each copy: `OH + ⌊d·(kh-1) / s⌋`.
+    copy_rows: usize,
+    /// The row phases `ky·d mod s` some kernel row has, ascending.
+    phases: Vec<usize>,
     /// Output pixels `OH·OW` of one channel.
     pixels: usize,
     /// Offset of each im2col row `r = (ci·kh + ky)·kw + kx` in the shifted copies.
@@ -53,29 +56,35 @@ pub(super) struct ShiftedRows {
 }
 
 impl ShiftedRows {
-    /// The layout for `g`, or `None` where the direct kernels do not apply (other strides,
-    /// pointwise kernels, which need no columns at all).
+    /// The layout for `g`, or `None` for pointwise kernels (whose image already is the im2col
+    /// matrix).
     pub(super) fn new(g: &ConvGeometry) -> Option<Self> {
-        if g.stride != [1, 1] || g.is_pointwise() {
+        if g.is_pointwise() {
             return None;
         }
         let [kh, kw] = g.kernel;
-        let d = g.dilation;
-        let padded_height = g.out_height + d[0] * (kh - 1);
-        let plane = padded_height * g.out_width;
+        let (s, d) = (g.stride[0], g.dilation[0]);
+        let copy_rows = g.out_height + d * (kh - 1) / s;
+        let mut phases: Vec<usize> = (0..kh).map(|ky| ky * d % s).collect();
+        phases.sort_unstable();
+        phases.dedup();
+        let plane = copy_rows * g.out_width;
         let mut offsets = Vec::with_capacity(g.col_rows());
         for ci in 0..g.channels_in {
             for ky in 0..kh {
+                let phase = phases.binary_search(&(ky * d % s)).unwrap_or(0);
                 for kx in 0..kw {
-                    offsets.push((ci * kw + kx) * plane + ky * d[0] * g.out_width);
+                    let copy = (ci * kw + kx) * phases.len() + phase;
+                    offsets.push(copy * plane + ky * d / s * g.out_width);
                 }
             }
         }
         // The widest block reads 2·16 f32 past a row start (16 f64 = 128 bytes too): 64
         // elements of slack cover every block shape and type below.
-        let len = g.channels_in * kw * plane + 64;
+        let len = g.channels_in * kw * phases.len() * plane + 64;
         Some(Self {
-            padded_height,
+            copy_rows,
+            phases,
             pixels: g.out_pixels(),
             offsets,
             len,
@@ -85,28 +94,92 @@ impl ShiftedRows {
     /// Writes the shifted copies of one group's `[C_in, H, W]` image into `shifted`.
     pub(super) fn fill<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
         let [_, kw] = g.kernel;
-        let (out_w, pad_top) = (g.out_width, g.padding_begin[0] as isize);
-        let plane = self.padded_height * out_w;
+        let plane = self.copy_rows * g.out_width;
+        let mut copies = shifted.chunks_exact_mut(plane);
         for ci in 0..g.channels_in {
             let source = &image[ci * g.in_pixels()..(ci + 1) * g.in_pixels()];
             for kx in 0..kw {
-                let copy = &mut shifted[(ci * kw + kx) * plane..(ci * kw + kx + 1) * plane];
-                let (x0, x1) = g.valid_outputs(1, kx);
-                for (py, row) in copy.chunks_exact_mut(out_w).enumerate() {
-                    let iy = py as isize - pad_top;
-                    if iy < 0 || iy >= g.height as isize || x0 >= x1 {
-                        row.fill(T::zero());
-                        continue;
+                for &phase in &self.phases {
+                    let copy = copies.next().expect("conv2d direct: scratch too small");
+                    if g.stride == [1, 1] && g.out_width == g.width {
+                        self.fill_plane(g, kx, source, copy);
+                    } else {
+                        self.fill_rows(g, kx, phase, source, copy);
                     }
-                    let in_row = &source[iy as usize * g.width..(iy as usize + 1) * g.width];
-                    let ix0 = g.input_index(1, x0, kx);
-                    row[..x0].fill(T::zero());
-                    row[x0..x1].copy_from_slice(&in_row[ix0..ix0 + (x1 - x0)]);
-                    row[x1..].fill(T::zero());
                 }
             }
         }
         shifted[self.len - 64..self.len].fill(T::zero());
+    }
+
+    /// One copy where output and input rows are equally wide ("same" padding): the image
+    /// shifted by `kx·d - pad_left` elements as one block, then zeros over the padding rows and
+    /// over the columns that the shift carried across a row end.
+    fn fill_plane<T: ConvElement>(
+        &self,
+        g: &ConvGeometry,
+        kx: usize,
+        source: &[T],
+        copy: &mut [T],
+    ) {
+        let width = g.width;
+        let shift = (kx * g.dilation[1]) as isize - g.padding_begin[1] as isize;
+        let (top, image_end) = (
+            g.padding_begin[0] * width,
+            (g.padding_begin[0] + g.height) * width,
+        );
+        let magnitude = shift.unsigned_abs().min(width);
+        let image = &mut copy[top..image_end];
+        if shift >= 0 {
+            let n = source.len() - magnitude;
+            image[..n].copy_from_slice(&source[magnitude..]);
+        } else {
+            let n = source.len() - magnitude;
+            image[magnitude..].copy_from_slice(&source[..n]);
+        }
+        for row in image.chunks_exact_mut(width) {
+            if shift >= 0 {
+                row[width - magnitude..].fill(T::zero());
+            } else {
+                row[..magnitude].fill(T::zero());
+            }
+        }
+        copy[..top].fill(T::zero());
+        copy[image_end..].fill(T::zero());
+    }
+
+    /// One copy, row by row (any stride and padding).
+    fn fill_rows<T: ConvElement>(
+        &self,
+        g: &ConvGeometry,
+        kx: usize,
+        phase: usize,
+        source: &[T],
+        copy: &mut [T],
+    ) {
+        let pad_top = g.padding_begin[0] as isize;
+        let (x0, x1) = g.valid_outputs(1, kx);
+        let step = g.stride[1];
+        for (q, row) in copy.chunks_exact_mut(g.out_width).enumerate() {
+            let iy = (q * g.stride[0] + phase) as isize - pad_top;
+            if iy < 0 || iy >= g.height as isize || x0 >= x1 {
+                row.fill(T::zero());
+                continue;
+            }
+            let in_row = &source[iy as usize * g.width..(iy as usize + 1) * g.width];
+            let ix0 = g.input_index(1, x0, kx);
+            row[..x0].fill(T::zero());
+            if step == 1 {
+                row[x0..x1].copy_from_slice(&in_row[ix0..ix0 + (x1 - x0)]);
+            } else {
+                let gathered = in_row[ix0..].iter().step_by(step);
+                row[x0..x1]
+                    .iter_mut()
+                    .zip(gathered)
+                    .for_each(|(o, &v)| *o = v);
+            }
+            row[x1..].fill(T::zero());
+        }
     }
 }
 
@@ -139,6 +212,15 @@ fn fill_all<T: ConvElement>(g: &ConvGeometry, rows: &ShiftedRows, x: &[T]) -> Ve
         rows.fill(g, unit_image(g, x, unit), copy)
     });
     shifted
+}
+
+/// Samples whose weight-gradient terms one register block sums before its lanes are reduced:
+/// enough for 4 KiB of pixels per kernel row (one sample from 32x32 up in f32), so that the
+/// reduction is amortised over at least 64 vectors and a block's rows of all the chunk's samples
+/// stay in L1. Fixed by the geometry, so the summation order does not depend on the threads.
+pub(super) fn samples_per_chunk<T>(g: &ConvGeometry) -> usize {
+    let row_bytes = g.out_pixels() * core::mem::size_of::<T>();
+    (4096 / row_bytes.max(1)).clamp(1, 64)
 }
 
 /// `y = conv2d(x, W) + b` for a geometry [ShiftedRows::new] accepts. One task per sample and
@@ -193,7 +275,7 @@ pub(super) fn conv2d<T: ConvElement>(
 }
 
 /// `dW = Σ_n dy_n · im2col(x_n)ᵀ` for a geometry [ShiftedRows::new] accepts, as fixed chunks of
-/// [WEIGHT_GRAD_CHUNK] samples whose partial sums the caller adds in order (`[chunks][groups·
+/// [samples_per_chunk] samples whose partial sums the caller adds in order (`[chunks][groups·
 /// C_out·C_in·kh·kw]`). With fewer chunks·groups than threads, the copies are made first and each
 /// partial's output channels are split between tasks.
 pub(super) fn conv2d_weight_grad<T: ConvElement>(
@@ -203,9 +285,9 @@ pub(super) fn conv2d_weight_grad<T: ConvElement>(
     dy: &[T],
 ) -> Vec<T> {
     let (c_out, r_count, len) = (g.channels_out, g.col_rows(), rows.len);
-    let chunks = g.batch.div_ceil(WEIGHT_GRAD_CHUNK);
-    let samples =
-        |chunk: usize| chunk * WEIGHT_GRAD_CHUNK..((chunk + 1) * WEIGHT_GRAD_CHUNK).min(g.batch);
+    let per_chunk = samples_per_chunk::<T>(g);
+    let chunks = g.batch.div_ceil(per_chunk);
+    let samples = |chunk: usize| chunk * per_chunk..((chunk + 1) * per_chunk).min(g.batch);
     let gradients = |chunk: usize, group: usize| -> Vec<&[T]> {
         samples(chunk)
             .map(|n| &dy[(n * g.groups + group) * g.group_out()..][..g.group_out()])
@@ -217,10 +299,10 @@ pub(super) fn conv2d_weight_grad<T: ConvElement>(
         for_each_chunk(
             &mut partials,
             g.group_weight(),
-            WEIGHT_GRAD_CHUNK * len,
+            per_chunk * len,
             |index, dw, scratch| {
                 let (chunk, group) = (index / g.groups, index % g.groups);
-                let mut copies = Vec::with_capacity(WEIGHT_GRAD_CHUNK);
+                let mut copies = Vec::with_capacity(per_chunk);
                 for (n, copy) in samples(chunk).zip(scratch.chunks_exact_mut(len)) {
                     rows.fill(g, unit_image(g, x, n * g.groups + group), copy);
                     copies.push(&*copy);
@@ -393,7 +475,7 @@ pub(super) fn weight_grad<T: DirectElement + ConvElement>(
     }
     match forward_block::<T>() {
         WIDE_BLOCK => weight_grad_blocks::<T, 4, 4>(rows, shifted, dy, dw, channels),
-        _ => weight_grad_blocks::<T, 2, 2>(rows, shifted, dy, dw, channels),
+        _ => weight_grad_blocks::<T, 2, 4>(rows, shifted, dy, dw, channels),
     }
 }
 
@@ -420,13 +502,14 @@ fn weight_grad_blocks<
     assert!(shifted.iter().all(|s| s.len() >= rows.len));
     assert!(dy.iter().all(|d| d.len() >= channels.end * pixels));
     assert!(dw.len() == channels.len() * r_count);
-    for r0 in (0..r_count).step_by(RB) {
-        // Rows past the end repeat the last one; their sums are discarded.
-        let offsets: [usize; RB] =
-            core::array::from_fn(|i| rows.offsets[(r0 + i).min(r_count - 1)]);
-        for co0 in channels.clone().step_by(CB) {
-            let last = channels.end - 1;
-            let planes: [usize; CB] = core::array::from_fn(|c| (co0 + c).min(last) * pixels);
+    // Channels past the end repeat the last one, rows past the end the last row; their sums
+    // are discarded.
+    for co0 in channels.clone().step_by(CB) {
+        let last = channels.end - 1;
+        let planes: [usize; CB] = core::array::from_fn(|c| (co0 + c).min(last) * pixels);
+        for r0 in (0..r_count).step_by(RB) {
+            let offsets: [usize; RB] =
+                core::array::from_fn(|i| rows.offsets[(r0 + i).min(r_count - 1)]);
             let zero = T::zero().splat::<S>();
             let mut acc = [[zero; RB]; CB];
             let mut tail = [[T::zero(); RB]; CB];

@@ -344,20 +344,18 @@ fn stride_one_input_gradients_run_as_forward_convolutions() {
     );
 }
 
-/// The cases above take both forward and weight-gradient paths: the direct kernels at stride 1
-/// (not pointwise), im2col and gemm otherwise.
+/// The cases above take both forward and weight-gradient paths: the direct kernels for every
+/// kernel but the pointwise one (which is a plain GEMM).
 #[cfg(feature = "simd")]
 #[test]
-fn stride_one_kernels_run_direct() {
+fn non_pointwise_kernels_run_direct() {
     let direct: Vec<bool> = CASES
         .iter()
         .map(|case| geometry(case).runs_direct())
         .collect();
     assert_eq!(
         direct,
-        [
-            true, false, true, false, false, false, true, true, true, true
-        ]
+        [true, true, true, true, false, true, true, true, true, true]
     );
 }
 
