@@ -167,7 +167,7 @@ impl ConvGeometry {
     }
 
     /// Whether forward and weight gradient run the direct kernels of [direct].
-    #[cfg(feature = "simd")]
+    #[cfg(all(test, feature = "simd"))]
     pub(crate) fn runs_direct(&self) -> bool {
         direct::ShiftedRows::new(self).is_some()
     }

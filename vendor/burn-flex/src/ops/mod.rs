@@ -104,6 +104,7 @@ mod conv2d_nchw_tests;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
+pub(crate) mod elementwise_parallel;
 pub mod expand;
 #[cfg(feature = "fft")]
 pub mod fft;

@@ -8,10 +8,10 @@ use macerator::{Scalar, Simd, VBitAnd, VBitOr, VBitXor, vload_unaligned, vstore_
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-/// Threshold for parallel execution (elements).
-/// For memory-bound operations, parallelism helps when data exceeds L3 cache.
+/// Threshold for parallel execution (elements): one core cannot stream a tensor at the memory's
+/// bandwidth once it outgrows the core's own L2 cache.
 #[cfg(feature = "rayon")]
-const PARALLEL_THRESHOLD: usize = 4 * 1024 * 1024;
+const PARALLEL_THRESHOLD: usize = crate::ops::elementwise_parallel::PARALLEL_ELEMENTS;
 
 #[cfg(feature = "rayon")]
 const CHUNK_SIZE: usize = 4096;
