@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# vendor/burn-flex = burn-flex 0.22.1 from crates.io + patches/burn-flex/*.patch (our CPU
-# convolution-backward, batch-norm and 2x2 max-pool kernels; the workspace uses it through [patch.crates-io]).
+# vendor/burn-flex = burn-flex 0.22.1 from crates.io + patches/burn-flex/*.patch, one patch per
+# kernel family (convolution, batch norm, 2x2 max pool, parallel elementwise loops) plus one that
+# wires them into the module tree and ModuleOps; the workspace uses it through [patch.crates-io].
 #
 #   scripts/patch-burn-flex.sh apply   rebuild vendor/burn-flex from the registry's .crate file
 #   scripts/patch-burn-flex.sh diff    rewrite patches/burn-flex/ from edits made in vendor/burn-flex
@@ -14,7 +15,17 @@ cd "$(dirname "$0")/.."
 version=0.22.1
 crate=burn-flex-$version
 vendor=vendor/burn-flex
-patch_file=patches/burn-flex/0001-conv2d-batch-norm-and-max-pool-kernels.patch
+# The patch file of each changed source file: its kernel family, else the wiring.
+family_of() {
+  case "$1" in
+    src/ops/conv2d_*) echo 0002-conv2d-direct-and-gemm-kernels ;;
+    src/ops/batch_norm.rs) echo 0003-batch-norm-kernels ;;
+    src/ops/max_pool2x2.rs | src/ops/pool.rs) echo 0004-max-pool-2x2-kernel ;;
+    src/ops/elementwise_parallel.rs | src/ops/unary.rs | src/ops/binary.rs | src/simd/portable.rs)
+      echo 0005-parallel-elementwise-loops ;;
+    *) echo 0001-kernel-wiring ;;
+  esac
+}
 mode=${1:-check}
 
 work=$(mktemp -d)
@@ -66,10 +77,25 @@ case "$mode" in
     [ -z "$changed" ] || rustfmt --edition 2024 --config-path "$work/rustfmt.toml" $changed
     (cd "$work" && ln -s "$OLDPWD/$vendor" b && mv "$crate" a &&
       diff -ruN --exclude=target a b/ || true) >"$work/new.patch"
-    # no timestamps, no doubled slashes: the patch only changes when the code does
+    # no timestamps, no doubled slashes: the patches only change when the code does
     sed -i -e 's#^\(---\|+++\) \([ab]\)//*\([^\t]*\)\t.*#\1 \2/\3#' "$work/new.patch"
-    mv "$work/new.patch" "$patch_file"
-    echo "wrote $patch_file ($(grep -c '^+++ ' "$patch_file") files)"
+    # one file's diff starts at its `diff -ruN` line; each goes to its family's patch
+    mkdir -p "$work/split"
+    out=/dev/null
+    while IFS= read -r line; do
+      case "$line" in
+        "diff -ruN "*)
+          file=${line##* b/}
+          out="$work/split/$(family_of "$file").patch"
+          ;;
+      esac
+      printf '%s\n' "$line" >>"$out"
+    done <"$work/new.patch"
+    rm -f patches/burn-flex/*.patch
+    cp "$work"/split/*.patch patches/burn-flex/
+    for p in patches/burn-flex/*.patch; do
+      echo "wrote $p ($(grep -c '^+++ ' "$p") files)"
+    done
     ;;
   check)
     build_patched

@@ -64,4 +64,25 @@ mod tests {
             assert_eq!(zipped, expected);
         }
     }
+
+    /// A custom binary op (no SIMD hint) with a shared lhs writes into the unique rhs, in
+    /// operand order, and leaves the lhs alone; expected values by hand (`lhs - 2·rhs`).
+    #[test]
+    fn a_custom_op_with_a_shared_lhs_writes_into_the_unique_rhs() {
+        use crate::FlexTensor;
+        use crate::ops::binary::binary_op;
+        use burn_backend::TensorData;
+        let a = FlexTensor::from_data(TensorData::new(vec![10.0f32, 20.0, 30.0, 40.0], vec![2, 2]));
+        let keep_alive = a.clone();
+        let b = FlexTensor::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], vec![2, 2]));
+        let result = binary_op(a, b, |x, y| x - 2.0 * y, |x, y| x - 2.0 * y, None);
+        assert_eq!(
+            result.into_data().as_slice::<f32>().unwrap(),
+            &[8.0, 16.0, 24.0, 32.0]
+        );
+        assert_eq!(
+            keep_alive.into_data().as_slice::<f32>().unwrap(),
+            &[10.0, 20.0, 30.0, 40.0]
+        );
+    }
 }
