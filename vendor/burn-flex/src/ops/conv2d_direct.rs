@@ -34,11 +34,6 @@ pub(crate) trait DirectElement: VMulAdd + VAdd + ReduceAdd {}
 impl DirectElement for f32 {}
 impl DirectElement for f64 {}
 
-/// Output channels of one register block, and vectors of pixels per block, for the widest
-/// registers (AVX-512: 32 registers, 16 accumulators) and for narrower ones (AVX2/NEON).
-const WIDE_BLOCK: (usize, usize) = (8, 2);
-const NARROW_BLOCK: (usize, usize) = (4, 2);
-
 /// Operand layout of one group's convolution of one sample.
 #[derive(Clone, Debug)]
 pub(super) struct ShiftedRows {
@@ -79,8 +74,8 @@ impl ShiftedRows {
                 }
             }
         }
-        // The widest block reads 2·16 f32 past a row start (16 f64 = 128 bytes too): 64
-        // elements of slack cover every block shape and type below.
+        // A block of pixels reads at most 64 elements past a row start (4 vectors of 16 f32,
+        // 3 of 16, 4 of 8 f64...): 64 elements of slack cover every block shape below.
         let len = g.channels_in * kw * phases.len() * plane + 64;
         Some(Self {
             copy_rows,
@@ -137,11 +132,17 @@ impl ShiftedRows {
             let n = source.len() - magnitude;
             image[magnitude..].copy_from_slice(&source[..n]);
         }
+        let edge = if shift >= 0 {
+            width - magnitude..width
+        } else {
+            0..magnitude
+        };
         for row in image.chunks_exact_mut(width) {
-            if shift >= 0 {
-                row[width - magnitude..].fill(T::zero());
+            if edge.len() == 1 {
+                // the usual 3x3 case, without a call to memset per row
+                row[edge.start] = T::zero();
             } else {
-                row[..magnitude].fill(T::zero());
+                row[edge.clone()].fill(T::zero());
             }
         }
         copy[..top].fill(T::zero());
@@ -190,8 +191,9 @@ fn unit_image<'a, T>(g: &ConvGeometry, x: &'a [T], unit: usize) -> &'a [T] {
 
 /// Output channels per task when `units` independent products share the threads: all of them
 /// where there are at least as many units as threads, else a block-aligned share so that every
-/// thread gets work (results do not depend on it, see [forward] and [weight_grad]).
-fn channels_per_task<T: DirectElement>(units: usize, channels_out: usize) -> usize {
+/// thread gets work (results do not depend on it, see [forward] and [weight_grad]). `block`:
+/// the forward kernel's channels per block, which a task's first channel must be a multiple of.
+fn channels_per_task(units: usize, channels_out: usize, block: usize) -> usize {
     #[cfg(feature = "rayon")]
     let threads = rayon::current_num_threads();
     #[cfg(not(feature = "rayon"))]
@@ -200,9 +202,7 @@ fn channels_per_task<T: DirectElement>(units: usize, channels_out: usize) -> usi
         return channels_out;
     }
     let tasks = threads.div_ceil(units.max(1));
-    channels_out
-        .div_ceil(tasks)
-        .next_multiple_of(channel_block::<T>())
+    channels_out.div_ceil(tasks).next_multiple_of(block)
 }
 
 /// The shifted copies of every sample and group, `[N·groups][ShiftedRows::len]`.
@@ -234,15 +234,16 @@ pub(super) fn conv2d<T: ConvElement>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let (c_out, pixels, units) = (g.channels_out, g.out_pixels(), g.batch * g.groups);
+    let block = forward_block::<T>(pixels).0;
     let packed: Vec<Vec<T>> = w
         .chunks_exact(g.group_weight())
-        .map(|weight| pack_weights(weight, c_out, g.col_rows()))
+        .map(|weight| pack_weights(weight, c_out, g.col_rows(), block))
         .collect();
     let unit_bias = |unit: usize, channels: Range<usize>| {
         bias.map(|b| &b[(unit % g.groups) * c_out..][channels])
     };
     let mut output = vec![T::zero(); units * g.group_out()];
-    let task_channels = channels_per_task::<T>(units, c_out);
+    let task_channels = channels_per_task(units, c_out, block);
     if task_channels >= c_out {
         for_each_chunk(
             &mut output,
@@ -294,7 +295,7 @@ pub(super) fn conv2d_weight_grad<T: ConvElement>(
             .collect()
     };
     let mut partials = vec![T::zero(); chunks * g.groups * g.group_weight()];
-    let task_channels = channels_per_task::<T>(chunks * g.groups, c_out);
+    let task_channels = channels_per_task(chunks * g.groups, c_out, 1);
     if task_channels >= c_out {
         for_each_chunk(
             &mut partials,
@@ -327,14 +328,14 @@ pub(super) fn conv2d_weight_grad<T: ConvElement>(
     partials
 }
 
-/// Weights packed for the forward kernel: per block of `CB` output channels, `[r][c]`, zero for
-/// channels past `C_out`.
-pub(super) fn pack_weights<T: DirectElement + ConvElement>(
+/// Weights packed for the forward kernel: per block of `block` output channels, `[r][c]`, zero
+/// for channels past `C_out`.
+pub(super) fn pack_weights<T: ConvElement>(
     weight: &[T],
     channels_out: usize,
     rows: usize,
+    block: usize,
 ) -> Vec<T> {
-    let block = forward_block::<T>().0;
     let blocks = channels_out.div_ceil(block);
     let mut packed = vec![T::zero(); blocks * rows * block];
     for co in 0..channels_out {
@@ -346,23 +347,25 @@ pub(super) fn pack_weights<T: DirectElement + ConvElement>(
     packed
 }
 
-/// Output channels per block of the forward kernel: channel ranges given to [forward] start at
-/// a multiple of it.
-pub(super) fn channel_block<T: DirectElement>() -> usize {
-    forward_block::<T>().0
-}
-
-/// The block shape for `T` on this machine's widest SIMD registers.
-fn forward_block<T: DirectElement>() -> (usize, usize) {
+/// Whether this machine's widest SIMD registers for `T` are 64 bytes (AVX-512: 32 of them).
+fn wide_registers<T: DirectElement>() -> bool {
     #[macerator::with_simd]
     fn register_bytes<S: Simd, T: DirectElement>(_marker: core::marker::PhantomData<T>) -> usize {
         core::mem::size_of::<Vector<S, T>>()
     }
-    if register_bytes::<T>(core::marker::PhantomData) >= 64 {
-        WIDE_BLOCK
-    } else {
-        NARROW_BLOCK
+    register_bytes::<T>(core::marker::PhantomData) >= 64
+}
+
+/// The forward kernel's register block for `T` and images of `pixels` output pixels: output
+/// channels by vectors of pixels. On 64-byte registers (32 of them) 8 channels by 3 vectors
+/// where that wastes little of the last block of pixels (from 32x32 in f32), else 8 by 2 (4 by
+/// 4 and 6 by 4 measured no faster on 16x16 and 8x8); on narrower ones (16 registers) 4 by 2.
+pub(super) fn forward_block<T: DirectElement>(pixels: usize) -> (usize, usize) {
+    if !wide_registers::<T>() {
+        return (4, 2);
     }
+    let lanes = 64 / core::mem::size_of::<T>();
+    if pixels >= 48 * lanes { (8, 3) } else { (8, 2) }
 }
 
 /// `out[co, p] = Σ_r W[co, r] · row_r[p]` for the output channels `channels` of one sample's
@@ -382,8 +385,9 @@ pub(super) fn forward<T: DirectElement + ConvElement>(
     if channels.is_empty() {
         return;
     }
-    match forward_block::<T>() {
-        WIDE_BLOCK => forward_blocks::<T, 8, 2>(rows, packed, shifted, out, channels),
+    match forward_block::<T>(rows.pixels) {
+        (8, 3) => forward_blocks::<T, 8, 3>(rows, packed, shifted, out, channels),
+        (8, 2) => forward_blocks::<T, 8, 2>(rows, packed, shifted, out, channels),
         _ => forward_blocks::<T, 4, 2>(rows, packed, shifted, out, channels),
     }
 }
@@ -473,9 +477,10 @@ pub(super) fn weight_grad<T: DirectElement + ConvElement>(
     if channels.is_empty() || dy.is_empty() {
         return;
     }
-    match forward_block::<T>() {
-        WIDE_BLOCK => weight_grad_blocks::<T, 4, 4>(rows, shifted, dy, dw, channels),
-        _ => weight_grad_blocks::<T, 2, 4>(rows, shifted, dy, dw, channels),
+    if wide_registers::<T>() {
+        weight_grad_blocks::<T, 4, 4>(rows, shifted, dy, dw, channels)
+    } else {
+        weight_grad_blocks::<T, 2, 4>(rows, shifted, dy, dw, channels)
     }
 }
 
@@ -542,6 +547,166 @@ fn weight_grad_blocks<
                 for i in 0..RB.min(r_count - r0) {
                     let row = co0 - channels.start + c;
                     dw[row * r_count + r0 + i] = acc[c][i].reduce_add() + tail[c][i];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn_backend::ops::ConvOptions;
+    use burn_std::Shape;
+
+    /// A convolution: input `[1, C_in, H, W]`, `C_out` outputs, 3x3 kernel.
+    struct Conv {
+        input: [usize; 3],
+        channels_out: usize,
+        stride: usize,
+        padding: usize,
+    }
+
+    impl Conv {
+        fn geometry(&self) -> ConvGeometry {
+            let [c, h, w] = self.input;
+            let options = ConvOptions {
+                stride: [self.stride; 2],
+                padding: [(self.padding, self.padding); 2],
+                dilation: [1, 1],
+                groups: 1,
+            };
+            ConvGeometry::new(
+                &Shape::from(vec![1, c, h, w]),
+                &Shape::from(vec![self.channels_out, c, 3, 3]),
+                &options,
+            )
+        }
+    }
+
+    /// Deterministic values in [-1, 1) with a few exact zeros.
+    fn values(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    /// `y[co, p]` and `dW[co, r]` written from the definition of the convolution, in f64:
+    /// `y[co, oy, ox] = Σ W[co, ci, ky, kx] · x[ci, oy·s + ky - pad, ox·s + kx - pad]`,
+    /// `dW[co, ci, ky, kx] = Σ dy[co, oy, ox] · x[ci, oy·s + ky - pad, ox·s + kx - pad]`.
+    fn naive(conv: &Conv, g: &ConvGeometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 2] {
+        let [c_in, h, wd] = conv.input;
+        let (oh, ow) = (g.out_height, g.out_width);
+        let mut y = vec![0.0; conv.channels_out * oh * ow];
+        let mut dw = vec![0.0; conv.channels_out * c_in * 9];
+        for co in 0..conv.channels_out {
+            for (ci, k) in (0..c_in).flat_map(|ci| (0..9).map(move |k| (ci, k))) {
+                let r = ci * 9 + k;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let iy = (oy * conv.stride + k / 3) as isize - conv.padding as isize;
+                        let ix = (ox * conv.stride + k % 3) as isize - conv.padding as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                            continue;
+                        }
+                        let xv = x[(ci * h + iy as usize) * wd + ix as usize];
+                        let p = co * oh * ow + oy * ow + ox;
+                        y[p] += w[co * c_in * 9 + r] * xv;
+                        dw[co * c_in * 9 + r] += dy[p] * xv;
+                    }
+                }
+            }
+        }
+        [y, dw]
+    }
+
+    /// Every forward and weight-gradient block shape, on SIMD registers of this machine, over
+    /// whole and partial blocks of pixels and channels, a channel range that starts mid-way,
+    /// strides 1 and 2, "same" and zero padding, against the definition.
+    #[test]
+    fn every_block_shape_matches_the_definition() {
+        let convs = [
+            Conv {
+                input: [3, 9, 11],
+                channels_out: 13,
+                stride: 1,
+                padding: 1,
+            },
+            Conv {
+                input: [2, 30, 28],
+                channels_out: 9,
+                stride: 1,
+                padding: 1,
+            },
+            Conv {
+                input: [4, 13, 10],
+                channels_out: 10,
+                stride: 2,
+                padding: 1,
+            },
+            Conv {
+                input: [2, 8, 8],
+                channels_out: 5,
+                stride: 1,
+                padding: 0,
+            },
+        ];
+        for conv in &convs {
+            let g = conv.geometry();
+            let rows = ShiftedRows::new(&g).expect("3x3 runs direct");
+            let (c_out, r_count, pixels) = (conv.channels_out, g.col_rows(), g.out_pixels());
+            let x = values(g.group_in(), 1);
+            let w = values(c_out * r_count, 2);
+            let dy = values(c_out * pixels, 3);
+            let [y_ref, dw_ref] = naive(conv, &g, &x, &w, &dy);
+            let mut shifted = vec![0.0f64; rows.len];
+            rows.fill(&g, &x, &mut shifted);
+            let check = |got: &[f64], want: &[f64], what: &str| {
+                for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                    assert!((a - b).abs() < 1e-12, "{what} [{i}]: {a} vs {b}");
+                }
+            };
+            type Forward = fn(&ShiftedRows, &[f64], &[f64], &mut [f64], Range<usize>);
+            let shapes: [(usize, Forward); 3] = [
+                (8, forward_blocks::<f64, 8, 3>),
+                (8, forward_blocks::<f64, 8, 2>),
+                (4, forward_blocks::<f64, 4, 2>),
+            ];
+            for (block, kernel) in shapes {
+                let packed = pack_weights(&w, c_out, r_count, block);
+                for channels in [0..c_out, block.min(c_out)..c_out] {
+                    if channels.is_empty() {
+                        continue;
+                    }
+                    let mut out = vec![f64::NAN; channels.len() * pixels];
+                    kernel(&rows, &packed, &shifted, &mut out, channels.clone());
+                    let want = &y_ref[channels.start * pixels..channels.end * pixels];
+                    check(&out, want, &format!("forward {block}, {channels:?}"));
+                }
+            }
+            for wide in [true, false] {
+                for channels in [0..c_out, 3..c_out] {
+                    let mut dw = vec![f64::NAN; channels.len() * r_count];
+                    let (copies, gradients): ([&[f64]; 1], [&[f64]; 1]) = ([&shifted], [&dy]);
+                    if wide {
+                        weight_grad_blocks::<f64, 4, 4>(
+                            &rows,
+                            &copies,
+                            &gradients,
+                            &mut dw,
+                            channels.clone(),
+                        );
+                    } else {
+                        weight_grad_blocks::<f64, 2, 4>(
+                            &rows,
+                            &copies,
+                            &gradients,
+                            &mut dw,
+                            channels.clone(),
+                        );
+                    }
+                    let want = &dw_ref[channels.start * r_count..channels.end * r_count];
+                    check(&dw, want, &format!("weight gradient, {channels:?}"));
                 }
             }
         }

@@ -44,6 +44,45 @@ where
     dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(*d, s));
 }
 
+/// `op(src[i])` as a new vector.
+pub(crate) fn map_collect<E, R, Op>(src: &[E], op: Op) -> Vec<R>
+where
+    E: Copy + Send + Sync,
+    R: Send,
+    Op: Fn(E) -> R + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if src.len() >= PARALLEL_ELEMENTS {
+        use rayon::prelude::*;
+        return src
+            .par_iter()
+            .with_min_len(TASK_ELEMENTS)
+            .map(|&x| op(x))
+            .collect();
+    }
+    src.iter().map(|&x| op(x)).collect()
+}
+
+/// `op(lhs[i], rhs[i])` over the shorter of the two, as a new vector.
+pub(crate) fn zip_collect<E, R, Op>(lhs: &[E], rhs: &[E], op: Op) -> Vec<R>
+where
+    E: Copy + Send + Sync,
+    R: Send,
+    Op: Fn(E, E) -> R + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    if lhs.len() >= PARALLEL_ELEMENTS {
+        use rayon::prelude::*;
+        return lhs
+            .par_iter()
+            .zip(rhs)
+            .with_min_len(TASK_ELEMENTS)
+            .map(|(&l, &r)| op(l, r))
+            .collect();
+    }
+    lhs.iter().zip(rhs).map(|(&l, &r)| op(l, r)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +101,9 @@ mod tests {
             zip_in_place(&mut zipped, &b, |x, y| x * y - 1.0);
             let expected: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x * y - 1.0).collect();
             assert_eq!(zipped, expected);
+            let collected: Vec<f32> = map_collect(&a, |x| x.max(0.0));
+            assert_eq!(collected, mapped);
+            assert_eq!(zip_collect(&a, &b, |x, y| x * y - 1.0), expected);
         }
     }
 
