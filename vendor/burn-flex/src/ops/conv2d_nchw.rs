@@ -16,6 +16,11 @@
 //! Grouped convolutions run the same product per group (`C_in`, `C_out` per group), asymmetric
 //! padding is part of the window bounds, and dilation of the offsets.
 //!
+//! With the `simd` feature, the forward pass and the weight gradient of every kernel but the
+//! pointwise one run the products of [direct] instead, which read shifted copies of the image
+//! rather than im2col columns; this file keeps the pointwise products and the input gradient at
+//! strides above 1.
+//!
 //! Work is split over samples: every sample's forward output and input gradient is computed by
 //! one thread, and the weight gradient is summed over fixed chunks of [WEIGHT_GRAD_CHUNK]
 //! samples whose partial sums are added in chunk order, so the results are bitwise the same
@@ -487,8 +492,8 @@ fn add_bias<T: ConvElement>(out: &mut [T], bias: Option<&[T]>, pixels: usize) {
     }
 }
 
-/// Forward convolution `y = conv2d(x, W) + b` in `T`; `g` must not be empty. Stride-1
-/// convolutions with a kernel wider than 1x1 run the direct kernels of [direct].
+/// Forward convolution `y = conv2d(x, W) + b` in `T`; `g` must not be empty. Every kernel but
+/// the pointwise one runs the direct kernels of [direct].
 fn forward<T: ConvElement>(g: ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (rows, pixels, c_out) = (g.col_rows(), g.out_pixels(), g.channels_out);
     let split = gemm_should_split(g.batch);
