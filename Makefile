@@ -28,6 +28,7 @@
 #   make test               the test suite (CI runs this)
 #   make lint               rustfmt and clippy, as CI checks them
 #   make bench              throughput table
+#   make smoke DEVICE=cuda  a short training smoke test on one device (scripts/smoke-device.sh)
 #
 # Binaries are built with the workspace's dev profile, whose hot numeric crates are optimised
 # (see Cargo.toml) with the backends this machine can use (FEATURES, below).
@@ -124,7 +125,7 @@ endef
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda check-wgpu bench bench-torch test-burn-flex clean-runs
+.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda smoke check-wgpu bench bench-torch test-burn-flex clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete: .PRECIOUS names
 # each pattern rule's target pattern. (Not `.SECONDARY:`
@@ -418,6 +419,10 @@ check-wgpu:
 test-cuda:
 	scripts/setup-cuda.sh
 	XDG_DATA_HOME=$(CURDIR)/target/llvm-shim BURN_DEVICE=cuda cargo test --workspace --features cuda --lib
+
+# A short training chain on one device, checked against thresholds and the CPU's evaluation.
+smoke: | build
+	BIN=$(BIN) $(if $(DATA_DIR),DATA_DIR=$(DATA_DIR)) scripts/smoke-device.sh $(DEVICE)
 
 # Uses the quick teacher for the label benchmark when it exists (else a random ResNet-56).
 bench: | build

@@ -89,6 +89,8 @@ pub struct ResolvedDevice {
     pub backend: BackendKind,
     /// For example `cpu (flex, 2 threads)` or `wgpu: llvmpipe (Vulkan, software)`.
     pub description: String,
+    /// The device's index in `--device`'s syntax: N of `cuda:N` or `wgpu:N`; 0 for the CPU.
+    pub ordinal: usize,
 }
 
 /// Turns a `--device` choice into a usable device, or an error that says how to get one.
@@ -145,6 +147,7 @@ fn cpu() -> Result<ResolvedDevice> {
         device: Device::flex(),
         backend: BackendKind::Flex,
         description: format!("cpu (flex, {threads} threads)"),
+        ordinal: 0,
     })
 }
 
@@ -156,13 +159,19 @@ fn cpu() -> Result<ResolvedDevice> {
 #[cfg(feature = "cuda")]
 fn cuda(index: usize) -> Result<ResolvedDevice> {
     // Burn's CUDA runtime panics when libcuda.so is missing: ask the driver first.
-    let count = cuda_driver_device_count().map_err(Error::DeviceUnavailable)?;
-    if index >= count {
+    let names = crate::cuda_probe::device_names().map_err(Error::DeviceUnavailable)?;
+    let Some(name) = names.get(index) else {
         return Err(Error::DeviceUnavailable(format!(
-            "CUDA device {index} requested but the driver reports {count} device(s)"
+            "CUDA device {index} requested but the driver reports {} device(s)",
+            names.len()
         )));
-    }
-    Ok(ResolvedDevice { device: Device::cuda(index), backend: BackendKind::Cuda, description: format!("cuda:{index}") })
+    };
+    Ok(ResolvedDevice {
+        device: Device::cuda(index),
+        backend: BackendKind::Cuda,
+        description: format!("cuda:{index} ({name})"),
+        ordinal: index,
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -175,7 +184,7 @@ fn cuda(_index: usize) -> Result<ResolvedDevice> {
 
 /// Number of CUDA devices the driver reports, or why the driver cannot be used.
 pub fn cuda_driver_device_count() -> std::result::Result<usize, String> {
-    crate::cuda_probe::device_count()
+    crate::cuda_probe::device_names().map(|names| names.len())
 }
 
 #[cfg(feature = "wgpu")]
@@ -256,6 +265,7 @@ fn wgpu(index: Option<usize>, allow_software: bool) -> Result<ResolvedDevice> {
             chosen.device_type,
             if is_software(chosen) { ", software: slow" } else { "" }
         ),
+        ordinal: usable.iter().position(|a| std::ptr::eq(*a, chosen)).unwrap_or(0),
     })
 }
 

@@ -19,6 +19,8 @@ pub mod progress;
 pub mod pruning;
 pub mod sparsity;
 pub mod tensor_fit;
+#[cfg(test)]
+pub(crate) mod test_precision;
 pub mod train;
 
 pub use error::{Error, Result};

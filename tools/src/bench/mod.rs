@@ -270,13 +270,15 @@ pub fn run(args: Args) -> Result<()> {
     // Only the train, distill, imagenet and jpeg sections have PyTorch columns.
     let needs_pytorch = ["train", "distill", "imagenet", "jpeg"].iter().any(|s| wants(&args, s));
     let requested = if needs_pytorch { args.pytorch.as_deref() } else { Some("none") };
-    let pytorch = pytorch::PyTorch::detect(requested, threads, args.steps, args.warmup)?;
+    let pytorch =
+        pytorch::PyTorch::detect(requested, &pytorch::torch_device(&device), threads, args.steps, args.warmup)?;
     outln!(
         "kdkit benchmark on {} ({}, {threads} threads, {workers} loader workers); PyTorch: {}\n",
         device.description,
         crate::shared::machine::cpu_model().unwrap_or_else(|| "unknown CPU".into()),
         pytorch.version.as_deref().map_or("not measured here, constants from a 2-core machine".into(), |v| format!(
-            "{v} eager, measured in this run"
+            "{v} eager on {}, measured in this run",
+            pytorch.device
         ))
     );
     if wants(&args, "train") {

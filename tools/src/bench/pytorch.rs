@@ -65,16 +65,27 @@ pub struct PyTorch {
     runner: Option<(String, tempfile::NamedTempFile)>,
     /// torch's version, for the table's header.
     pub version: Option<String>,
+    /// torch's device for the models: `cpu`, or `cuda:N` when kdkit is timed on CUDA.
+    pub device: String,
     threads: usize,
     steps: usize,
     warmup: usize,
 }
 
+/// The torch device that matches kdkit's: the same CUDA device when kdkit runs on CUDA, else the
+/// CPU (PyTorch has no wgpu backend; on wgpu the PyTorch column is PyTorch's CPU).
+pub fn torch_device(device: &kd_common::device::ResolvedDevice) -> String {
+    match device.backend {
+        kd_common::device::BackendKind::Cuda => format!("cuda:{}", device.ordinal),
+        _ => "cpu".into(),
+    }
+}
+
 impl PyTorch {
     /// `requested`: a Python to use (an error if it cannot import torch), `none` for constants
     /// only, or nothing to try `python3` and fall back to constants when it has no torch.
-    pub fn detect(requested: Option<&str>, threads: usize, steps: usize, warmup: usize) -> Result<Self> {
-        let mut pytorch = Self { runner: None, version: None, threads, steps, warmup };
+    pub fn detect(requested: Option<&str>, device: &str, threads: usize, steps: usize, warmup: usize) -> Result<Self> {
+        let mut pytorch = Self { runner: None, version: None, device: device.to_string(), threads, steps, warmup };
         let python = match requested {
             Some("none") => return Ok(pytorch),
             Some(python) => python,
@@ -163,6 +174,8 @@ impl PyTorch {
             steps.to_string(),
             "--warmup".to_string(),
             warmup.to_string(),
+            "--device".to_string(),
+            self.device.clone(),
         ]);
         command.args(extra);
         let out = command.output().with_context(|| format!("running {python}"))?;
@@ -183,7 +196,7 @@ mod tests {
 
     #[test]
     fn without_pytorch_the_figures_are_labelled_constants() {
-        let pytorch = PyTorch::detect(Some("none"), 2, 1, 0).unwrap();
+        let pytorch = PyTorch::detect(Some("none"), "cpu", 2, 1, 0).unwrap();
         assert!(!pytorch.is_measured());
         let figure = pytorch.figure("resnet20", 64, None).unwrap();
         assert_eq!(figure, Figure::Constant(218.0));
@@ -195,6 +208,6 @@ mod tests {
 
     #[test]
     fn a_python_without_torch_is_an_error_when_asked_for() {
-        assert!(PyTorch::detect(Some("/nonexistent/python"), 2, 1, 0).is_err());
+        assert!(PyTorch::detect(Some("/nonexistent/python"), "cpu", 2, 1, 0).is_err());
     }
 }

@@ -3,8 +3,12 @@
 kd-bench runs this script (embedded in its binary) with the Python it was given and reads one JSON
 line from stdout:
 
-    python3 pytorch_train.py --arch resnet20 --batch 64 --threads 2 --steps 10 --warmup 3 [--teacher resnet56]
+    python3 pytorch_train.py --arch resnet20 --batch 64 --threads 2 --steps 10 --warmup 3 [--teacher resnet56] [--device cuda:0]
     {"arch": "resnet20", "batch": 64, "threads": 2, "teacher": null, "images_per_s": ..., "torch": "..."}
+
+On a CUDA device (`--device cuda:N`, what kd-bench passes when it times kdkit on CUDA) the model
+and the batch live on the GPU, and the timer reads the clock after `torch.cuda.synchronize()`,
+so that queued kernels are counted.
 
 With `--size 224` the model is torchvision's (`resnet18`, `resnet50`, `mobilenet_v2`, 1000
 classes) on random 3x224x224 inputs, trained the same way (`--mode train`) or run in eval mode
@@ -81,19 +85,27 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--teacher", choices=sorted(BLOCKS), help="online KD from this (random) teacher")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
     if args.arch in IMAGENET:
         model, classes = imagenet_model(args.arch), 1000
     else:
         model, classes = CifarResNet(BLOCKS[args.arch]), 10
-    model = model.train() if args.mode == "train" else model.eval()
+    model = (model.train() if args.mode == "train" else model.eval()).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    images = torch.randn(args.batch, 3, args.size, args.size)
-    labels = torch.randint(0, classes, (args.batch,))
-    teacher = CifarResNet(BLOCKS[args.teacher]).eval() if args.teacher else None
+    images = torch.randn(args.batch, 3, args.size, args.size).to(device)
+    labels = torch.randint(0, classes, (args.batch,)).to(device)
+    teacher = CifarResNet(BLOCKS[args.teacher]).eval().to(device) if args.teacher else None
+
+    def wait():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def step():
         if args.mode == "infer":
@@ -114,9 +126,11 @@ def main():
 
     for _ in range(args.warmup):
         step()
+    wait()
     started = time.perf_counter()
     for _ in range(args.steps):
         step()
+    wait()
     elapsed = time.perf_counter() - started
     print(json.dumps({
         "arch": args.arch,
@@ -125,6 +139,7 @@ def main():
         "teacher": args.teacher,
         "size": args.size,
         "mode": args.mode,
+        "device": str(device),
         "images_per_s": args.steps * args.batch / elapsed,
         "torch": torch.__version__,
     }))
