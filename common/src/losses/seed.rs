@@ -34,7 +34,7 @@ mod tests {
     use super::*;
     use crate::losses::info_nce::info_nce;
     use crate::losses::info_nce::tests::{Q, S, T};
-    use crate::test_precision::{contrastive_allowance, finite_difference_device};
+    use crate::test_precision::{contrastive_allowance, contrastive_gradient_allowance, finite_difference_device};
     use burn::tensor::{Device, TensorData, Tolerance};
 
     fn loss(device: &Device, s: [[f32; 2]; 2], tau_teacher: f32) -> Tensor<1> {
@@ -75,7 +75,8 @@ mod tests {
 
     /// Autodiff in the student embedding on the default device against central finite
     /// differences (step 1e-3) evaluated in f32 ([`finite_difference_device`]); tolerance 2e-3
-    /// plus both temperatures' TF32 allowances on CUDA. (Exact gradient from PyTorch in f64:
+    /// plus the TF32 gradient allowances of both temperatures on CUDA (the teacher's moves the
+    /// target probabilities, whose gradient factor is `1 / tau_S`). (Exact gradient from PyTorch in f64:
     /// -0.78938, 1.04396, -0.45836, -0.14010.)
     #[test]
     fn gradient_matches_finite_differences() {
@@ -85,7 +86,7 @@ mod tests {
         let l = seed_loss(s.clone(), Tensor::from_data(T, &ad), Tensor::from_data(Q, &ad), 0.2, 0.5);
         let analytic: Vec<f32> = s.grad(&l.backward()).unwrap().into_data().try_to_vec().unwrap();
         let fd_device = finite_difference_device();
-        let tolerance = 2e-3 + (contrastive_allowance(0.2) + contrastive_allowance(0.5)) as f32;
+        let tolerance = 2e-3 + (contrastive_gradient_allowance(0.2) + contrastive_allowance(0.5) / 0.2) as f32;
         for i in 0..4 {
             let (mut plus, mut minus) = (S, S);
             plus[i / 2][i % 2] += 1e-3;

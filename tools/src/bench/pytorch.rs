@@ -91,8 +91,10 @@ impl PyTorch {
             Some(python) => python,
             None => "python3",
         };
-        let probe = Command::new(python).args(["-c", "import torch; print(torch.__version__)"]).output();
-        let version = match probe {
+        let probe = Command::new(python)
+            .args(["-c", "import torch; print(torch.__version__, torch.cuda.is_available())"])
+            .output();
+        let answer = match probe {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
             Ok(out) if requested.is_some() => {
                 bail!("{python} cannot import torch: {}", String::from_utf8_lossy(&out.stderr).trim())
@@ -106,6 +108,12 @@ impl PyTorch {
                 return Ok(pytorch);
             }
         };
+        let (version, has_cuda) = answer.rsplit_once(' ').unwrap_or((answer.as_str(), "False"));
+        if pytorch.device.starts_with("cuda") && has_cuda != "True" {
+            tracing::warn!("{python}'s torch {version} has no CUDA device: the PyTorch column is PyTorch on the CPU");
+            pytorch.device = "cpu".into();
+        }
+        let version = version.to_string();
         let mut script = tempfile::Builder::new().suffix(".py").tempfile().context("writing the PyTorch script")?;
         script.write_all(SCRIPT.as_bytes()).context("writing the PyTorch script")?;
         pytorch.runner = Some((python.to_string(), script));

@@ -7,8 +7,9 @@ line from stdout:
     {"arch": "resnet20", "batch": 64, "threads": 2, "teacher": null, "images_per_s": ..., "torch": "..."}
 
 On a CUDA device (`--device cuda:N`, what kd-bench passes when it times kdkit on CUDA) the model
-and the batch live on the GPU, and the timer reads the clock after `torch.cuda.synchronize()`,
-so that queued kernels are counted.
+and the batch live on the GPU, cuDNN picks its convolution algorithms by timing them
+(`cudnn.benchmark`, as kdkit autotunes its kernels) during the warm-up steps, and the timer reads
+the clock after `torch.cuda.synchronize()`, so that queued kernels are counted.
 
 With `--size 224` the model is torchvision's (`resnet18`, `resnet50`, `mobilenet_v2`, 1000
 classes) on random 3x224x224 inputs, trained the same way (`--mode train`) or run in eval mode
@@ -91,8 +92,10 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
+        torch.backends.cudnn.benchmark = True
     if args.arch in IMAGENET:
         model, classes = imagenet_model(args.arch), 1000
     else:

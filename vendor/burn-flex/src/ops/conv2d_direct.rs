@@ -26,7 +26,7 @@ use core::ops::Range;
 
 use macerator::{ReduceAdd, Simd, VAdd, VMulAdd, Vector, vload_unaligned, vstore_unaligned};
 
-use super::{ConvElement, ConvGeometry, add_bias, for_each_chunk};
+use super::{ConvElement, ConvGeometry, add_bias, for_each_chunk, unfilled};
 
 /// The scalar types the direct kernels run in (f32 and f64).
 pub(crate) trait DirectElement: VMulAdd + VAdd + ReduceAdd {}
@@ -207,7 +207,8 @@ fn channels_per_task(units: usize, channels_out: usize, block: usize) -> usize {
 
 /// The shifted copies of every sample and group, `[N·groups][ShiftedRows::len]`.
 fn fill_all<T: ConvElement>(g: &ConvGeometry, rows: &ShiftedRows, x: &[T]) -> Vec<T> {
-    let mut shifted = vec![T::zero(); g.batch * g.groups * rows.len];
+    // Unfilled: [ShiftedRows::fill] writes every element of each unit's copies.
+    let mut shifted = unfilled(g.batch * g.groups * rows.len);
     for_each_chunk(&mut shifted, rows.len, 0, |unit, copy, _| {
         rows.fill(g, unit_image(g, x, unit), copy)
     });
@@ -242,7 +243,9 @@ pub(super) fn conv2d<T: ConvElement>(
     let unit_bias = |unit: usize, channels: Range<usize>| {
         bias.map(|b| &b[(unit % g.groups) * c_out..][channels])
     };
-    let mut output = vec![T::zero(); units * g.group_out()];
+    // Unfilled: [forward] writes every output channel of each unit (all of them in one task, or
+    // a tiling of them between tasks).
+    let mut output = unfilled(units * g.group_out());
     let task_channels = channels_per_task(units, c_out, block);
     if task_channels >= c_out {
         for_each_chunk(
@@ -294,7 +297,8 @@ pub(super) fn conv2d_weight_grad<T: ConvElement>(
             .map(|n| &dy[(n * g.groups + group) * g.group_out()..][..g.group_out()])
             .collect()
     };
-    let mut partials = vec![T::zero(); chunks * g.groups * g.group_weight()];
+    // Unfilled: [weight_grad] writes (does not accumulate) every channel of each partial.
+    let mut partials = unfilled(chunks * g.groups * g.group_weight());
     let task_channels = channels_per_task(chunks * g.groups, c_out, 1);
     if task_channels >= c_out {
         for_each_chunk(

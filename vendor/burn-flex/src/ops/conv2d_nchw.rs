@@ -442,6 +442,20 @@ fn gemm_should_split(tasks: usize) -> bool {
     }
 }
 
+/// A buffer of `len` elements whose memory is not cleared first: for outputs and scratch that
+/// every caller writes in full before reading, which saves a memset of each per step (5% of a
+/// ResNet-20 training step on Flex, `perf record`). The scratch of [for_each_chunk] is one:
+/// im2col, the transposed columns, a GEMM without accumulation and the shifted copies all
+/// overwrite what they later read.
+#[allow(unsafe_code, clippy::uninit_vec)]
+pub(super) fn unfilled<T: ConvElement>(len: usize) -> Vec<T> {
+    let mut buffer = Vec::with_capacity(len);
+    // SAFETY: `T: Pod`, so any bits are a valid value, and every caller writes each element
+    // before reading it (see the call sites), as burn-flex's mask kernels do with their outputs.
+    unsafe { buffer.set_len(len) };
+    buffer
+}
+
 /// Runs `body(index, chunk, scratch)` over the `per_item`-sized chunks of `output`, in parallel
 /// where possible, with a `scratch_len` buffer per worker.
 fn for_each_chunk<T: ConvElement, F>(output: &mut [T], per_item: usize, scratch_len: usize, body: F)
@@ -452,13 +466,13 @@ where
     {
         use rayon::prelude::*;
         output.par_chunks_mut(per_item).enumerate().for_each_init(
-            || vec![T::zero(); scratch_len],
+            || unfilled::<T>(scratch_len),
             |scratch, (i, chunk)| body(i, chunk, scratch),
         );
     }
     #[cfg(not(feature = "rayon"))]
     {
-        let mut scratch = vec![T::zero(); scratch_len];
+        let mut scratch = unfilled::<T>(scratch_len);
         for (i, chunk) in output.chunks_mut(per_item).enumerate() {
             body(i, chunk, &mut scratch);
         }
