@@ -61,7 +61,8 @@ pub(crate) mod tests {
 
     /// Autodiff on the default device against central finite differences in the queries (step
     /// 1e-3) evaluated in f32 ([`finite_difference_device`]); tolerance 2e-3 plus the TF32
-    /// allowance on CUDA ([`contrastive_gradient_allowance`]). (Exact gradient from PyTorch in f64: -1.37625, 0.84534, 0.04966, -0.35448.)
+    /// allowance on CUDA ([`contrastive_gradient_allowance`]). (Exact gradient from PyTorch in
+    /// f64: -1.37625, 0.84534, 0.04966, -0.35448.)
     #[test]
     fn gradient_matches_finite_differences() {
         let device = Device::default();
