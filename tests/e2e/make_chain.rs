@@ -173,25 +173,45 @@ fn command_with<'a>(commands: &'a str, tool: &str, needles: &[&str]) -> Option<&
     commands.lines().find(|line| line.contains(tool) && needles.iter().all(|n| line.contains(n)))
 }
 
-/// `make PROFILE=converged` chains the quick profile's stages with the converged preset: the
-/// tools get `--profile converged` (which sets 40 epochs, no --epochs from the Makefile), the
-/// label file stores one crop per epoch's visit (40), and the CPU-sized settings (crop scale,
-/// pruning ladder, SSLD's split) are quick's.
+/// `make PROFILE=converged` chains the quick profile's stages with the converged preset for every
+/// student: the student tools get `--profile converged` (which sets 40 epochs, no --epochs from the
+/// Makefile), while the teachers (supervised, second, MoCo v2) and the pruning ladder with its dense
+/// control keep quick's preset, so that the two profiles' verdicts differ in the students'
+/// schedules alone; the label file stores one crop per epoch's visit (40), and the CPU-sized
+/// settings (crop scale, pruning ladder, SSLD's split) are quick's.
 #[test]
 fn converged_profile_chains_the_quick_stages_with_its_preset() {
     let quick = dry_run("quick");
     let converged = dry_run("converged");
     for (commands, profile, crops) in [(&quick, "quick", "--crops 4 "), (&converged, "converged", "--crops 40 ")] {
-        let teacher = command_with(commands, "kd-pretrain", &["--role teacher", "--out"])
-            .unwrap_or_else(|| panic!("{profile}: no teacher command in\n{commands}"));
-        assert!(teacher.contains(&format!("--profile {profile} ")), "{teacher}");
-        assert!(!teacher.contains("--epochs"), "the preset sets the epochs: {teacher}");
+        let teachers = [
+            ("kd-pretrain", vec!["--role teacher", "--seed 0 ", "--out"]),
+            ("kd-pretrain", vec!["--role teacher", "--seed $(( 0 + 1 ))", "--out"]),
+            ("kd-pretrain --method moco --role teacher", vec!["--out"]),
+            ("kd-prune", vec!["--target-sparsity"]),
+            ("kd-prune", vec!["--fraction 0 "]),
+        ];
+        for (tool, needles) in &teachers {
+            let teacher = command_with(commands, tool, needles)
+                .unwrap_or_else(|| panic!("{profile}: no {tool} {needles:?} command in\n{commands}"));
+            assert!(teacher.contains("--profile quick "), "{profile}: the teachers keep quick's preset: {teacher}");
+            assert!(!teacher.contains("--epochs"), "the preset sets the epochs: {teacher}");
+        }
         assert!(command_with(commands, "kd-pack-labels", &[crops, "--scale 0.8 1"]).is_some(), "{profile}: {commands}");
         assert!(command_with(commands, "kd-prune", &["--fraction 0.4", "--target-sparsity 0.79"]).is_some());
         assert!(
             command_with(commands, "kd-distill ssld", &["train-holdout:25000", "--select-per-class 2000"]).is_some()
         );
-        let student = command_with(commands, "kd-distill dkd", &["--out"]).unwrap();
-        assert!(student.contains(&format!("--profile {profile} ")), "{student}");
+        for (tool, needles) in [
+            ("kd-distill dkd", vec!["--out"]),
+            ("kd-pretrain", vec!["--role student", "--out"]),
+            ("kd-pretrain --method moco --role student", vec!["--out"]),
+            ("kd-seed", vec!["--out"]),
+            ("kd-distill kd", vec!["kd-derived-random"]),
+        ] {
+            let student = command_with(commands, tool, &needles)
+                .unwrap_or_else(|| panic!("{profile}: no {tool} {needles:?} command in\n{commands}"));
+            assert!(student.contains(&format!("--profile {profile} ")), "{student}");
+        }
     }
 }
