@@ -99,8 +99,7 @@ COMMON   = $(RUNARGS) --seed $(SEED)
 # The teachers' preset (teacher, teacher-b, the pruning ladder and its dense control, the MoCo v2
 # teacher): the converged profile trains them with quick's schedules, so that its verdicts differ
 # from quick's in the students' schedules alone (the question the converged profile answers: do
-# the claims change once the students have converged?), and the chain takes about 2 hours on a
-# 2-core CPU instead of 3 to 4.
+# the claims change once the students have converged?), and the chain is hours shorter.
 TEACHER_PROFILE = $(if $(filter converged,$(PROFILE)),quick,$(PROFILE))
 TEACHER_RUNARGS = --profile $(TEACHER_PROFILE) --device $(DEVICE) $(DATA)
 TEACHER_COMMON = $(TEACHER_RUNARGS) --seed $(SEED)
