@@ -13,6 +13,12 @@
 //! output channels by `V` vectors of pixels, one FMA per weight and vector) whose right operand
 //! rows are `shifted` at precomputed offsets.
 //!
+//! For a 3-wide kernel at stride 1 with "same" width (the usual 3x3 case) and rows a whole
+//! number of vectors wide, there is a single copy per channel, whose rows are `OW + 1` wide:
+//! a zero column, then the image row. Kernel columns 0, 1, 2 read it at column shifts -1, 0,
+//! +1, and a shift past a row end lands on a zero column. A vector of pixels never crosses a
+//! row, so its elements stay contiguous in the copy. That writes one copy instead of three.
+//!
 //! The weight gradient reads the same rows: `dW[co, r] = Σ_p dy[co, p] · row_r[p]`, a dot
 //! product over the pixels, accumulated lane-wise over a fixed chunk of samples and reduced
 //! across lanes once per chunk.
@@ -37,6 +43,11 @@ impl DirectElement for f64 {}
 /// Operand layout of one group's convolution of one sample.
 #[derive(Clone, Debug)]
 pub(super) struct ShiftedRows {
+    /// Output pixels per row: `OW`.
+    row_width: usize,
+    /// Elements from one row of a copy to the next: `OW`, or `OW + 1` in the single-copy layout
+    /// (module docs), whose rows start with a zero column.
+    row_pitch: usize,
     /// Rows of each copy: `OH + ⌊d·(kh-1) / s⌋`.
     copy_rows: usize,
     /// The row phases `ky·d mod s` some kernel row has, ascending.
@@ -51,9 +62,29 @@ pub(super) struct ShiftedRows {
 }
 
 impl ShiftedRows {
-    /// The layout for `g`, or `None` for pointwise kernels (whose image already is the im2col
-    /// matrix).
-    pub(super) fn new(g: &ConvGeometry) -> Option<Self> {
+    /// The forward kernel's layout for `g` and vectors of `T`, or `None` for pointwise kernels
+    /// (whose image already is the im2col matrix).
+    pub(super) fn new<T: DirectElement>(g: &ConvGeometry) -> Option<Self> {
+        let single_copy = g.kernel[1] == 3
+            && g.stride == [1, 1]
+            && g.dilation == [1, 1]
+            && g.padding_begin[1] == 1
+            && g.out_width == g.width
+            && g.width % vector_lanes::<T>() == 0;
+        Self::with_layout(g, single_copy)
+    }
+
+    /// The weight gradient's layout for `g`: one copy per kernel column and row phase (its
+    /// kernel runs over all pixels of a sample as one flat run, which measured faster than the
+    /// row-by-row runs of the single copy at 16x16), or `None` for pointwise kernels.
+    pub(super) fn per_column(g: &ConvGeometry) -> Option<Self> {
+        Self::with_layout(g, false)
+    }
+
+    /// The layout for `g`: one copy per kernel column and row phase, or, for `single_copy`,
+    /// one per channel with rows one zero column wider (which only a 3-wide kernel at stride 1
+    /// with "same" width and rows a whole number of vectors wide can read).
+    fn with_layout(g: &ConvGeometry, single_copy: bool) -> Option<Self> {
         if g.is_pointwise() {
             return None;
         }
@@ -63,8 +94,31 @@ impl ShiftedRows {
         let mut phases: Vec<usize> = (0..kh).map(|ky| ky * d % s).collect();
         phases.sort_unstable();
         phases.dedup();
-        let plane = copy_rows * g.out_width;
+        let width = g.out_width;
         let mut offsets = Vec::with_capacity(g.col_rows());
+        if single_copy {
+            let pitch = width + 1;
+            let plane = copy_rows * pitch;
+            for ci in 0..g.channels_in {
+                for ky in 0..kh {
+                    // column ox + kx - 1 of the image is element ox + kx of a copy row
+                    offsets.extend((0..kw).map(|kx| ci * plane + ky * pitch + kx));
+                }
+            }
+            // A block of pixels reads at most 64 elements from its first pixel on, which in
+            // this layout spans at most ⌈64 / OW⌉ + 1 rows.
+            let slack = (64 / width + 2) * pitch;
+            return Some(Self {
+                row_width: width,
+                row_pitch: pitch,
+                copy_rows,
+                phases,
+                pixels: g.out_pixels(),
+                offsets,
+                len: g.channels_in * plane + slack,
+            });
+        }
+        let plane = copy_rows * width;
         for ci in 0..g.channels_in {
             for ky in 0..kh {
                 let phase = phases.binary_search(&(ky * d % s)).unwrap_or(0);
@@ -78,6 +132,8 @@ impl ShiftedRows {
         // 3 of 16, 4 of 8 f64...): 64 elements of slack cover every block shape below.
         let len = g.channels_in * kw * phases.len() * plane + 64;
         Some(Self {
+            row_width: width,
+            row_pitch: width,
             copy_rows,
             phases,
             pixels: g.out_pixels(),
@@ -86,9 +142,24 @@ impl ShiftedRows {
         })
     }
 
+    /// Index in a copy of output pixel `p`'s element (at the copy's offset in [Self::offsets]).
+    #[inline(always)]
+    fn position(&self, p: usize) -> usize {
+        (p / self.row_width) * self.row_pitch + p % self.row_width
+    }
+
+    /// Whether this is the single-copy layout (module docs).
+    fn is_single_copy(&self) -> bool {
+        self.row_pitch != self.row_width
+    }
+
     /// Writes the shifted copies of one group's `[C_in, H, W]` image into `shifted`.
     pub(super) fn fill<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
         let [_, kw] = g.kernel;
+        if self.is_single_copy() {
+            self.fill_single(g, image, shifted);
+            return;
+        }
         let plane = self.copy_rows * g.out_width;
         let mut copies = shifted.chunks_exact_mut(plane);
         for ci in 0..g.channels_in {
@@ -105,6 +176,25 @@ impl ShiftedRows {
             }
         }
         shifted[self.len - 64..self.len].fill(T::zero());
+    }
+
+    /// The single-copy layout: per channel, `copy_rows` rows of a zero column followed by an
+    /// image row (zeros above and below the image), then zeros to the end of `shifted`.
+    fn fill_single<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
+        let (width, pitch) = (self.row_width, self.row_pitch);
+        let pad_top = g.padding_begin[0];
+        let plane = self.copy_rows * pitch;
+        let channels = image.chunks_exact(g.in_pixels());
+        for (source, copy) in channels.zip(shifted.chunks_exact_mut(plane)) {
+            for (y, row) in copy.chunks_exact_mut(pitch).enumerate() {
+                row[0] = T::zero();
+                match y.checked_sub(pad_top).filter(|&iy| iy < g.height) {
+                    Some(iy) => row[1..].copy_from_slice(&source[iy * width..][..width]),
+                    None => row[1..].fill(T::zero()),
+                }
+            }
+        }
+        shifted[g.channels_in * plane..self.len].fill(T::zero());
     }
 
     /// One copy where output and input rows are equally wide ("same" padding): the image
@@ -170,8 +260,17 @@ impl ShiftedRows {
             let in_row = &source[iy as usize * g.width..(iy as usize + 1) * g.width];
             let ix0 = g.input_index(1, x0, kx);
             row[..x0].fill(T::zero());
+            let n = x1 - x0;
             if step == 1 {
-                row[x0..x1].copy_from_slice(&in_row[ix0..ix0 + (x1 - x0)]);
+                row[x0..x1].copy_from_slice(&in_row[ix0..ix0 + n]);
+            } else if step == 2 {
+                // every other element, as whole pairs (which the compiler vectorises with
+                // shuffles) and then the last one
+                let pairs = in_row[ix0..ix0 + 2 * (n - 1)].chunks_exact(2);
+                for (o, pair) in row[x0..x1 - 1].iter_mut().zip(pairs) {
+                    *o = pair[0];
+                }
+                row[x1 - 1] = in_row[ix0 + 2 * (n - 1)];
             } else {
                 let gathered = in_row[ix0..].iter().step_by(step);
                 row[x0..x1]
@@ -351,6 +450,15 @@ pub(super) fn pack_weights<T: ConvElement>(
     packed
 }
 
+/// Lanes of this machine's widest SIMD registers for `T`.
+fn vector_lanes<T: DirectElement>() -> usize {
+    #[macerator::with_simd]
+    fn lanes<S: Simd, T: DirectElement>(_marker: core::marker::PhantomData<T>) -> usize {
+        T::lanes::<S>()
+    }
+    lanes::<T>(core::marker::PhantomData)
+}
+
 /// Whether this machine's widest SIMD registers for `T` are 64 bytes (AVX-512: 32 of them).
 fn wide_registers<T: DirectElement>() -> bool {
     #[macerator::with_simd]
@@ -418,7 +526,9 @@ fn forward_blocks<S: Simd, T: DirectElement + ConvElement, const CB: usize, cons
         "conv2d direct: channel range not block-aligned"
     );
     let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
-    assert!(max_offset + pixels.next_multiple_of(width) <= rows.len);
+    let last_vector = pixels.next_multiple_of(width) - lanes;
+    assert!(max_offset + rows.position(last_vector) + lanes <= rows.len);
+    assert!(rows.row_pitch == rows.row_width || rows.row_width % lanes == 0);
     assert!(packed.len() >= channels.end.div_ceil(CB) * r_count * CB);
     let mut spill = [T::zero(); 64];
     for co0 in channels.clone().step_by(CB) {
@@ -427,11 +537,13 @@ fn forward_blocks<S: Simd, T: DirectElement + ConvElement, const CB: usize, cons
         for p0 in (0..pixels).step_by(width) {
             let zero = T::zero().splat::<S>();
             let mut acc = [[zero; V]; CB];
+            // Each vector of pixels lies in one row of the copies (asserted above).
+            let at: [usize; V] = core::array::from_fn(|v| rows.position(p0 + v * lanes));
             for (&offset, w) in rows.offsets.iter().zip(weights.chunks_exact(CB)) {
-                // SAFETY: offset + p0 + width <= max_offset + pixels rounded up to a whole
-                // block <= rows.len <= shifted.len() (asserted above).
+                // SAFETY: offset + at[v] + lanes <= max_offset + position(last_vector) + lanes
+                // <= rows.len <= shifted.len() (asserted above; position is increasing).
                 let x: [Vector<S, T>; V] = core::array::from_fn(|v| unsafe {
-                    vload_unaligned(shifted.as_ptr().add(offset + p0 + v * lanes))
+                    vload_unaligned(shifted.as_ptr().add(offset + at[v]))
                 });
                 for c in 0..CB {
                     let wc = w[c].splat::<S>();
@@ -507,6 +619,10 @@ fn weight_grad_blocks<
     let pixels = rows.pixels;
     let vectors = pixels / lanes;
     let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
+    assert!(
+        !rows.is_single_copy(),
+        "conv2d direct: weight gradient of a single copy"
+    );
     assert!(max_offset + pixels <= rows.len);
     assert!(shifted.iter().all(|s| s.len() >= rows.len));
     assert!(dy.iter().all(|d| d.len() >= channels.end * pixels));
@@ -654,10 +770,17 @@ mod tests {
                 stride: 1,
                 padding: 0,
             },
+            // the forward kernel's single-copy layout (rows a whole number of vectors of f64 wide)
+            Conv {
+                input: [3, 6, 16],
+                channels_out: 13,
+                stride: 1,
+                padding: 1,
+            },
         ];
         for conv in &convs {
             let g = conv.geometry();
-            let rows = ShiftedRows::new(&g).expect("3x3 runs direct");
+            let rows = ShiftedRows::new::<f64>(&g).expect("3x3 runs direct");
             let (c_out, r_count, pixels) = (conv.channels_out, g.col_rows(), g.out_pixels());
             let x = values(g.group_in(), 1);
             let w = values(c_out * r_count, 2);
@@ -688,6 +811,9 @@ mod tests {
                     check(&out, want, &format!("forward {block}, {channels:?}"));
                 }
             }
+            let rows = ShiftedRows::per_column(&g).expect("3x3 runs direct");
+            let mut shifted = vec![0.0f64; rows.len];
+            rows.fill(&g, &x, &mut shifted);
             for wide in [true, false] {
                 for channels in [0..c_out, 3..c_out] {
                     let mut dw = vec![f64::NAN; channels.len() * r_count];
@@ -713,6 +839,43 @@ mod tests {
                     check(&dw, want, &format!("weight gradient, {channels:?}"));
                 }
             }
+        }
+    }
+
+    /// The single-copy layout gives bitwise the forward products of the copy-per-column layout,
+    /// with NaN and infinities in the image (which a column shift
+    /// must not carry into the neighbouring row), on rows of one and several vectors.
+    #[test]
+    fn single_copy_is_bitwise_the_copy_per_column() {
+        for [c, h, w] in [[3, 9, 8], [2, 8, 16], [2, 3, 32], [3, 1, 16]] {
+            let conv = Conv {
+                input: [c, h, w],
+                channels_out: 11,
+                stride: 1,
+                padding: 1,
+            };
+            let g = conv.geometry();
+            let single = ShiftedRows::with_layout(&g, true).expect("3x3 runs direct");
+            let per_column = ShiftedRows::with_layout(&g, false).expect("3x3 runs direct");
+            assert!(single.is_single_copy() && !per_column.is_single_copy());
+            let mut x = values(g.group_in(), 4);
+            x[0] = f64::NAN;
+            x[w - 1] = f64::INFINITY;
+            x[g.group_in() - 1] = f64::NEG_INFINITY;
+            x[g.group_in() - w] = f64::NAN;
+            let weights = values(11 * g.col_rows(), 5);
+            let run = |rows: &ShiftedRows| {
+                let mut shifted = vec![f64::NAN; rows.len];
+                rows.fill(&g, &x, &mut shifted);
+                let mut out8 = vec![0.0; 11 * g.out_pixels()];
+                let packed = pack_weights(&weights, 11, g.col_rows(), 8);
+                forward_blocks::<f64, 8, 2>(rows, &packed, &shifted, &mut out8, 0..11);
+                let mut out4 = vec![0.0; 11 * g.out_pixels()];
+                let packed = pack_weights(&weights, 11, g.col_rows(), 4);
+                forward_blocks::<f64, 4, 2>(rows, &packed, &shifted, &mut out4, 0..11);
+                [out8, out4].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            };
+            assert_eq!(run(&single), run(&per_column), "{:?}", conv.input);
         }
     }
 }

@@ -174,7 +174,7 @@ impl ConvGeometry {
     /// Whether forward and weight gradient run the direct kernels of [direct].
     #[cfg(all(test, feature = "simd"))]
     pub(crate) fn runs_direct(&self) -> bool {
-        direct::ShiftedRows::new(self).is_some()
+        direct::ShiftedRows::new::<f32>(self).is_some()
     }
 
     /// A 1x1 kernel at stride 1 without padding: the image already is its im2col matrix.
@@ -512,7 +512,7 @@ fn forward<T: ConvElement>(g: ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>
     let (rows, pixels, c_out) = (g.col_rows(), g.out_pixels(), g.channels_out);
     let split = gemm_should_split(g.batch);
     #[cfg(feature = "simd")]
-    if let Some(shifted_rows) = direct::ShiftedRows::new(&g) {
+    if let Some(shifted_rows) = direct::ShiftedRows::new::<T>(&g) {
         return direct::conv2d(&g, &shifted_rows, x, w, bias);
     }
     let sample_in = g.groups * g.group_in();
@@ -623,7 +623,7 @@ fn weight_backward<T: ConvElement>(g: ConvGeometry, x: &[T], dy: &[T]) -> Vec<T>
     let col_len = rows * pixels;
 
     #[cfg(feature = "simd")]
-    if let Some(shifted_rows) = direct::ShiftedRows::new(&g) {
+    if let Some(shifted_rows) = direct::ShiftedRows::per_column(&g) {
         let partials = direct::conv2d_weight_grad(&g, &shifted_rows, x, dy);
         return sum_partials(partials, size);
     }
