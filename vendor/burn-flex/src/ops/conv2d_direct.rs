@@ -593,10 +593,122 @@ pub(super) fn weight_grad<T: DirectElement + ConvElement>(
     if channels.is_empty() || dy.is_empty() {
         return;
     }
-    if wide_registers::<T>() {
+    // The kernel follows from the convolution's output channels (not the task's share), so
+    // every element's chain is the same whatever the split.
+    let channels_out = dy[0].len() / rows.pixels.max(1);
+    let lanes = vector_lanes::<T>();
+    if wide_registers::<T>() && channels_out >= 2 * lanes {
+        if channels.len() > 2 * lanes {
+            weight_grad_outer::<T, 4, 6>(rows, shifted, dy, dw, channels)
+        } else {
+            weight_grad_outer::<T, 2, 12>(rows, shifted, dy, dw, channels)
+        }
+    } else if wide_registers::<T>() {
         weight_grad_blocks::<T, 4, 4>(rows, shifted, dy, dw, channels)
     } else {
         weight_grad_blocks::<T, 2, 4>(rows, shifted, dy, dw, channels)
+    }
+}
+
+/// `dW[co, r] = Σ_n Σ_p dy_n[co, p] · row_{r,n}[p]` as outer products (Goto & van de Geijn,
+/// 2008, §4, with channels as the vector axis): the output gradients of the chunk are first
+/// transposed to `[n, p][co]`, then a register block of `RB` rows by `CV` vectors of channels
+/// takes, per pixel, `CV` vectors of gradients and `RB` broadcast row elements. There is no
+/// reduction across lanes, and each element is one chain over the samples and pixels in order,
+/// whatever the block shape or channel range. For convolutions with at least two vectors of
+/// output channels (the lane-wise dot products of [weight_grad_blocks] load two operands per
+/// multiply-add there, this kernel under one).
+#[macerator::with_simd]
+fn weight_grad_outer<
+    'a,
+    S: Simd,
+    T: DirectElement + ConvElement,
+    const CV: usize,
+    const RB: usize,
+>(
+    rows: &ShiftedRows,
+    shifted: &[&'a [T]],
+    dy: &[&'a [T]],
+    dw: &mut [T],
+    channels: Range<usize>,
+) {
+    let lanes = T::lanes::<S>();
+    let block = CV * lanes;
+    let (r_count, pixels) = (rows.offsets.len(), rows.pixels);
+    let width = channels.len().next_multiple_of(block);
+    let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
+    assert!(
+        !rows.is_single_copy(),
+        "conv2d direct: weight gradient of a single copy"
+    );
+    assert!(
+        block <= 64,
+        "conv2d direct: channel block wider than the spill"
+    );
+    assert!(max_offset + pixels <= rows.len);
+    assert!(shifted.iter().all(|s| s.len() >= rows.len));
+    assert!(dy.iter().all(|d| d.len() >= channels.end * pixels));
+    assert!(dw.len() == channels.len() * r_count);
+    // [n, p][c - channels.start], zero past the last channel; written in tiles of 16 pixels
+    // so that both sides stay in L1.
+    let mut transposed = unfilled::<T>(dy.len() * pixels * width);
+    for (dy, out) in dy.iter().zip(transposed.chunks_exact_mut(pixels * width)) {
+        for p0 in (0..pixels).step_by(16) {
+            let tile = p0..(p0 + 16).min(pixels);
+            for (c, co) in channels.clone().enumerate() {
+                let source = &dy[co * pixels..][tile.clone()];
+                for (p, &value) in tile.clone().zip(source) {
+                    out[p * width + c] = value;
+                }
+            }
+            for p in tile {
+                out[p * width + channels.len()..(p + 1) * width].fill(T::zero());
+            }
+        }
+    }
+    // The running sums, `[r][c]`: a register block is loaded and stored around each sample, so
+    // that the sample's transposed gradients stay in L1 across the row blocks (which does not
+    // change any chain: loads and stores are exact).
+    let mut sums = vec![T::zero(); r_count.next_multiple_of(RB) * width];
+    for c0 in (0..width).step_by(block) {
+        for (&sample, gradients) in shifted.iter().zip(transposed.chunks_exact(pixels * width)) {
+            for r0 in (0..r_count).step_by(RB) {
+                // rows past the end repeat the last row; their sums are discarded
+                let offsets: [usize; RB] =
+                    core::array::from_fn(|i| rows.offsets[(r0 + i).min(r_count - 1)]);
+                let at = |i: usize, v: usize| (r0 + i) * width + c0 + v * lanes;
+                // SAFETY: (r0 + RB)·width <= sums.len() and c0 + block <= width.
+                let mut acc: [[Vector<S, T>; CV]; RB] = core::array::from_fn(|i| {
+                    core::array::from_fn(|v| unsafe {
+                        vload_unaligned(sums.as_ptr().add(at(i, v)))
+                    })
+                });
+                for p in 0..pixels {
+                    // SAFETY: (p + 1)·width <= gradients.len() and c0 + block <= width;
+                    // offset + p < max_offset + pixels <= rows.len <= sample.len() (asserted).
+                    let g: [Vector<S, T>; CV] = core::array::from_fn(|v| unsafe {
+                        vload_unaligned(gradients.as_ptr().add(p * width + c0 + v * lanes))
+                    });
+                    for i in 0..RB {
+                        let x = unsafe { *sample.get_unchecked(offsets[i] + p) }.splat::<S>();
+                        for v in 0..CV {
+                            acc[i][v] = g[v].mul_add(x, acc[i][v]);
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    for (v, &value) in acc.iter().enumerate() {
+                        // SAFETY: as for the loads above.
+                        unsafe { vstore_unaligned(sums.as_mut_ptr().add(at(i, v)), value) };
+                    }
+                }
+            }
+        }
+    }
+    for (c, dw) in dw.chunks_exact_mut(r_count).enumerate() {
+        for (r, dw) in dw.iter_mut().enumerate() {
+            *dw = sums[r * width + c];
+        }
     }
 }
 
@@ -814,29 +926,27 @@ mod tests {
             let rows = ShiftedRows::per_column(&g).expect("3x3 runs direct");
             let mut shifted = vec![0.0f64; rows.len];
             rows.fill(&g, &x, &mut shifted);
-            for wide in [true, false] {
+            type WeightGrad = fn(&ShiftedRows, &[&[f64]], &[&[f64]], &mut [f64], Range<usize>);
+            let kernels: [(&str, WeightGrad); 4] = [
+                ("dot 4x4", weight_grad_blocks::<f64, 4, 4>),
+                ("dot 2x4", weight_grad_blocks::<f64, 2, 4>),
+                ("outer 4x6", weight_grad_outer::<f64, 4, 6>),
+                ("outer 2x12", weight_grad_outer::<f64, 2, 12>),
+            ];
+            for (name, kernel) in kernels {
+                // two samples: the chunk's sums run over both
+                let mut dy2 = dy.clone();
+                dy2.iter_mut().for_each(|v| *v *= -0.5);
+                let (copies, gradients): ([&[f64]; 2], [&[f64]; 2]) =
+                    ([&shifted, &shifted], [&dy, &dy2]);
                 for channels in [0..c_out, 3..c_out] {
                     let mut dw = vec![f64::NAN; channels.len() * r_count];
-                    let (copies, gradients): ([&[f64]; 1], [&[f64]; 1]) = ([&shifted], [&dy]);
-                    if wide {
-                        weight_grad_blocks::<f64, 4, 4>(
-                            &rows,
-                            &copies,
-                            &gradients,
-                            &mut dw,
-                            channels.clone(),
-                        );
-                    } else {
-                        weight_grad_blocks::<f64, 2, 4>(
-                            &rows,
-                            &copies,
-                            &gradients,
-                            &mut dw,
-                            channels.clone(),
-                        );
-                    }
-                    let want = &dw_ref[channels.start * r_count..channels.end * r_count];
-                    check(&dw, want, &format!("weight gradient, {channels:?}"));
+                    kernel(&rows, &copies, &gradients, &mut dw, channels.clone());
+                    let want: Vec<f64> = dw_ref[channels.start * r_count..channels.end * r_count]
+                        .iter()
+                        .map(|v| v * 0.5)
+                        .collect();
+                    check(&dw, &want, &format!("weight gradient {name}, {channels:?}"));
                 }
             }
         }
