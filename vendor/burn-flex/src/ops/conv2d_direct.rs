@@ -65,25 +65,34 @@ impl ShiftedRows {
     /// The forward kernel's layout for `g` and vectors of `T`, or `None` for pointwise kernels
     /// (whose image already is the im2col matrix).
     pub(super) fn new<T: DirectElement>(g: &ConvGeometry) -> Option<Self> {
-        let single_copy = g.kernel[1] == 3
+        let single_copy = Self::single_copy_fits(g) && g.width % vector_lanes::<T>() == 0;
+        Self::with_layout(g, single_copy)
+    }
+
+    /// The weight gradient's layout for `g` and `T`: the single copy where [weight_grad]'s
+    /// outer-product kernel reads it (one element at a time) or the lane-wise kernel reads
+    /// rows of at least two vectors, else one copy per kernel column (there the lane-wise
+    /// kernel runs over a sample's pixels as one flat run, which measured faster than runs of
+    /// one vector at 16x16), or `None` for pointwise kernels.
+    pub(super) fn for_weight_grad<T: DirectElement>(g: &ConvGeometry) -> Option<Self> {
+        let lanes = vector_lanes::<T>();
+        let single_copy = Self::single_copy_fits(g)
+            && (weight_grad_is_outer::<T>(g.channels_out) || g.width % (2 * lanes) == 0);
+        Self::with_layout(g, single_copy)
+    }
+
+    /// Whether `g` is a 3-wide kernel at stride 1 with "same" width, which the single-copy
+    /// layout (module docs) serves.
+    fn single_copy_fits(g: &ConvGeometry) -> bool {
+        g.kernel[1] == 3
             && g.stride == [1, 1]
             && g.dilation == [1, 1]
             && g.padding_begin[1] == 1
             && g.out_width == g.width
-            && g.width % vector_lanes::<T>() == 0;
-        Self::with_layout(g, single_copy)
     }
 
-    /// The weight gradient's layout for `g`: one copy per kernel column and row phase (its
-    /// kernel runs over all pixels of a sample as one flat run, which measured faster than the
-    /// row-by-row runs of the single copy at 16x16), or `None` for pointwise kernels.
-    pub(super) fn per_column(g: &ConvGeometry) -> Option<Self> {
-        Self::with_layout(g, false)
-    }
-
-    /// The layout for `g`: one copy per kernel column and row phase, or, for `single_copy`,
-    /// one per channel with rows one zero column wider (which only a 3-wide kernel at stride 1
-    /// with "same" width and rows a whole number of vectors wide can read).
+    /// The layout for `g`: one copy per kernel column and row phase, or, for `single_copy`
+    /// ([Self::single_copy_fits] must hold), one per channel with rows one zero column wider.
     fn with_layout(g: &ConvGeometry, single_copy: bool) -> Option<Self> {
         if g.is_pointwise() {
             return None;
@@ -189,7 +198,7 @@ impl ShiftedRows {
             for (y, row) in copy.chunks_exact_mut(pitch).enumerate() {
                 row[0] = T::zero();
                 match y.checked_sub(pad_top).filter(|&iy| iy < g.height) {
-                    Some(iy) => row[1..].copy_from_slice(&source[iy * width..][..width]),
+                    Some(iy) => copy_short(&mut row[1..], &source[iy * width..][..width]),
                     None => row[1..].fill(T::zero()),
                 }
             }
@@ -280,6 +289,26 @@ impl ShiftedRows {
             }
             row[x1..].fill(T::zero());
         }
+    }
+}
+
+/// `out.copy_from_slice(source)` for the short rows of an image: in blocks of 16 elements that
+/// the compiler copies with vector moves, where `copy_from_slice` calls `memmove` per row.
+#[inline(always)]
+fn copy_short<T: Copy>(out: &mut [T], source: &[T]) {
+    assert_eq!(
+        out.len(),
+        source.len(),
+        "conv2d direct: rows of different widths"
+    );
+    let mut blocks = out.chunks_exact_mut(16);
+    let mut sources = source.chunks_exact(16);
+    for (out, source) in (&mut blocks).zip(&mut sources) {
+        let out: &mut [T; 16] = out.try_into().expect("a block of 16");
+        *out = source.try_into().expect("a block of 16");
+    }
+    for (out, &value) in blocks.into_remainder().iter_mut().zip(sources.remainder()) {
+        *out = value;
     }
 }
 
@@ -597,7 +626,7 @@ pub(super) fn weight_grad<T: DirectElement + ConvElement>(
     // every element's chain is the same whatever the split.
     let channels_out = dy[0].len() / rows.pixels.max(1);
     let lanes = vector_lanes::<T>();
-    if wide_registers::<T>() && channels_out >= 2 * lanes {
+    if weight_grad_is_outer::<T>(channels_out) {
         if channels.len() > 2 * lanes {
             weight_grad_outer::<T, 4, 6>(rows, shifted, dy, dw, channels)
         } else {
@@ -608,6 +637,12 @@ pub(super) fn weight_grad<T: DirectElement + ConvElement>(
     } else {
         weight_grad_blocks::<T, 2, 4>(rows, shifted, dy, dw, channels)
     }
+}
+
+/// Whether [weight_grad] runs [weight_grad_outer] for `channels_out` output channels: with
+/// 64-byte registers and at least two vectors of channels.
+fn weight_grad_is_outer<T: DirectElement>(channels_out: usize) -> bool {
+    wide_registers::<T>() && channels_out >= 2 * vector_lanes::<T>()
 }
 
 /// `dW[co, r] = Σ_n Σ_p dy_n[co, p] · row_{r,n}[p]` as outer products (Goto & van de Geijn,
@@ -637,15 +672,7 @@ fn weight_grad_outer<
     let (r_count, pixels) = (rows.offsets.len(), rows.pixels);
     let width = channels.len().next_multiple_of(block);
     let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
-    assert!(
-        !rows.is_single_copy(),
-        "conv2d direct: weight gradient of a single copy"
-    );
-    assert!(
-        block <= 64,
-        "conv2d direct: channel block wider than the spill"
-    );
-    assert!(max_offset + pixels <= rows.len);
+    assert!(max_offset + rows.position(pixels - 1) < rows.len);
     assert!(shifted.iter().all(|s| s.len() >= rows.len));
     assert!(dy.iter().all(|d| d.len() >= channels.end * pixels));
     assert!(dw.len() == channels.len() * r_count);
@@ -683,16 +710,22 @@ fn weight_grad_outer<
                         vload_unaligned(sums.as_ptr().add(at(i, v)))
                     })
                 });
-                for p in 0..pixels {
-                    // SAFETY: (p + 1)·width <= gradients.len() and c0 + block <= width;
-                    // offset + p < max_offset + pixels <= rows.len <= sample.len() (asserted).
-                    let g: [Vector<S, T>; CV] = core::array::from_fn(|v| unsafe {
-                        vload_unaligned(gradients.as_ptr().add(p * width + c0 + v * lanes))
-                    });
-                    for i in 0..RB {
-                        let x = unsafe { *sample.get_unchecked(offsets[i] + p) }.splat::<S>();
-                        for v in 0..CV {
-                            acc[i][v] = g[v].mul_add(x, acc[i][v]);
+                for (oy, row_start) in (0..pixels).step_by(rows.row_width).enumerate() {
+                    let row = row_start..(row_start + rows.row_width).min(pixels);
+                    // position(p) along the row, without a division
+                    for (p, position) in row.zip(oy * rows.row_pitch..) {
+                        // SAFETY: (p + 1)·width <= gradients.len() and c0 + block <= width;
+                        // offset + position(p) <= max_offset + position(pixels - 1) < rows.len
+                        // <= sample.len() (asserted above).
+                        let g: [Vector<S, T>; CV] = core::array::from_fn(|v| unsafe {
+                            vload_unaligned(gradients.as_ptr().add(p * width + c0 + v * lanes))
+                        });
+                        for i in 0..RB {
+                            let x = unsafe { *sample.get_unchecked(offsets[i] + position) };
+                            let x = x.splat::<S>();
+                            for v in 0..CV {
+                                acc[i][v] = g[v].mul_add(x, acc[i][v]);
+                            }
                         }
                     }
                 }
@@ -729,13 +762,23 @@ fn weight_grad_blocks<
     let lanes = T::lanes::<S>();
     let r_count = rows.offsets.len();
     let pixels = rows.pixels;
-    let vectors = pixels / lanes;
     let max_offset = rows.offsets.iter().copied().max().unwrap_or(0);
-    assert!(
-        !rows.is_single_copy(),
-        "conv2d direct: weight gradient of a single copy"
-    );
-    assert!(max_offset + pixels <= rows.len);
+    // Runs of pixels contiguous in the copies: each row in the single-copy layout (a whole
+    // number of vectors, asserted), else all of a sample's pixels, whose last `pixels mod
+    // lanes` are summed as scalars.
+    let run = if rows.is_single_copy() {
+        rows.row_width
+    } else {
+        pixels
+    };
+    let run_pitch = if rows.is_single_copy() {
+        rows.row_pitch
+    } else {
+        0
+    };
+    let vectors = run / lanes;
+    assert!(!rows.is_single_copy() || run % lanes == 0);
+    assert!(max_offset + rows.position(pixels - 1) < rows.len);
     assert!(shifted.iter().all(|s| s.len() >= rows.len));
     assert!(dy.iter().all(|d| d.len() >= channels.end * pixels));
     assert!(dw.len() == channels.len() * r_count);
@@ -751,22 +794,30 @@ fn weight_grad_blocks<
             let mut acc = [[zero; RB]; CB];
             let mut tail = [[T::zero(); RB]; CB];
             for (&sample, &dy) in shifted.iter().zip(dy) {
-                for v in 0..vectors {
-                    let p = v * lanes;
-                    // SAFETY: p + lanes <= pixels; offset + pixels <= rows.len <= sample.len()
-                    // and plane + pixels <= channels.end·pixels <= dy.len() (asserted above).
-                    let x: [Vector<S, T>; RB] = core::array::from_fn(|i| unsafe {
-                        vload_unaligned(sample.as_ptr().add(offsets[i] + p))
-                    });
-                    for (c, &plane) in planes.iter().enumerate() {
-                        let g: Vector<S, T> =
-                            unsafe { vload_unaligned(dy.as_ptr().add(plane + p)) };
-                        for i in 0..RB {
-                            acc[c][i] = g.mul_add(x[i], acc[c][i]);
+                for (index, p0) in (0..pixels).step_by(run).enumerate() {
+                    // = position(p0), without a division
+                    let start = index * run_pitch;
+                    for v in 0..vectors {
+                        let p = p0 + v * lanes;
+                        // SAFETY: p + lanes <= p0 + run <= pixels, and a run is contiguous in
+                        // the copies: offset + start + (v + 1)·lanes - 1 = offset +
+                        // position(p + lanes - 1) <= max_offset + position(pixels - 1)
+                        // < rows.len <= sample.len(); plane + pixels <= channels.end·pixels
+                        // <= dy.len() (asserted above).
+                        let x: [Vector<S, T>; RB] = core::array::from_fn(|i| unsafe {
+                            vload_unaligned(sample.as_ptr().add(offsets[i] + start + v * lanes))
+                        });
+                        for (c, &plane) in planes.iter().enumerate() {
+                            let g: Vector<S, T> =
+                                unsafe { vload_unaligned(dy.as_ptr().add(plane + p)) };
+                            for i in 0..RB {
+                                acc[c][i] = g.mul_add(x[i], acc[c][i]);
+                            }
                         }
                     }
                 }
-                for p in vectors * lanes..pixels {
+                // the flat layout's last pixels (none in the single copy)
+                for p in pixels / lanes * lanes..pixels {
                     for (c, &plane) in planes.iter().enumerate() {
                         let g = dy[plane + p];
                         for i in 0..RB {
@@ -923,7 +974,7 @@ mod tests {
                     check(&out, want, &format!("forward {block}, {channels:?}"));
                 }
             }
-            let rows = ShiftedRows::per_column(&g).expect("3x3 runs direct");
+            let rows = ShiftedRows::with_layout(&g, false).expect("3x3 runs direct");
             let mut shifted = vec![0.0f64; rows.len];
             rows.fill(&g, &x, &mut shifted);
             type WeightGrad = fn(&ShiftedRows, &[&[f64]], &[&[f64]], &mut [f64], Range<usize>);
@@ -952,8 +1003,8 @@ mod tests {
         }
     }
 
-    /// The single-copy layout gives bitwise the forward products of the copy-per-column layout,
-    /// with NaN and infinities in the image (which a column shift
+    /// The single-copy layout gives bitwise the products of the copy-per-column layout, forward
+    /// and both weight-gradient kernels, with NaN and infinities in the image (which a column shift
     /// must not carry into the neighbouring row), on rows of one and several vectors.
     #[test]
     fn single_copy_is_bitwise_the_copy_per_column() {
@@ -983,7 +1034,12 @@ mod tests {
                 let mut out4 = vec![0.0; 11 * g.out_pixels()];
                 let packed = pack_weights(&weights, 11, g.col_rows(), 4);
                 forward_blocks::<f64, 4, 2>(rows, &packed, &shifted, &mut out4, 0..11);
-                [out8, out4].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                let dy = values(11 * g.out_pixels(), 6);
+                let mut dw = vec![0.0; 11 * g.col_rows()];
+                weight_grad_outer::<f64, 2, 12>(rows, &[&shifted], &[&dy], &mut dw, 0..11);
+                let mut dw_dot = vec![0.0; 11 * g.col_rows()];
+                weight_grad_blocks::<f64, 4, 4>(rows, &[&shifted], &[&dy], &mut dw_dot, 0..11);
+                [out8, out4, dw, dw_dot].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
             };
             assert_eq!(run(&single), run(&per_column), "{:?}", conv.input);
         }

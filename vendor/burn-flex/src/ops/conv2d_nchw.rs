@@ -623,7 +623,7 @@ fn weight_backward<T: ConvElement>(g: ConvGeometry, x: &[T], dy: &[T]) -> Vec<T>
     let col_len = rows * pixels;
 
     #[cfg(feature = "simd")]
-    if let Some(shifted_rows) = direct::ShiftedRows::per_column(&g) {
+    if let Some(shifted_rows) = direct::ShiftedRows::for_weight_grad::<T>(&g) {
         let partials = direct::conv2d_weight_grad(&g, &shifted_rows, x, dy);
         return sum_partials(partials, size);
     }
