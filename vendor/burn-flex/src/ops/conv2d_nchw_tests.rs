@@ -130,7 +130,7 @@ fn volume(shape: [usize; 4]) -> usize {
     shape.iter().product()
 }
 
-const CASES: [Case; 10] = [
+const CASES: [Case; 13] = [
     // 3x3, stride 1, padding 1, batch 1, non-square
     Case {
         input: [1, 3, 5, 7],
@@ -228,6 +228,39 @@ const CASES: [Case; 10] = [
         channels_out: 3,
         kernel: [3, 3],
         stride: [1, 1],
+        padding: [(1, 1), (1, 1)],
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // rows of 16 (one f32 vector on AVX-512): the forward kernel's single copy (also for the
+    // input gradient, a forward convolution of dy's 33 channels), and 33 output channels: the
+    // outer-product weight gradient on the single copy, with a partial block of channels
+    Case {
+        input: [3, 3, 6, 16],
+        channels_out: 33,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [(1, 1), (1, 1)],
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // rows of 32: the lane-wise weight gradient on the single copy
+    Case {
+        input: [2, 2, 3, 32],
+        channels_out: 5,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [(1, 1), (1, 1)],
+        dilation: [1, 1],
+        groups: 1,
+    },
+    // stride 2 with 32 output channels: the outer-product weight gradient on one copy per
+    // kernel column and row phase
+    Case {
+        input: [2, 3, 8, 7],
+        channels_out: 32,
+        kernel: [3, 3],
+        stride: [2, 2],
         padding: [(1, 1), (1, 1)],
         dilation: [1, 1],
         groups: 1,
@@ -339,7 +372,7 @@ fn stride_one_input_gradients_run_as_forward_convolutions() {
     assert_eq!(
         as_forward,
         [
-            true, false, true, false, false, false, true, false, true, true
+            true, false, true, false, false, false, true, false, true, true, true, true, false
         ]
     );
 }
@@ -355,7 +388,9 @@ fn non_pointwise_kernels_run_direct() {
         .collect();
     assert_eq!(
         direct,
-        [true, true, true, true, false, true, true, true, true, true]
+        [
+            true, true, true, true, false, true, true, true, true, true, true, true, true
+        ]
     );
 }
 
