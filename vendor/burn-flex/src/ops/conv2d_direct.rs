@@ -162,8 +162,23 @@ impl ShiftedRows {
         self.row_pitch != self.row_width
     }
 
-    /// Writes the shifted copies of one group's `[C_in, H, W]` image into `shifted`.
+    /// Writes the shifted copies of one group's `[C_in, H, W]` image into `shifted`, compiled
+    /// for this machine's widest SIMD registers (its copies and gathers vectorise over them).
     pub(super) fn fill<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
+        #[macerator::with_simd]
+        fn fill_vectorised<S: Simd, T: ConvElement>(
+            rows: &ShiftedRows,
+            g: &ConvGeometry,
+            image: &[T],
+            shifted: &mut [T],
+        ) {
+            rows.fill_any(g, image, shifted)
+        }
+        fill_vectorised::<T>(self, g, image, shifted)
+    }
+
+    #[inline(always)]
+    fn fill_any<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
         let [_, kw] = g.kernel;
         if self.is_single_copy() {
             self.fill_single(g, image, shifted);
@@ -189,6 +204,7 @@ impl ShiftedRows {
 
     /// The single-copy layout: per channel, `copy_rows` rows of a zero column followed by an
     /// image row (zeros above and below the image), then zeros to the end of `shifted`.
+    #[inline(always)]
     fn fill_single<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
         let (width, pitch) = (self.row_width, self.row_pitch);
         let pad_top = g.padding_begin[0];
@@ -209,6 +225,7 @@ impl ShiftedRows {
     /// One copy where output and input rows are equally wide ("same" padding): the image
     /// shifted by `kx·d - pad_left` elements as one block, then zeros over the padding rows and
     /// over the columns that the shift carried across a row end.
+    #[inline(always)]
     fn fill_plane<T: ConvElement>(
         &self,
         g: &ConvGeometry,
@@ -249,6 +266,7 @@ impl ShiftedRows {
     }
 
     /// One copy, row by row (any stride and padding).
+    #[inline(always)]
     fn fill_rows<T: ConvElement>(
         &self,
         g: &ConvGeometry,
