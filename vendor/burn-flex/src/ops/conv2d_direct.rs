@@ -177,6 +177,7 @@ impl ShiftedRows {
         fill_vectorised::<T>(self, g, image, shifted)
     }
 
+    /// [Self::fill]'s body, inlined into its SIMD-compiled wrapper.
     #[inline(always)]
     fn fill_any<T: ConvElement>(&self, g: &ConvGeometry, image: &[T], shifted: &mut [T]) {
         let [_, kw] = g.kernel;
