@@ -509,11 +509,7 @@ fn vector_lanes<T: DirectElement>() -> usize {
 
 /// Whether this machine's widest SIMD registers for `T` are 64 bytes (AVX-512: 32 of them).
 fn wide_registers<T: DirectElement>() -> bool {
-    #[macerator::with_simd]
-    fn register_bytes<S: Simd, T: DirectElement>(_marker: core::marker::PhantomData<T>) -> usize {
-        core::mem::size_of::<Vector<S, T>>()
-    }
-    register_bytes::<T>(core::marker::PhantomData) >= 64
+    vector_lanes::<T>() * core::mem::size_of::<T>() >= 64
 }
 
 /// The forward kernel's register block for `T` and images of `pixels` output pixels: output
