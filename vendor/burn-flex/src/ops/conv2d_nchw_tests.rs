@@ -473,6 +473,43 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// Training batch statistics of a channel far from zero (mean 1e6, standard deviation about 1,
+/// where `Σx²/M - μ²` in f64 without a shift keeps about four of the variance's digits; the
+/// second case puts the first sample's first element far off): the mean and variance of the
+/// f32 values match a two-pass computation in f64 of the same values.
+#[test]
+fn batch_norm_statistics_hold_far_from_zero() {
+    let shape = [4, 1, 5, 7];
+    for outlier in [None, Some(-1.0e6)] {
+        let mut x: Vec<f64> = pseudo_random(volume(shape), 11)
+            .iter()
+            .map(|v| (1.0e6 + 2.0 * v) as f32 as f64)
+            .collect();
+        if let Some(value) = outlier {
+            x[0] = value;
+        }
+        let count = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / count;
+        let variance = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / count;
+        let train = Flex::batch_norm_train(
+            tensor_f64(&x, &shape, DType::F32),
+            tensor_f64(&[1.0], &[1], DType::F32),
+            tensor_f64(&[0.0], &[1], DType::F32),
+            1e-5,
+        );
+        let (got_mean, got_variance) = (values(&train.mean)[0], values(&train.variance)[0]);
+        // f32 results: one rounding of the exact statistics
+        assert!(
+            (got_mean - mean).abs() <= mean.abs() * 1e-7,
+            "{outlier:?}: mean {got_mean} vs {mean}"
+        );
+        assert!(
+            (got_variance - variance).abs() <= variance * 1e-6,
+            "{outlier:?}: variance {got_variance} vs {variance}"
+        );
+    }
+}
+
 /// Inference batch norm equals, bit for bit, Burn's default composition of four broadcast
 /// operations (the `ModuleOps::batch_norm` it overrides), in f32 and f64; spatial size 12 also
 /// covers runs that are not a multiple of the kernels' 8 lanes.
