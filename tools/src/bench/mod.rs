@@ -255,10 +255,8 @@ pub fn loader_throughput(loader: &BatchLoader, batches: usize) -> Result<f64> {
 pub fn run(args: Args) -> Result<()> {
     args.common.init_output();
     anyhow::ensure!(args.common.seed.is_none(), "kd-bench times fixed seeds: --seed does not apply");
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if args.threads.is_some() {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting the thread count")?;
-    }
+    // The compute pool has `--threads` threads ([crate::shared::cli::main_with_threads]).
+    let threads = rayon::current_num_threads();
     let device = device::resolve(&args.common.device.clone().unwrap_or(DeviceSpec::Auto))?;
     let workers = args.common.workers.unwrap_or_else(default_workers);
     if args.rate_only {

@@ -2,5 +2,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    kd_tools::shared::cli::main_with(|| kd_tools::bench::run(kd_tools::bench::Args::parse()))
+    let args = kd_tools::bench::Args::parse();
+    kd_tools::shared::cli::main_with_threads(args.threads, || kd_tools::bench::run(args))
 }

@@ -112,11 +112,16 @@ pub fn merge(base: &mut Value, overlay: &Value, path: &str, file: &Path) -> Resu
 }
 
 /// Runs a tool's `run` function with the exit-code contract: errors print their whole chain to
-/// stderr and exit with 2.
-pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
+/// stderr and exit with 2. `run` runs on a thread of the compute pool ([on_compute_pool]).
+pub fn main_with(run: impl FnOnce() -> Result<()> + Send) -> ExitCode {
+    main_with_threads(None, run)
+}
+
+/// [main_with] on a compute pool of `threads` threads (default [kd_common::device::cpu_threads]).
+pub fn main_with_threads(threads: Option<usize>, run: impl FnOnce() -> Result<()> + Send) -> ExitCode {
     kd_common::allocator::keep_tensor_buffers();
     ensure_runtime_dir();
-    match run() {
+    match on_compute_pool(threads, run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // A closed stdout (e.g. `| head`) is not a failure.
@@ -130,6 +135,28 @@ pub fn main_with(run: impl FnOnce() -> Result<()>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Stack of each compute thread: the 8 MiB a Linux main thread gets, since the tool's own work
+/// runs on one of them.
+const COMPUTE_STACK_BYTES: usize = 8 << 20;
+
+/// Runs `work` on a thread of the global Rayon pool (built first with `threads` threads, default
+/// [kd_common::device::cpu_threads]), the pool the CPU backend's kernels split their loops over.
+/// From a thread outside the pool every parallel kernel is a job handed to the pool while the
+/// caller sleeps until a worker wakes it (a futex wait and wake per operation, hundreds per
+/// training step); from a worker, the kernel's first half runs in place and only the other halves
+/// go to the (usually still spinning) workers.
+pub fn on_compute_pool<R: Send>(threads: Option<usize>, work: impl FnOnce() -> R + Send) -> R {
+    let threads = threads.unwrap_or_else(kd_common::device::cpu_threads);
+    let built = rayon::ThreadPoolBuilder::new().num_threads(threads).stack_size(COMPUTE_STACK_BYTES).build_global();
+    if built.is_err() && rayon::current_num_threads() != threads {
+        // Only a second call in one process gets here (tests); its work still runs correctly.
+        tracing::warn!("the compute pool already has {} threads, not {threads}", rayon::current_num_threads());
+    }
+    let mut result = None;
+    rayon::scope(|_| result = Some(work()));
+    result.expect("rayon::scope runs its closure before returning")
 }
 
 /// Mesa's Vulkan drivers (the software driver wgpu runs on without a GPU) print "error:
