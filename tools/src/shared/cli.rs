@@ -197,6 +197,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The work runs on a worker of the global pool (which has a thread index; the test's own
+    /// thread has none), and returns its value.
+    #[test]
+    fn work_runs_on_a_thread_of_the_compute_pool() {
+        assert_eq!(rayon::current_thread_index(), None);
+        let (index, value) = on_compute_pool(None, || (rayon::current_thread_index(), 42));
+        assert!(index.is_some());
+        assert_eq!(value, 42);
+    }
+
     #[test]
     fn merge_overrides_and_rejects_unknown_keys() {
         let mut base = json!({"a": 1, "opt": {"kind": "sgd", "momentum": 0.9}});
