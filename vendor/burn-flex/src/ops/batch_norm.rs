@@ -215,10 +215,9 @@ impl Lanes {
 /// `μ = K + S₁/M` and `σ² = S₂/M - (S₁/M)²` (the shifted-data algorithm; Chan, Golub & LeVeque,
 /// "Algorithms for Computing the Sample Variance", 1983, §3): the relative error of `σ²` is
 /// about f64's epsilon times `(μ - K)²/σ²`, nothing at f32 precision. Each run is read twice
-/// while it is in L1, where a second pass over the channel would read it from memory again
-/// (the runs, one per sample, lie a channel plane apart, which maps them onto the same few L2
-/// sets). Compiled for the widest SIMD registers, which the f32 to f64 conversions and the
-/// eight-lane sums fill.
+/// while it is in L1, where a second pass over the channel (whose runs, one per sample, lie a
+/// channel plane apart) would fetch it again from L3 or memory. Compiled for the widest SIMD
+/// registers, which the f32 to f64 conversions and the eight-lane sums fill.
 #[cfg_attr(feature = "simd", macerator::with_simd)]
 fn channel_stats<#[cfg(feature = "simd")] S: Simd, T: NormElement>(
     layout: &ChannelLayout,
