@@ -20,6 +20,7 @@ family_of() {
   case "$1" in
     src/ops/conv2d_*) echo 0002-conv2d-direct-and-gemm-kernels ;;
     src/ops/batch_norm.rs) echo 0003-batch-norm-kernels ;;
+    src/ops/batch_norm_relu.rs) echo 0006-batch-norm-relu-kernel ;;
     src/ops/max_pool2x2.rs | src/ops/pool.rs) echo 0004-max-pool-2x2-kernel ;;
     src/ops/elementwise_parallel.rs | src/ops/unary.rs | src/ops/binary.rs | src/simd/portable.rs)
       echo 0005-parallel-elementwise-loops ;;

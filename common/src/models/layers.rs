@@ -53,6 +53,15 @@ impl ConvBn {
     }
 }
 
+#[cfg(feature = "flex")]
+pub use super::batch_norm_relu::batch_norm_relu;
+
+/// `relu(bn.forward(x))` (fused on Flex while training: [super::batch_norm_relu]).
+#[cfg(not(feature = "flex"))]
+pub fn batch_norm_relu(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    burn::tensor::activation::relu(bn.forward(x))
+}
+
 /// Global average pooling: `[B, C, H, W] -> [B, C]`.
 pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     let [b, c, h, w] = x.dims();

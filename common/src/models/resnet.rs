@@ -9,7 +9,7 @@
 //! Tensor names follow torchvision: `conv1.weight`, `layer1.0.bn1.running_mean`, `fc.weight`.
 
 use super::head::{self, Head, HeadSpec};
-use super::layers::{bn, conv, global_avg_pool, scaled};
+use super::layers::{batch_norm_relu, bn, conv, global_avg_pool, scaled};
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
@@ -73,7 +73,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let out = batch_norm_relu(&self.bn1, self.conv1.forward(x.clone()));
         let out = self.bn2.forward(self.conv2.forward(out));
         relu(out + self.shortcut(x))
     }
@@ -151,7 +151,7 @@ impl ResNet {
     }
 
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = batch_norm_relu(&self.bn1, self.conv1.forward(x));
         let x = self.layer1.iter().chain(&self.layer2).chain(&self.layer3).fold(x, |x, b| b.forward(x));
         global_avg_pool(x)
     }

@@ -16,7 +16,7 @@
 //! `conv1.6.weight`, `layer2.0.downsample.1.weight`).
 
 use super::head::{self, Head, HeadSpec};
-use super::layers::{bn, conv, global_avg_pool, scaled};
+use super::layers::{batch_norm_relu, bn, conv, global_avg_pool, scaled};
 use super::sequential::{self, Layer};
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
@@ -156,11 +156,10 @@ impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut =
             if self.downsample.is_empty() { x.clone() } else { sequential::forward(&self.downsample, x.clone()) };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = batch_norm_relu(&self.bn1, self.conv1.forward(x));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
-            _ => out,
+            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(batch_norm_relu(&self.bn2, self.conv2.forward(out)))),
+            _ => self.bn2.forward(self.conv2.forward(out)),
         };
         relu(out + shortcut)
     }
@@ -242,7 +241,7 @@ impl TorchvisionResNet {
             StemConv::Single(conv) => conv.forward(x),
             StemConv::Deep(layers) => sequential::forward(layers, x),
         };
-        let x = relu(self.bn1.forward(x));
+        let x = batch_norm_relu(&self.bn1, x);
         let x = match &self.maxpool {
             Some(pool) => pool.forward(x),
             None => x,

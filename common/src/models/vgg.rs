@@ -9,10 +9,9 @@
 //! Tensor names: `features.{i}.conv.weight`, `features.{i}.bn.running_var`, `classifier.weight`.
 
 use super::head::{self, Head, HeadSpec};
-use super::layers::{ConvBn, global_avg_pool, max_pool_2x2};
+use super::layers::{ConvBn, batch_norm_relu, global_avg_pool, max_pool_2x2};
 use crate::error::{Error, Result};
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 /// One entry of a VGG plan: a 3x3 convolution with this many output channels, or `"M"`.
@@ -106,7 +105,7 @@ impl Vgg {
     /// Pooled embedding: `[B, C_in, H, W] -> [B, last plan width]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.features.iter().fold(x, |x, layer| match layer {
-            VggLayer::Conv(unit) => relu(unit.forward(x)),
+            VggLayer::Conv(unit) => batch_norm_relu(&unit.bn, unit.conv.forward(x)),
             VggLayer::Pool(_) => max_pool_2x2(x),
         });
         global_avg_pool(x)

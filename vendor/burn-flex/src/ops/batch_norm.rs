@@ -28,7 +28,7 @@ use crate::ops::module::{cast_from_f32, cast_to_f32};
 use crate::{FlexTensor, Layout};
 
 /// The element types the kernels run in natively; f16 and bf16 are computed in f32.
-trait NormElement:
+pub(super) trait NormElement:
     bytemuck::Pod
     + burn_backend::Element
     + Send
@@ -37,6 +37,7 @@ trait NormElement:
     + core::ops::Sub<Output = Self>
     + core::ops::Mul<Output = Self>
     + core::ops::Div<Output = Self>
+    + PartialOrd
 {
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
@@ -81,7 +82,7 @@ pub(crate) struct ChannelLayout {
 
 impl ChannelLayout {
     /// The layout of a `[N, C, ...]` input; panics on rank < 2.
-    fn new(shape: &Shape) -> Self {
+    pub(super) fn new(shape: &Shape) -> Self {
         assert!(
             shape.num_dims() >= 2,
             "batch_norm: expected an input of rank >= 2, got {shape:?}"
@@ -109,7 +110,7 @@ impl ChannelLayout {
     }
 }
 
-fn tensor<T: NormElement>(data: Vec<T>, shape: Shape) -> FlexTensor {
+pub(super) fn tensor<T: NormElement>(data: Vec<T>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(shape),
@@ -117,7 +118,7 @@ fn tensor<T: NormElement>(data: Vec<T>, shape: Shape) -> FlexTensor {
     )
 }
 
-fn vector<T: NormElement>(data: Vec<T>) -> FlexTensor {
+pub(super) fn vector<T: NormElement>(data: Vec<T>) -> FlexTensor {
     let len = data.len();
     tensor(data, Shape::from(vec![len]))
 }
@@ -268,14 +269,48 @@ fn written_by_runs<T: Send, F: Fn(usize, usize, &mut [MaybeUninit<T>]) + Send + 
     out
 }
 
-/// Normalises `x` (`[N, C, ...]`) with its own batch statistics: `(y, μ, σ²)`.
-fn forward<T: NormElement>(
+/// What follows the normalisation in one fused pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Activation {
+    /// Nothing: plain batch norm.
+    Identity,
+    /// ReLU as Flex computes it: `y` where `y > 0` or `y` is NaN, else 0.
+    Relu,
+}
+
+/// ReLU's gate for channel `c` of a fused batch norm + ReLU, recomputed from `x` with the
+/// forward's own `(μ, scale, β)` in the element type, so bitwise the forward's decision: the
+/// gradient passes where `(x - μ)·scale + β` is `> 0` or NaN (as Flex's `relu_backward`, which
+/// gates on the output).
+#[derive(Clone, Copy)]
+pub(super) struct ReluGate<T> {
+    mean: T,
+    scale: T,
+    shift: T,
+}
+
+impl<T: NormElement> ReluGate<T> {
+    /// `g` where the forward's ReLU passed `x`, else 0.
+    #[inline(always)]
+    fn pass(&self, x: T, g: T) -> T {
+        let zero = T::from_f64(0.0);
+        if (x - self.mean) * self.scale + self.shift <= zero {
+            zero
+        } else {
+            g
+        }
+    }
+}
+
+/// Normalises `x` (`[N, C, ...]`) with its own batch statistics and applies `activation`:
+/// `(z, μ, σ², scale)` with `scale = γ/√(σ² + ε)` per channel as the output used it (the fused
+/// backward needs it to recompute ReLU's gate bitwise).
+pub(super) fn forward<T: NormElement>(
     layout: ChannelLayout,
-    x: &[T],
-    gamma: &[T],
-    beta: &[T],
+    [x, gamma, beta]: [&[T]; 3],
     epsilon: f64,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+    activation: Activation,
+) -> [Vec<T>; 4] {
     let stats = per_channel(layout.channels, |c| channel_stats(&layout, x, c));
     // y = (x - μ)·scale + β with scale = γ/√(σ²+ε)
     let affine: Vec<(T, T, T)> = stats
@@ -286,52 +321,83 @@ fn forward<T: NormElement>(
             (T::from_f64(mean), T::from_f64(scale), beta[c])
         })
         .collect();
+    let zero = T::from_f64(0.0);
     let output = written_by_runs(x.len(), layout, |c, offset, run| {
         let (mean, scale, shift) = affine[c];
         let xs = &x[offset..offset + run.len()];
-        for (y, &v) in run.iter_mut().zip(xs) {
-            y.write((v - mean) * scale + shift);
+        match activation {
+            Activation::Identity => {
+                for (y, &v) in run.iter_mut().zip(xs) {
+                    y.write((v - mean) * scale + shift);
+                }
+            }
+            Activation::Relu => {
+                for (z, &v) in run.iter_mut().zip(xs) {
+                    let y = (v - mean) * scale + shift;
+                    z.write(if y <= zero { zero } else { y });
+                }
+            }
         }
     });
     let mean = stats.iter().map(|s| T::from_f64(s.0)).collect();
     let variance = stats.iter().map(|s| T::from_f64(s.1)).collect();
-    (output, mean, variance)
+    let scale = affine.iter().map(|a| a.1).collect();
+    [output, mean, variance, scale]
 }
 
-/// `(Σ dy, Σ dy·(x - μ))` of channel `c` in f64, `mu` = μ.
+/// `(Σ g, Σ g·(x - μ))` of channel `c` in f64, `mu` = μ, with `g = dy`, or `dy` through ReLU's
+/// `gate` for the fused op.
 #[cfg_attr(feature = "simd", macerator::with_simd)]
 fn gradient_sums<#[cfg(feature = "simd")] S: Simd, T: NormElement>(
     layout: &ChannelLayout,
     x: &[T],
     dy: &[T],
     mu: f64,
+    gate: Option<ReluGate<T>>,
     c: usize,
 ) -> (f64, f64) {
     let (mut db, mut dg) = (Lanes::default(), Lanes::default());
     for (xs, gs) in layout.runs(x, c).zip(layout.runs(dy, c)) {
-        db.add(gs, NormElement::to_f64);
-        dg.add_pairs(xs, gs, |v, g| g.to_f64() * (v.to_f64() - mu));
+        match gate {
+            None => {
+                db.add(gs, NormElement::to_f64);
+                dg.add_pairs(xs, gs, |v, g| g.to_f64() * (v.to_f64() - mu));
+            }
+            Some(gate) => {
+                db.add_pairs(xs, gs, |v, g| gate.pass(v, g).to_f64());
+                dg.add_pairs(xs, gs, |v, g| gate.pass(v, g).to_f64() * (v.to_f64() - mu));
+            }
+        }
     }
     (db.total(), dg.total())
 }
 
-/// Gradients `(dx, ∂γ, ∂β)` of [forward] given its statistics and `dy`.
-fn backward<T: NormElement>(
+/// Gradients `(dx, ∂γ, ∂β)` of [forward] given its statistics and `dy`; `relu` holds the
+/// forward's `(scale, β)` when it applied ReLU.
+pub(super) fn backward<T: NormElement>(
     layout: ChannelLayout,
     [x, gamma, mean, variance, dy]: [&[T]; 5],
     epsilon: f64,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+    relu: Option<[&[T]; 2]>,
+) -> [Vec<T>; 3] {
     let inv_std: Vec<f64> = variance
         .iter()
         .map(|&v| 1.0 / (v.to_f64() + epsilon).sqrt())
         .collect();
-    // (∂β, ∂γ) per channel: Σ dy and Σ dy·x̂
+    let gate = |c: usize| {
+        relu.map(|[scale, beta]| ReluGate {
+            mean: mean[c],
+            scale: scale[c],
+            shift: beta[c],
+        })
+    };
+    // (∂β, ∂γ) per channel: Σ g and Σ g·x̂
     let sums = per_channel(layout.channels, |c| {
-        let (db, dg) = gradient_sums(&layout, x, dy, mean[c].to_f64(), c);
+        let (db, dg) = gradient_sums(&layout, x, dy, mean[c].to_f64(), gate(c), c);
         (db, dg * inv_std[c])
     });
     let count = layout.per_channel() as f64;
-    // dx = a·dy + b·(x - μ) + c per channel, with a = γ/σ, b = -a·(∂γ/M)/σ, c = -a·∂β/M
+    // dx = a·g + b·(x - μ) + c per channel, with a = γ/σ, b = -a·(∂γ/M)/σ, c = -a·∂β/M
     let coefficients: Vec<(T, T, T)> = sums
         .iter()
         .enumerate()
@@ -345,13 +411,23 @@ fn backward<T: NormElement>(
         let (a, b, shift) = coefficients[c];
         let mu = mean[c];
         let range = offset..offset + run.len();
-        for ((dx, &v), &g) in run.iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
-            dx.write(a * g + b * (v - mu) + shift);
+        let pairs = run.iter_mut().zip(&x[range.clone()]).zip(&dy[range]);
+        match gate(c) {
+            None => {
+                for ((dx, &v), &g) in pairs {
+                    dx.write(a * g + b * (v - mu) + shift);
+                }
+            }
+            Some(gate) => {
+                for ((dx, &v), &g) in pairs {
+                    dx.write(a * gate.pass(v, g) + b * (v - mu) + shift);
+                }
+            }
         }
     });
     let gamma_grad = sums.iter().map(|s| T::from_f64(s.1)).collect();
     let beta_grad = sums.iter().map(|s| T::from_f64(s.0)).collect();
-    (x_grad, gamma_grad, beta_grad)
+    [x_grad, gamma_grad, beta_grad]
 }
 
 /// Inference-mode normalisation with given statistics, `y = (x - μ)/√(σ² + ε)·γ + β`, in one
@@ -375,7 +451,7 @@ fn inference<T: NormElement>(
 }
 
 /// The tensors' data as contiguous tensors of f32 or f64 (f16 and bf16 are widened to f32).
-fn widened(name: &str, tensors: &[&FlexTensor]) -> Vec<FlexTensor> {
+pub(super) fn widened(name: &str, tensors: &[&FlexTensor]) -> Vec<FlexTensor> {
     tensors
         .iter()
         .map(|t| match t.dtype() {
@@ -388,7 +464,7 @@ fn widened(name: &str, tensors: &[&FlexTensor]) -> Vec<FlexTensor> {
 }
 
 /// Narrows an f32 result back to `dtype` (f16, bf16); f32 and f64 results pass through.
-fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
+pub(super) fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
     match dtype {
         DType::F16 => cast_from_f32(tensor, f16::from_f32),
         DType::BF16 => cast_from_f32(tensor, bf16::from_f32),
@@ -397,17 +473,44 @@ fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
 }
 
 /// The first `K` tensors' data as slices of `T`.
-fn slices<T: NormElement, const K: usize>(tensors: &[FlexTensor]) -> [&[T]; K] {
+pub(super) fn slices<T: NormElement, const K: usize>(tensors: &[FlexTensor]) -> [&[T]; K] {
     core::array::from_fn(|i| tensors[i].storage::<T>())
 }
 
-fn run<T: NormElement, const K: usize>(
-    tensors: &[FlexTensor],
-    kernel: impl Fn([&[T]; K]) -> (Vec<T>, Vec<T>, Vec<T>),
-    shape: &Shape,
-) -> [FlexTensor; 3] {
-    let (full, first, second) = kernel(slices(tensors));
-    [tensor(full, shape.clone()), vector(first), vector(second)]
+/// The kernel's results as a `shape`-sized tensor followed by per-channel vectors.
+pub(super) fn assembled<T: NormElement, const R: usize>(
+    results: [Vec<T>; R],
+    shape: Shape,
+) -> Vec<FlexTensor> {
+    let mut results = results.into_iter();
+    let full = results.next().map(|full| tensor(full, shape));
+    full.into_iter().chain(results.map(vector)).collect()
+}
+
+/// Training-mode batch norm followed by `activation`: `(z, μ, σ², scale)`.
+pub(super) fn batch_norm_activation_train(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+    activation: Activation,
+) -> [FlexTensor; 4] {
+    let shape = x.shape();
+    let layout = ChannelLayout::new(&shape);
+    let dtype = x.dtype();
+    let tensors = widened("batch_norm_train", &[x, gamma, beta]);
+    let results = match tensors[0].dtype() {
+        DType::F64 => assembled(
+            forward::<f64>(layout, slices(&tensors), epsilon, activation),
+            shape,
+        ),
+        _ => assembled(
+            forward::<f32>(layout, slices(&tensors), epsilon, activation),
+            shape,
+        ),
+    };
+    let [z, mean, variance, scale]: [FlexTensor; 4] = results.try_into().expect("four results");
+    [z, mean, variance, scale].map(|t| narrowed(t, dtype))
 }
 
 /// Training-mode batch norm: `(y, μ, σ²)`.
@@ -417,23 +520,44 @@ pub(crate) fn batch_norm_train(
     beta: &FlexTensor,
     epsilon: f64,
 ) -> [FlexTensor; 3] {
+    let [y, mean, variance, _] =
+        batch_norm_activation_train(x, gamma, beta, epsilon, Activation::Identity);
+    [y, mean, variance]
+}
+
+/// Gradients `(dx, ∂γ, ∂β)` of training-mode batch norm, followed by ReLU when `relu` holds the
+/// forward's `(scale, β)`.
+pub(super) fn batch_norm_activation_train_backward(
+    x: &FlexTensor,
+    [gamma, mean, variance]: [&FlexTensor; 3],
+    epsilon: f64,
+    relu: Option<[&FlexTensor; 2]>,
+    output_grad: &FlexTensor,
+) -> [FlexTensor; 3] {
     let shape = x.shape();
     let layout = ChannelLayout::new(&shape);
     let dtype = x.dtype();
-    let tensors = widened("batch_norm_train", &[x, gamma, beta]);
+    let mut inputs = vec![x, gamma, mean, variance, output_grad];
+    inputs.extend(relu.iter().flatten());
+    let tensors = widened("batch_norm_train_backward", &inputs);
     let results = match tensors[0].dtype() {
-        DType::F64 => run::<f64, 3>(
-            &tensors,
-            |[x, g, b]| forward(layout, x, g, b, epsilon),
-            &shape,
-        ),
-        _ => run::<f32, 3>(
-            &tensors,
-            |[x, g, b]| forward(layout, x, g, b, epsilon),
-            &shape,
-        ),
+        DType::F64 => {
+            let relu = relu.map(|_| [tensors[5].storage(), tensors[6].storage()]);
+            assembled(
+                backward::<f64>(layout, slices(&tensors), epsilon, relu),
+                shape,
+            )
+        }
+        _ => {
+            let relu = relu.map(|_| [tensors[5].storage(), tensors[6].storage()]);
+            assembled(
+                backward::<f32>(layout, slices(&tensors), epsilon, relu),
+                shape,
+            )
+        }
     };
-    results.map(|t| narrowed(t, dtype))
+    let [dx, dgamma, dbeta]: [FlexTensor; 3] = results.try_into().expect("three results");
+    [dx, dgamma, dbeta].map(|t| narrowed(t, dtype))
 }
 
 /// Gradients `(dx, ∂γ, ∂β)` of training-mode batch norm.
@@ -445,18 +569,7 @@ pub(crate) fn batch_norm_train_backward(
     epsilon: f64,
     output_grad: &FlexTensor,
 ) -> [FlexTensor; 3] {
-    let shape = x.shape();
-    let layout = ChannelLayout::new(&shape);
-    let dtype = x.dtype();
-    let tensors = widened(
-        "batch_norm_train_backward",
-        &[x, gamma, mean, variance, output_grad],
-    );
-    let results = match tensors[0].dtype() {
-        DType::F64 => run::<f64, 5>(&tensors, |d| backward(layout, d, epsilon), &shape),
-        _ => run::<f32, 5>(&tensors, |d| backward(layout, d, epsilon), &shape),
-    };
-    results.map(|t| narrowed(t, dtype))
+    batch_norm_activation_train_backward(x, [gamma, mean, variance], epsilon, None, output_grad)
 }
 
 /// Inference-mode batch norm with running statistics (`[C]` vectors each).

@@ -5,7 +5,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use burn_backend::ops::{ConvOptions, ModuleOps};
+use burn_backend::ops::{ActivationOps, ConvOptions, ModuleOps};
 use burn_backend::{DType, TensorMetadata};
 use burn_std::{Bytes, Shape, f16};
 
@@ -675,9 +675,20 @@ fn kernel_timings() {
                 x.clone(),
             );
         });
+        let bn_relu_back = time(&|| {
+            let t = Flex::batch_norm_train(x.clone(), gamma.clone(), gamma.clone(), 1e-5);
+            let z = Flex::relu(t.output);
+            let g = Flex::relu_backward(z, x.clone());
+            Flex::batch_norm_train_backward(x.clone(), gamma.clone(), t.mean, t.variance, 1e-5, g);
+        });
+        let fused_back = time(&|| {
+            use crate::ops::batch_norm_relu::*;
+            let [_, mean, var, scale] = batch_norm_relu_train(&x, &gamma, &gamma, 1e-5);
+            batch_norm_relu_train_backward(&x, [&gamma, &gamma, &mean, &var, &scale], 1e-5, &x);
+        });
         let flops = 2.0 * volume(case.output_shape()) as f64 * (c * 9) as f64;
         std::println!(
-            "{case:?}\n  fwd {fwd:.2} ms ({:.1} GFLOP/s)  dx {dx:.2} ms  dw {dw:.2} ms  bn {bn:.2} ms  bn+back {bn_back:.2} ms",
+            "{case:?}\n  fwd {fwd:.2} ms ({:.1} GFLOP/s)  dx {dx:.2} ms  dw {dw:.2} ms  bn {bn:.2} ms  bn+back {bn_back:.2} ms  bn+relu+backs {bn_relu_back:.2} ms  fused {fused_back:.2} ms",
             flops / fwd / 1e6
         );
     }

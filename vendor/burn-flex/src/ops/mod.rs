@@ -91,6 +91,7 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 pub mod activation;
 pub mod attention;
 mod batch_norm;
+pub mod batch_norm_relu;
 pub mod binary;
 mod bool;
 pub mod cat;
