@@ -94,26 +94,15 @@ impl<C: CheckpointStrategy> BatchNormReluBackend for Autodiff<Flex, C> {
         let prepared =
             BatchNormReluBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful();
         let (gamma, beta) = (gamma.into_primitive(), beta.into_primitive());
-        match prepared {
+        let [output, mean, variance, scale] = batch_norm_relu_train(x.primitive(), &gamma, &beta, epsilon);
+        let output = match prepared {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
-                let [output, mean, variance, scale] = batch_norm_relu_train(x.primitive(), &gamma, &beta, epsilon);
-                let state = (x_state, [gamma, beta, mean.clone(), variance.clone(), scale], epsilon);
-                BatchNormReluOutput {
-                    output: prep.finish(state, output),
-                    mean: untracked::<C>(mean),
-                    variance: untracked::<C>(variance),
-                }
+                prep.finish((x_state, [gamma, beta, mean.clone(), variance.clone(), scale], epsilon), output)
             }
-            OpsKind::UnTracked(prep) => {
-                let [output, mean, variance, _scale] = batch_norm_relu_train(x.primitive(), &gamma, &beta, epsilon);
-                BatchNormReluOutput {
-                    output: prep.finish(output),
-                    mean: untracked::<C>(mean),
-                    variance: untracked::<C>(variance),
-                }
-            }
-        }
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        BatchNormReluOutput { output, mean: untracked::<C>(mean), variance: untracked::<C>(variance) }
     }
 }
 

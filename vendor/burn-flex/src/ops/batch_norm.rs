@@ -28,7 +28,7 @@ use crate::ops::module::{cast_from_f32, cast_to_f32};
 use crate::{FlexTensor, Layout};
 
 /// The element types the kernels run in natively; f16 and bf16 are computed in f32.
-pub(super) trait NormElement:
+trait NormElement:
     bytemuck::Pod
     + burn_backend::Element
     + Send
@@ -82,7 +82,7 @@ pub(crate) struct ChannelLayout {
 
 impl ChannelLayout {
     /// The layout of a `[N, C, ...]` input; panics on rank < 2.
-    pub(super) fn new(shape: &Shape) -> Self {
+    fn new(shape: &Shape) -> Self {
         assert!(
             shape.num_dims() >= 2,
             "batch_norm: expected an input of rank >= 2, got {shape:?}"
@@ -110,7 +110,7 @@ impl ChannelLayout {
     }
 }
 
-pub(super) fn tensor<T: NormElement>(data: Vec<T>, shape: Shape) -> FlexTensor {
+fn tensor<T: NormElement>(data: Vec<T>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(shape),
@@ -118,7 +118,7 @@ pub(super) fn tensor<T: NormElement>(data: Vec<T>, shape: Shape) -> FlexTensor {
     )
 }
 
-pub(super) fn vector<T: NormElement>(data: Vec<T>) -> FlexTensor {
+fn vector<T: NormElement>(data: Vec<T>) -> FlexTensor {
     let len = data.len();
     tensor(data, Shape::from(vec![len]))
 }
@@ -283,7 +283,7 @@ pub(super) enum Activation {
 /// gradient passes where `(x - μ)·scale + β` is `> 0` or NaN (as Flex's `relu_backward`, which
 /// gates on the output).
 #[derive(Clone, Copy)]
-pub(super) struct ReluGate<T> {
+struct ReluGate<T> {
     mean: T,
     scale: T,
     shift: T,
@@ -305,7 +305,7 @@ impl<T: NormElement> ReluGate<T> {
 /// Normalises `x` (`[N, C, ...]`) with its own batch statistics and applies `activation`:
 /// `(z, μ, σ², scale)` with `scale = γ/√(σ² + ε)` per channel as the output used it (the fused
 /// backward needs it to recompute ReLU's gate bitwise).
-pub(super) fn forward<T: NormElement>(
+fn forward<T: NormElement>(
     layout: ChannelLayout,
     [x, gamma, beta]: [&[T]; 3],
     epsilon: f64,
@@ -374,7 +374,7 @@ fn gradient_sums<#[cfg(feature = "simd")] S: Simd, T: NormElement>(
 
 /// Gradients `(dx, ∂γ, ∂β)` of [forward] given its statistics and `dy`; `relu` holds the
 /// forward's `(scale, β)` when it applied ReLU.
-pub(super) fn backward<T: NormElement>(
+fn backward<T: NormElement>(
     layout: ChannelLayout,
     [x, gamma, mean, variance, dy]: [&[T]; 5],
     epsilon: f64,
@@ -451,7 +451,7 @@ fn inference<T: NormElement>(
 }
 
 /// The tensors' data as contiguous tensors of f32 or f64 (f16 and bf16 are widened to f32).
-pub(super) fn widened(name: &str, tensors: &[&FlexTensor]) -> Vec<FlexTensor> {
+fn widened(name: &str, tensors: &[&FlexTensor]) -> Vec<FlexTensor> {
     tensors
         .iter()
         .map(|t| match t.dtype() {
@@ -464,7 +464,7 @@ pub(super) fn widened(name: &str, tensors: &[&FlexTensor]) -> Vec<FlexTensor> {
 }
 
 /// Narrows an f32 result back to `dtype` (f16, bf16); f32 and f64 results pass through.
-pub(super) fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
+fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
     match dtype {
         DType::F16 => cast_from_f32(tensor, f16::from_f32),
         DType::BF16 => cast_from_f32(tensor, bf16::from_f32),
@@ -473,18 +473,20 @@ pub(super) fn narrowed(tensor: FlexTensor, dtype: DType) -> FlexTensor {
 }
 
 /// The first `K` tensors' data as slices of `T`.
-pub(super) fn slices<T: NormElement, const K: usize>(tensors: &[FlexTensor]) -> [&[T]; K] {
+fn slices<T: NormElement, const K: usize>(tensors: &[FlexTensor]) -> [&[T]; K] {
     core::array::from_fn(|i| tensors[i].storage::<T>())
 }
 
 /// The kernel's results as a `shape`-sized tensor followed by per-channel vectors.
-pub(super) fn assembled<T: NormElement, const R: usize>(
+fn assembled<T: NormElement, const R: usize>(
     results: [Vec<T>; R],
     shape: Shape,
-) -> Vec<FlexTensor> {
-    let mut results = results.into_iter();
-    let full = results.next().map(|full| tensor(full, shape));
-    full.into_iter().chain(results.map(vector)).collect()
+) -> [FlexTensor; R] {
+    let mut shape = Some(shape);
+    results.map(|data| match shape.take() {
+        Some(shape) => tensor(data, shape),
+        None => vector(data),
+    })
 }
 
 /// Training-mode batch norm followed by `activation`: `(z, μ, σ², scale)`.
@@ -509,8 +511,7 @@ pub(super) fn batch_norm_activation_train(
             shape,
         ),
     };
-    let [z, mean, variance, scale]: [FlexTensor; 4] = results.try_into().expect("four results");
-    [z, mean, variance, scale].map(|t| narrowed(t, dtype))
+    results.map(|t| narrowed(t, dtype))
 }
 
 /// Training-mode batch norm: `(y, μ, σ²)`.
@@ -556,8 +557,7 @@ pub(super) fn batch_norm_activation_train_backward(
             )
         }
     };
-    let [dx, dgamma, dbeta]: [FlexTensor; 3] = results.try_into().expect("three results");
-    [dx, dgamma, dbeta].map(|t| narrowed(t, dtype))
+    results.map(|t| narrowed(t, dtype))
 }
 
 /// Gradients `(dx, ∂γ, ∂β)` of training-mode batch norm.
