@@ -133,7 +133,7 @@ endef
 export XDG_RUNTIME_DIR ?= /tmp/kdkit-runtime
 export CUBECL_AUTOTUNE_LEVEL ?= minimal
 
-.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda smoke check-wgpu bench bench-torch test-burn-flex clean-runs
+.PHONY: all prune-distill ssl readme build test lint pytorch-fixtures test-pytorch test-cuda check-cuda smoke check-wgpu bench bench-torch test-vendor clean-runs
 .DELETE_ON_ERROR:
 # Checkpoints made by pattern rules are results, not intermediates to delete: .PRECIOUS names
 # each pattern rule's target pattern. (Not `.SECONDARY:`
@@ -381,13 +381,14 @@ test:
 	@mkdir -p $(XDG_RUNTIME_DIR)
 	cargo test --workspace
 	cargo test --workspace --test e2e -- --ignored disk_full
-	$(MAKE) test-burn-flex
+	$(MAKE) test-vendor
 
-# The patched burn-flex's own unit tests, ours among them (it is outside the workspace), and that
-# vendor/burn-flex is exactly burn-flex 0.22.1 + patches/burn-flex.
-test-burn-flex:
-	scripts/patch-burn-flex.sh check
+# The patched crates' own unit tests, ours among them (they are outside the workspace), and that
+# each vendor/<crate> is exactly its crates.io release + patches/<crate>.
+test-vendor:
+	scripts/patch-vendor.sh check
 	cargo test --locked --manifest-path vendor/burn-flex/Cargo.toml --target-dir target/burn-flex-tests --lib
+	cargo test --locked --manifest-path vendor/rayon-core/Cargo.toml --target-dir target/rayon-core-tests --lib
 
 # Formatting and lints, as CI checks them.
 lint:

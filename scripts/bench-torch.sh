@@ -12,7 +12,7 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
   scripts/setup-torch.sh
   python=$(scripts/setup-torch.sh --print-python)
 fi
-scripts/patch-burn-flex.sh pristine "$stock/burn-flex-src"
+scripts/patch-vendor.sh pristine burn-flex "$stock/burn-flex-src"
 cargo build --quiet --bin kd-bench --target-dir "$stock" \
   --config "patch.crates-io.burn-flex.path=\"$PWD/$stock/burn-flex-src\""
 cargo build --quiet --bin kd-bench

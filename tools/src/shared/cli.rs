@@ -141,15 +141,27 @@ pub fn main_with_threads(threads: Option<usize>, run: impl FnOnce() -> Result<()
 /// runs on one of them.
 const COMPUTE_STACK_BYTES: usize = 8 << 20;
 
+/// How long an idle compute thread spins for work before it yields and sleeps (the pool option
+/// of patches/rayon-core). A training step is hundreds of short parallel kernels separated by
+/// sequential gaps of tens of microseconds (autodiff bookkeeping, allocation); Rayon's own
+/// policy puts the workers to sleep in those gaps, and waking them costs every kernel a futex
+/// wake and the sleeper's start-up delay. 200 µs keeps them awake across the gaps; spinning 50,
+/// 200 and 1000 µs measured alike, all faster than no spin (docs/performance.md).
+const COMPUTE_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// Runs `work` on a thread of the global Rayon pool (built first with `threads` threads, default
-/// [kd_common::device::cpu_threads]), the pool the CPU backend's kernels split their loops over.
-/// From a thread outside the pool every parallel kernel is a job handed to the pool while the
-/// caller sleeps until a worker wakes it (a futex wait and wake per operation, hundreds per
-/// training step); from a worker, the kernel's first half runs in place and only the other halves
-/// go to the (usually still spinning) workers.
+/// [kd_common::device::cpu_threads], idle threads spinning [COMPUTE_SPIN] before they sleep),
+/// the pool the CPU backend's kernels split their loops over. From a thread outside the pool
+/// every parallel kernel is a job handed to the pool while the caller sleeps until a worker
+/// wakes it (a futex wait and wake per operation, hundreds per training step); from a worker,
+/// the kernel's first half runs in place and only the other halves go to the spinning workers.
 pub fn on_compute_pool<R: Send>(threads: Option<usize>, work: impl FnOnce() -> R + Send) -> R {
     let threads = threads.unwrap_or_else(kd_common::device::cpu_threads);
-    let built = rayon::ThreadPoolBuilder::new().num_threads(threads).stack_size(COMPUTE_STACK_BYTES).build_global();
+    let built = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(COMPUTE_STACK_BYTES)
+        .spin_time(COMPUTE_SPIN)
+        .build_global();
     if built.is_err() && rayon::current_num_threads() != threads {
         // Only a second call in one process gets here (tests); its work still runs correctly.
         tracing::warn!("the compute pool already has {} threads, not {threads}", rayon::current_num_threads());
