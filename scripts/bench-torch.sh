@@ -13,8 +13,9 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
   python=$(scripts/setup-torch.sh --print-python)
 fi
 scripts/patch-vendor.sh pristine burn-flex "$stock/burn-flex-src"
-cargo build --quiet --bin kd-bench --target-dir "$stock" \
-  --config "patch.crates-io.burn-flex.path=\"$PWD/$stock/burn-flex-src\""
+# kdkit's fused operations need the patched crate: the baseline builds without them.
+cargo build --quiet -p kd-tools --bin kd-bench --no-default-features --features flex-unfused \
+  --target-dir "$stock" --config "patch.crates-io.burn-flex.path=\"$PWD/$stock/burn-flex-src\""
 cargo build --quiet --bin kd-bench
 exec target/debug/kd-bench --device cpu --threads "$threads" --pytorch "$python" \
   --baseline-bin "$stock/debug/kd-bench" --sections train,distill,imagenet,jpeg "$@"

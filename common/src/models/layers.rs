@@ -53,11 +53,11 @@ impl ConvBn {
     }
 }
 
-#[cfg(feature = "flex")]
+#[cfg(feature = "flex-fused")]
 pub use super::batch_norm_relu::batch_norm_relu;
 
-/// `relu(bn.forward(x))` (fused on Flex while training: [super::batch_norm_relu]).
-#[cfg(not(feature = "flex"))]
+/// `relu(bn.forward(x))` (fused on Flex while training, with the `flex-fused` feature).
+#[cfg(not(feature = "flex-fused"))]
 pub fn batch_norm_relu(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     burn::tensor::activation::relu(bn.forward(x))
 }

@@ -1,7 +1,7 @@
 //! The model zoo: every network takes its input channels and class count, and exposes the pooled
 //! embedding (`forward_features`) besides the logits (`forward`).
 
-#[cfg(feature = "flex")]
+#[cfg(feature = "flex-fused")]
 mod batch_norm_relu;
 pub mod discriminator;
 pub mod efficientnet;

@@ -475,7 +475,7 @@ pub fn run(args: Args) -> Result<()> {
     kd_common::atomic::write_json(&out.join("config.json"), &config)?;
     // The CPU by default when it is compiled in: weights are only checked and converted, and
     // the CPU reads every dtype a state dict may hold (wgpu has no f64).
-    let default = if cfg!(feature = "flex") { DeviceSpec::Cpu } else { DeviceSpec::Auto };
+    let default = if cfg!(feature = "flex-unfused") { DeviceSpec::Cpu } else { DeviceSpec::Auto };
     let device = device::resolve(args.common.device.as_ref().unwrap_or(&default))?;
     tracing::info!("device: {}", device.description);
     if args.head == HeadArg::Projection {
